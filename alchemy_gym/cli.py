@@ -1,0 +1,64 @@
+"""``alchemy-gym`` command line: levels | play | evaluate | bench | serve | build-image."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand → (module with a ``main(argv) -> int``, help)
+_DELEGATED = {
+    "evaluate": ("alchemy_gym.evaluation", "evaluate an agent on a symbolic level (see `evaluate --help`)"),
+    "serve": ("alchemy_gym.rpc.server", "serve symbolic Alchemy over dm_env_rpc (see `serve --help`)"),
+    "build-image": ("alchemy_gym.rpc.image", "build the Docker image of the dm_env_rpc server"),
+}
+
+
+def _levels(_args) -> int:
+    from alchemy_gym.levels import levels
+
+    rows = [("dm_alchemy level", "symbolic ID", "3D ID")]
+    rows += [(lv.name, lv.symbolic_id or "-", lv.rpc_id or "-") for lv in levels()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _play(args) -> int:
+    from alchemy_gym.play import play
+
+    return play(args.level, episodes=args.episodes, seed=args.seed, render=args.render)
+
+
+def _bench(args) -> int:
+    from alchemy_gym.bench import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="alchemy-gym", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("levels", help="list the levels and their Gymnasium IDs").set_defaults(func=_levels)
+    p = sub.add_parser("play", help="play episodes with a simple baseline and print per-trial rewards")
+    p.add_argument("--level", default="alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render", action="store_true", help="print the trial after every step")
+    p.set_defaults(func=_play)
+    p = sub.add_parser("bench", help="run the speed/memory benchmarks of the symbolic env")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
+    for name, (_module, help_text) in _DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if argv and argv[0] in _DELEGATED:
+        module = importlib.import_module(_DELEGATED[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
