@@ -137,9 +137,7 @@ def find_level(level_name: str) -> Level:
         if level.name == name:
             return level
     known = ", ".join(level.name for level in LEVELS if not level.is_evaluation)
-    raise ValueError(
-        f"unknown Alchemy level {level_name!r}: known levels are {known} and {EVALUATION_PREFIX}/0..999"
-    )
+    raise ValueError(f"unknown Alchemy level {level_name!r}: known levels are {known} and {EVALUATION_PREFIX}/0..999")
 
 
 def env_id(level_name: str, symbolic: bool = True) -> str:

@@ -15,13 +15,14 @@ One concept a module:
 """
 
 from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules
-from alchemy_gym.core.game import AlchemyGame, EpisodeOver, TrialItems
+from alchemy_gym.core.game import AlchemyGame, EpisodeOver, FixedEpisode, TrialItems
 
 __all__ = [
     "AlchemyGame",
     "Chemistry",
     "ChemistrySampler",
     "EpisodeOver",
+    "FixedEpisode",
     "LevelRules",
     "TrialItems",
 ]

@@ -94,7 +94,8 @@ class ContentGroup:
             element = _element(element)
             indices = frozenset(int(i) for i in indices)
             if any(not 0 <= i < ELEMENT_SIZES[element] for i in indices):
-                raise ValueError(f"{element.name} dims must be in 0..{ELEMENT_SIZES[element] - 1}, got {sorted(indices)}")
+                limit = ELEMENT_SIZES[element] - 1
+                raise ValueError(f"{element.name} dims must be in 0..{limit}, got {sorted(indices)}")
             dims[element] = indices
         distr = tuple(float(p) for p in self.distr)
         if len(distr) != 3 or any(p < 0 for p in distr) or abs(sum(distr) - 1.0) > 1e-6:
@@ -203,9 +204,7 @@ class _RotationBelief:
     updated: bool = False  # closure applies only once something was learnt
 
     def consistent_stone_maps(self, aligned: tuple[int, int, int], reward: int) -> set[int]:
-        return {
-            sm for sm in self.stone_maps if sum(a * d for a, d in zip(aligned, stone_map_pos_dir(sm))) == reward
-        }
+        return {sm for sm in self.stone_maps if sum(a * d for a, d in zip(aligned, stone_map_pos_dir(sm))) == reward}
 
 
 @dataclass

@@ -60,6 +60,14 @@ class TrialItems:
             raise ValueError(f"latent potion indices must be 0..5, got {self.potions}")
 
 
+@dataclass(frozen=True)
+class FixedEpisode:
+    """A given episode: its chemistry and the items of each trial (e.g. an evaluation episode)."""
+
+    chemistry: Chemistry
+    trials: tuple[TrialItems, ...]
+
+
 class EpisodeOver(RuntimeError):
     """Raised when stepping a game whose episode has ended (or never started)."""
 

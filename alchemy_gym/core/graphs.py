@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -159,7 +159,7 @@ def graph_to_edge_vector(mask: int) -> np.ndarray:
     return np.array([(mask >> e) & 1 for e in range(NUM_EDGES)], dtype=np.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def transition_table(mask: int) -> tuple[int, ...]:
     """``table[6 * stone + potion]`` → the latent stone after dipping (§1.7)."""
     table = []

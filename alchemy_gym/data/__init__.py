@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import lzma
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from alchemy_gym.core.chemistry import Chemistry
-from alchemy_gym.core.game import CAULDRON, STONE_BLOCK, TrialItems
+from alchemy_gym.core.game import CAULDRON, STONE_BLOCK, FixedEpisode, TrialItems
 from alchemy_gym.core.graphs import graph_from_edge_values
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, rotation_from_angles
 
@@ -28,12 +27,8 @@ NUM_EVALUATION_EPISODES = 1000
 AGENT_EVENT_NAMES = ("baseline", "belief_state_predict", "ground_truth_predict", "ideal_observer", "search_oracle")
 
 
-@dataclass(frozen=True)
-class EvaluationEpisode:
-    """One fixed evaluation episode: its chemistry and the items of each trial."""
-
-    chemistry: Chemistry
-    trials: tuple[TrialItems, ...]
+#: One fixed evaluation episode: its chemistry and the items of each trial.
+EvaluationEpisode = FixedEpisode
 
 
 def _read_package_file(relative: str) -> bytes:

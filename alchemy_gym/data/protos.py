@@ -53,9 +53,7 @@ _SCHEMA = {
 def _file_descriptor_proto():
     from google.protobuf import descriptor_pb2
 
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name="alchemy_gym/alchemy.proto", package=_PACKAGE, syntax="proto3"
-    )
+    file_proto = descriptor_pb2.FileDescriptorProto(name="alchemy_gym/alchemy.proto", package=_PACKAGE, syntax="proto3")
     messages = {}
     for name in _SCHEMA:
         outer, _, inner = name.partition(".")

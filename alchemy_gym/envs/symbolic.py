@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -11,8 +11,8 @@ import numpy as np
 from gymnasium import spaces
 
 from alchemy_gym.core.belief import BeliefState, ChemistrySeen, ElementContent
-from alchemy_gym.core.chemistry import ChemistrySampler, LevelRules
-from alchemy_gym.core.game import AlchemyGame, EpisodeOver, observation_size, slot_action
+from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules
+from alchemy_gym.core.game import AlchemyGame, EpisodeOver, FixedEpisode, TrialItems, observation_size, slot_action
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level
 
@@ -83,9 +83,12 @@ class SymbolicAlchemyEnv(gym.Env):
     | num_stones_per_trial / num_potions_per_trial | 3 / 12 | items per trial (random levels) |
     | reward_weights | ((1, 1, 1), 0, 12) | (coefficients, offset, bonus) |
     | see_chemistries | None | ``{name: ChemistrySeen or "ground_truth" / "belief_state"}`` |
+    | episodes | None | fixed ``(Chemistry, trials)`` episodes to play in turn |
     | render_mode | None | ``"ansi"`` |
 
-    The evaluation level plays episode ``i`` after ``reset(options={"episode": i})``;
+    ``episodes=[(chemistry, [TrialItems, ...]), ...]`` plays given episodes
+    instead of sampling (like the evaluation level). The evaluation level plays
+    episode ``i`` after ``reset(options={"episode": i})``;
     without the option successive resets play 0, 1, 2, … (wrapping after 999);
     ``reset(seed=S)`` restarts that sequence at episode 0.
 
@@ -108,13 +111,14 @@ class SymbolicAlchemyEnv(gym.Env):
         num_potions_per_trial: int = MAX_POTIONS,
         reward_weights=None,
         see_chemistries: Mapping[str, ChemistrySeen | str] | None = None,
+        episodes: Sequence | None = None,
         render_mode: str | None = None,
     ) -> None:
         if not isinstance(level_name, str):
             raise TypeError(f"level_name must be a str, got {type(level_name).__name__}")
         self.level_name = level_name
-        self._evaluation = level_name.rstrip("/") in (EVALUATION_PREFIX, "evaluation_episodes")
-        if not self._evaluation and level_name.startswith(EVALUATION_PREFIX):
+        evaluation = level_name.rstrip("/") in (EVALUATION_PREFIX, "evaluation_episodes")
+        if not evaluation and level_name.startswith(EVALUATION_PREFIX):
             find_level(level_name)  # validates the index
             raise ValueError(
                 f"{level_name!r}: use level_name={EVALUATION_PREFIX!r} and reset(options={{'episode': i}}) "
@@ -122,19 +126,24 @@ class SymbolicAlchemyEnv(gym.Env):
             )
         end_trial_action = _check_bool("end_trial_action", end_trial_action)
         observe_used = _check_bool("observe_used", observe_used)
-        max_trials = 10 if self._evaluation else None
+        self._episodes = _check_episodes(episodes)
+        self._evaluation = evaluation or self._episodes is not None
+        if self._episodes is not None:
+            max_trials = min(len(e.trials) for e in self._episodes)
+        else:
+            max_trials = 10 if evaluation else None
         num_trials = _check_int("num_trials", num_trials, 1, max_trials)
         max_steps_per_trial = _check_int("max_steps_per_trial", max_steps_per_trial, 1)
         num_stones_per_trial = _check_int("num_stones_per_trial", num_stones_per_trial, 0, MAX_STONES)
         num_potions_per_trial = _check_int("num_potions_per_trial", num_potions_per_trial, 0, MAX_POTIONS)
         if self._evaluation and (num_stones_per_trial, num_potions_per_trial) != (MAX_STONES, MAX_POTIONS):
-            raise ValueError("the evaluation episodes have fixed items: num_stones/potions_per_trial cannot change")
+            raise ValueError("fixed episodes have fixed items: num_stones/potions_per_trial cannot change")
         self.reward_weights = _check_reward_weights(reward_weights)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None or 'ansi'")
         self.render_mode = render_mode
 
-        rules_name = "alchemy/perceptual_mapping_randomized_with_random_bottleneck" if self._evaluation else level_name
+        rules_name = "alchemy/perceptual_mapping_randomized_with_random_bottleneck" if evaluation else level_name
         self.rules = LevelRules.from_level_name(rules_name)
         self._sampler = None if self._evaluation else ChemistrySampler(self.rules)
         self.game = AlchemyGame(
@@ -189,12 +198,14 @@ class SymbolicAlchemyEnv(gym.Env):
             self._rs = np.random.RandomState()
         episode = self._episode_option(options)
         if self._evaluation:
-            from alchemy_gym.data import evaluation_episodes
+            if self._episodes is None:
+                from alchemy_gym.data import evaluation_episodes
 
+                self._episodes = evaluation_episodes()
             if episode is None:
                 episode = self._next_episode
-            entry = evaluation_episodes()[episode]
-            self._next_episode = (episode + 1) % NUM_EVALUATION_EPISODES
+            entry = self._episodes[episode]
+            self._next_episode = (episode + 1) % len(self._episodes)
             self.episode_index = episode
             self.game.start_episode(entry.chemistry, items=entry.trials)
         else:
@@ -282,14 +293,15 @@ class SymbolicAlchemyEnv(gym.Env):
             raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
         if not self._evaluation:
             raise ValueError(
-                "options={'episode': i} applies to the evaluation level only "
-                f"({EVALUATION_PREFIX!r}); this env plays {self.level_name!r}"
+                "options={'episode': i} applies to fixed episodes only (the evaluation level "
+                f"{EVALUATION_PREFIX!r} or episodes=...); this env plays {self.level_name!r}"
             )
+        count = NUM_EVALUATION_EPISODES if self._episodes is None else len(self._episodes)
         episode = options["episode"]
         if isinstance(episode, bool) or not isinstance(episode, numbers.Integral):
-            raise ValueError(f"episode must be an int in 0..{NUM_EVALUATION_EPISODES - 1}, got {episode!r}")
-        if not 0 <= episode < NUM_EVALUATION_EPISODES:
-            raise ValueError(f"episode {episode} out of range: allowed 0..{NUM_EVALUATION_EPISODES - 1}")
+            raise ValueError(f"episode must be an int in 0..{count - 1}, got {episode!r}")
+        if not 0 <= episode < count:
+            raise ValueError(f"episode {episode} out of range: allowed 0..{count - 1}")
         return int(episode)
 
     def _observation(self):
@@ -337,6 +349,30 @@ def _symbolic_obs_space(observe_used: bool) -> spaces.Box:
     return spaces.Box(low, high, shape=(size,), dtype=np.float32)
 
 
+def _check_episodes(episodes):
+    if episodes is None:
+        return None
+    try:
+        episodes = tuple(episodes)
+    except TypeError:
+        raise TypeError(f"episodes must be a sequence of (chemistry, trials) pairs, got {episodes!r}") from None
+    if not episodes:
+        raise ValueError("episodes must hold at least one (chemistry, trials) pair")
+    out = []
+    for i, entry in enumerate(episodes):
+        try:
+            chemistry, trials = entry
+            trials = tuple(t if isinstance(t, TrialItems) else TrialItems(*t) for t in trials)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"episodes[{i}] must be a (Chemistry, [TrialItems, ...]) pair: {e}") from None
+        if not isinstance(chemistry, Chemistry):
+            raise TypeError(f"episodes[{i}][0] must be a Chemistry, got {type(chemistry).__name__}")
+        if not trials:
+            raise ValueError(f"episodes[{i}] has no trials")
+        out.append(FixedEpisode(chemistry, trials))
+    return tuple(out)
+
+
 def _check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
@@ -381,7 +417,9 @@ def _check_see_chemistries(see) -> dict[str, ChemistrySeen]:
     out = {}
     for name, seen in see.items():
         if not isinstance(name, str) or not name or name == "symbolic_obs":
-            raise ValueError(f"chemistry observation names must be non-empty strings other than 'symbolic_obs': {name!r}")
+            raise ValueError(
+                f"chemistry observation names must be non-empty strings other than 'symbolic_obs', got {name!r}"
+            )
         if isinstance(seen, (str, ElementContent)):
             seen = ChemistrySeen(content=seen)
         if not isinstance(seen, ChemistrySeen):
