@@ -199,9 +199,17 @@ class _RotationBelief:
     rotation: int
     stone_maps: set[int]
     potion_maps: set[int]
+    #: per axis +1 / -1 if known, 0 if not: the partial stone map. Projected from the possible
+    #: stone maps when stones are shown, else learnt one axis at a time (as dm_alchemy does).
+    partial_stone: list[int] = field(default_factory=lambda: [0, 0, 0])
     present: int = 0  # aligned-frame edges known present
     absent: int = 0  # aligned-frame edges known absent
     updated: bool = False  # closure applies only once something was learnt
+
+    def project_stone_maps(self) -> None:
+        for k in range(NUM_DIMS):
+            values = {stone_map_pos_dir(sm)[k] for sm in self.stone_maps}
+            self.partial_stone[k] = values.pop() if len(values) == 1 else 0
 
     def consistent_stone_maps(self, aligned: tuple[int, int, int], reward: int) -> set[int]:
         return {sm for sm in self.stone_maps if sum(a * d for a, d in zip(aligned, stone_map_pos_dir(sm))) == reward}
@@ -249,6 +257,7 @@ class BeliefState:
                     break
                 belief.stone_maps = belief.consistent_stone_maps(aligned, reward)
             if ok and belief.stone_maps:
+                belief.project_stone_maps()
                 survivors.append(belief)
         self._per_rotation = survivors
 
@@ -274,9 +283,9 @@ class BeliefState:
             if len(dims) == 1:
                 latent_dim = dims.pop()
                 dirs = {potion_map_parts(pm)[1][latent_dim] for pm in belief.potion_maps}
-                signs = {stone_map_pos_dir(sm)[latent_dim] for sm in belief.stone_maps}
-                if len(dirs) == 1 and len(signs) == 1:
-                    aligned_dir = pdir * dirs.pop() * signs.pop()
+                sign = belief.partial_stone[latent_dim]
+                if len(dirs) == 1 and sign:
+                    aligned_dir = pdir * dirs.pop() * sign
                     if s[latent_dim] == -aligned_dir:
                         other = list(s)
                         other[latent_dim] = aligned_dir
@@ -295,6 +304,7 @@ class BeliefState:
             if potion_map_parts(pm)[0][pd] == axis and potion_map_parts(pm)[1][axis] == pdir * sign
         }
         belief.stone_maps = {sm for sm in belief.stone_maps if stone_map_pos_dir(sm)[axis] == r[axis] * sign}
+        belief.partial_stone[axis] = r[axis] * sign
         belief.present |= 1 << graphs.EDGE_INDEX[(coords_to_index(s), coords_to_index(r))]
         belief.updated = True
         return bool(belief.potion_maps and belief.stone_maps)
@@ -338,10 +348,9 @@ class BeliefState:
                 if len(values) == 1:
                     out[6 + latent] = (values.pop() + 1) / 2
         elif element == ElementType.STONE_MAP:
-            for k in range(NUM_DIMS):
-                values = {stone_map_pos_dir(sm)[k] for sm in belief.stone_maps}
-                if len(values) == 1:
-                    out[k] = (values.pop() + 1) / 2
+            for k, value in enumerate(belief.partial_stone):
+                if value:
+                    out[k] = (value + 1) / 2
         else:
             out[:] = 0.0
             out[belief.rotation] = 1.0

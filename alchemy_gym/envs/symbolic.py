@@ -78,7 +78,7 @@ class SymbolicAlchemyEnv(gym.Env):
     | level_name | the standard task | dm_alchemy level name (§5.1 rules) or ``alchemy/evaluation_episodes`` |
     | end_trial_action | False | add the end-trial action |
     | observe_used | True | include used flags |
-    | num_trials | 10 | trials per episode |
+    | num_trials | 10 | trials per episode (default: all trials of given ``episodes``) |
     | max_steps_per_trial | 20 | steps per trial |
     | num_stones_per_trial / num_potions_per_trial | 3 / 12 | items per trial (random levels) |
     | reward_weights | ((1, 1, 1), 0, 12) | (coefficients, offset, bonus) |
@@ -105,7 +105,7 @@ class SymbolicAlchemyEnv(gym.Env):
         *,
         end_trial_action: bool = False,
         observe_used: bool = True,
-        num_trials: int = 10,
+        num_trials: int | None = None,
         max_steps_per_trial: int = 20,
         num_stones_per_trial: int = MAX_STONES,
         num_potions_per_trial: int = MAX_POTIONS,
@@ -132,6 +132,8 @@ class SymbolicAlchemyEnv(gym.Env):
             max_trials = min(len(e.trials) for e in self._episodes)
         else:
             max_trials = 10 if evaluation else None
+        if num_trials is None:
+            num_trials = max_trials or 10
         num_trials = _check_int("num_trials", num_trials, 1, max_trials)
         max_steps_per_trial = _check_int("max_steps_per_trial", max_steps_per_trial, 1)
         num_stones_per_trial = _check_int("num_stones_per_trial", num_stones_per_trial, 0, MAX_STONES)

@@ -1,0 +1,95 @@
+"""Registration, level names and env_id (spec §5)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import alchemy_gym
+from alchemy_gym.levels import find_level, parse_evaluation_name
+
+SYMBOLIC_IDS = {
+    "Alchemy/SymbolicStandard-v0",
+    "Alchemy/SymbolicNoRotation-v0",
+    "Alchemy/SymbolicRandomizedMaps-v0",
+    "Alchemy/SymbolicAllFixed-v0",
+    "Alchemy/SymbolicAllFixedBottleneck1-v0",
+    "Alchemy/SymbolicAllFixedBottleneck2-v0",
+    "Alchemy/SymbolicAllFixedBottleneck3-v0",
+    "Alchemy/SymbolicEvaluation-v0",
+}
+
+
+def test_every_symbolic_level_is_registered_under_the_alchemy_namespace():
+    registered = {i for i in gym.registry if i.startswith("Alchemy/")}
+    assert SYMBOLIC_IDS <= registered
+    assert {lv.symbolic_id for lv in alchemy_gym.levels() if lv.symbolic_id} == SYMBOLIC_IDS
+    for level in alchemy_gym.levels():
+        if level.symbolic_id:
+            assert gym.spec(level.symbolic_id).kwargs["level_name"] == level.name
+
+
+@pytest.mark.parametrize(
+    ("name", "symbolic", "expected"),
+    [
+        (
+            "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck",
+            True,
+            "Alchemy/SymbolicStandard-v0",
+        ),
+        ("perceptual_mapping_randomized_with_random_bottleneck", True, "Alchemy/SymbolicNoRotation-v0"),
+        ("alchemy/all_fixed", True, "Alchemy/SymbolicAllFixed-v0"),
+        ("alchemy/all_fixed_w_shaping", True, "Alchemy/SymbolicAllFixed-v0"),
+        ("alchemy/all_fixed_bottleneck3", True, "Alchemy/SymbolicAllFixedBottleneck3-v0"),
+        ("alchemy/evaluation_episodes/321", True, "Alchemy/SymbolicEvaluation-v0"),
+        ("alchemy/evaluation_episodes/321", False, "Alchemy/Evaluation-v0"),
+        ("alchemy/all_fixed_w_shaping", False, "Alchemy/AllFixedShaping-v0"),
+        ("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", False, "Alchemy/Standard-v0"),
+        ("Alchemy/SymbolicAllFixed-v0", True, "Alchemy/SymbolicAllFixed-v0"),
+    ],
+)
+def test_env_id_accepts_dm_alchemy_names(name, symbolic, expected):
+    assert alchemy_gym.env_id(name, symbolic=symbolic) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "symbolic", "match"),
+    [
+        ("alchemy/does_not_exist", True, "unknown Alchemy level 'alchemy/does_not_exist': known levels are"),
+        ("alchemy/evaluation_episodes/1000", True, r"allowed alchemy/evaluation_episodes/0 \.\. "),
+        ("alchemy/evaluation_episodes/x", True, "is not valid"),
+        ("alchemy/all_fixed_bottleneck1", False, "exists only in symbolic Alchemy"),
+    ],
+)
+def test_env_id_rejects_unknown_names(name, symbolic, match):
+    with pytest.raises(ValueError, match=match):
+        alchemy_gym.env_id(name, symbolic=symbolic)
+
+
+def test_env_id_type_error():
+    with pytest.raises(TypeError, match="must be a str"):
+        alchemy_gym.env_id(3)
+
+
+def test_evaluation_names_parse():
+    assert parse_evaluation_name("alchemy/evaluation_episodes/0") == 0
+    assert parse_evaluation_name("evaluation_episodes/999") == 999
+    assert parse_evaluation_name("alchemy/all_fixed") is None
+    assert find_level("alchemy/evaluation_episodes/5").is_evaluation
+
+
+def test_make_with_a_single_evaluation_name_points_to_the_episode_option():
+    with pytest.raises(ValueError, match=r"reset\(options=\{'episode': i\}\)"):
+        gym.make("Alchemy/SymbolicAllFixed-v0", level_name="alchemy/evaluation_episodes/4")
+
+
+def test_level_kwargs_reach_the_env():
+    env = gym.make("Alchemy/SymbolicStandard-v0", num_trials=2, max_steps_per_trial=3, end_trial_action=True)
+    game = env.unwrapped.game
+    assert (game.num_trials, game.max_steps_per_trial, game.num_actions) == (2, 3, 41)
+    env.reset(seed=0)
+    terminated, steps = False, 0
+    while not terminated:
+        terminated = env.step(1)[2]
+        steps += 1
+    assert steps == 6
