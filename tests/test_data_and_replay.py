@@ -93,7 +93,7 @@ def test_replay_through_the_gym_env_matches_the_fast_replay():
     fast = alchemy_gym.replay_agent_events("ideal_observer", episodes=range(3))
     for episode in range(3):
         env.reset(options={"episode": episode})
-        terminated, trial_rewards = False, []
+        terminated = False
         for trial in range(10):
             for stone, potion in data.events_to_actions(events[episode, trial]):
                 env.step(13 * stone + 2 + potion if potion >= 0 else 13 * stone + 1)

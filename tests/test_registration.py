@@ -7,6 +7,7 @@ import pytest
 
 import alchemy_gym
 from alchemy_gym.levels import find_level, parse_evaluation_name
+from tests.conftest import STANDARD
 
 SYMBOLIC_IDS = {
     "Alchemy/SymbolicStandard-v0",
@@ -44,7 +45,7 @@ def test_every_symbolic_level_is_registered_under_the_alchemy_namespace():
         ("alchemy/evaluation_episodes/321", True, "Alchemy/SymbolicEvaluation-v0"),
         ("alchemy/evaluation_episodes/321", False, "Alchemy/Evaluation-v0"),
         ("alchemy/all_fixed_w_shaping", False, "Alchemy/AllFixedShaping-v0"),
-        ("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", False, "Alchemy/Standard-v0"),
+        (STANDARD, False, "Alchemy/Standard-v0"),
         ("Alchemy/SymbolicAllFixed-v0", True, "Alchemy/SymbolicAllFixed-v0"),
     ],
 )
