@@ -11,6 +11,7 @@ _DELEGATED = {
     "evaluate": ("alchemy_gym.evaluation", "evaluate an agent on a symbolic level (see `evaluate --help`)"),
     "serve": ("alchemy_gym.rpc.server", "serve symbolic Alchemy over dm_env_rpc (see `serve --help`)"),
     "build-image": ("alchemy_gym.rpc.image", "build the Docker image of the dm_env_rpc server"),
+    "bench": ("alchemy_gym.bench", "speed and memory benchmarks of the symbolic env"),
 }
 
 
@@ -31,12 +32,6 @@ def _play(args) -> int:
     return play(args.level, episodes=args.episodes, seed=args.seed, render=args.render)
 
 
-def _bench(args) -> int:
-    from alchemy_gym.bench import main as bench_main
-
-    return bench_main(args.rest)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="alchemy-gym", description=__doc__)
@@ -48,9 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render", action="store_true", help="print the trial after every step")
     p.set_defaults(func=_play)
-    p = sub.add_parser("bench", help="run the speed/memory benchmarks of the symbolic env")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_bench)
     for name, (_module, help_text) in _DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     if argv and argv[0] in _DELEGATED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -92,7 +93,14 @@ class LevelRules:
 
     @classmethod
     def from_level_name(cls, level_name: str) -> LevelRules:
-        """dm_alchemy's substring rules: any string is accepted, only some substrings matter."""
+        """dm_alchemy's substring rules: any string is accepted, only some substrings matter.
+
+        Rules are immutable; the same name returns the same (shared) object.
+        """
+        return _rules_from_level_name(level_name)
+
+    @classmethod
+    def _build(cls, level_name: str) -> LevelRules:
         if "random_bottleneck" in level_name:
             constraints = graphs.possible_constraints()
         elif "bottleneck1" in level_name:
@@ -126,12 +134,23 @@ class LevelRules:
         return tuple(graphs.constraint_to_graph(_thaw(c)) for c in self.constraints)
 
 
+@lru_cache(maxsize=64)
+def _rules_from_level_name(level_name: str) -> LevelRules:
+    return LevelRules._build(level_name)
+
+
 def _freeze(constraints) -> tuple:
     return tuple(tuple(tuple(row) for row in c) for c in constraints)
 
 
 def _thaw(constraint) -> graphs.Constraint:
     return [list(row) for row in constraint]
+
+
+@lru_cache(maxsize=64)
+def sampler_for(rules: LevelRules) -> ChemistrySampler:
+    """A shared sampler for some rules (samplers hold only immutable tables)."""
+    return ChemistrySampler(rules)
 
 
 class ChemistrySampler:

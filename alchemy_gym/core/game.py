@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -115,9 +116,17 @@ def _stone_feature_table() -> np.ndarray:
 
 
 _STONE_FEATURES = _stone_feature_table()
+_STONE_FEATURES.setflags(write=False)
+#: Row views of :data:`_STONE_FEATURES`, made once and shared by every game.
+_FEATURE_ROWS = [[list(_STONE_FEATURES[sm, rot]) for rot in range(NUM_ROTATIONS)] for sm in range(NUM_STONE_MAPS)]
 _POTION_FEATURES = (PERCEIVED_POTION / POTION_TYPE_SCALE - 1.0).astype(np.float32)
 _STONE_DEFAULT = np.array([2, 2, 2, 2, 1], dtype=np.float32)
 _POTION_DEFAULT = np.array([1, 1], dtype=np.float32)
+
+
+@lru_cache(maxsize=32)
+def _cached_stone_values(coefficients: tuple, offset: float, bonus: float) -> tuple[float, ...]:
+    return stone_values((coefficients, offset, bonus))
 
 
 class AlchemyGame:
@@ -131,6 +140,14 @@ class AlchemyGame:
         reward_weights: ``(coefficients, offset, bonus)`` of a stone's value (§1.2).
         num_stones_per_trial / num_potions_per_trial: items drawn per trial (3 / 12).
     """
+
+    __slots__ = (
+        "num_trials", "max_steps_per_trial", "end_trial_action", "observe_used", "num_stones_per_trial",
+        "num_potions_per_trial", "values", "num_actions", "obs", "chemistry", "trial_number", "steps_this_trial",
+        "stones", "potions", "trial_rewards", "matrix_events", "_k", "_s_stride", "_p_stride", "_potion_base",
+        "_stone_block", "_potion_block", "_stone_default", "_items", "_event_count", "_trans", "_features",
+        "_feature_rows", "_potion_features", "_rs", "_fixed_items", "_listeners", "_trials_started",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -149,22 +166,20 @@ class AlchemyGame:
         self.observe_used = observe_used
         self.num_stones_per_trial = num_stones_per_trial
         self.num_potions_per_trial = num_potions_per_trial
-        self.values = stone_values(reward_weights)
+        self.values = _cached_stone_values(tuple(reward_weights[0]), reward_weights[1], reward_weights[2])
         self.num_actions = num_actions(end_trial_action)
         self._k = 2 if end_trial_action else 1
 
         s_stride = 5 if observe_used else 4
         p_stride = 2 if observe_used else 1
+        self._s_stride, self._p_stride = s_stride, p_stride
+        self._potion_base = MAX_STONES * s_stride
         self.obs = np.empty(observation_size(observe_used), dtype=np.float32)
-        self._stone_block = self.obs[: MAX_STONES * s_stride].reshape(MAX_STONES, s_stride)
-        self._potion_block = self.obs[MAX_STONES * s_stride :].reshape(MAX_POTIONS, p_stride)
-        self._stone_slots = [self._stone_block[s] for s in range(MAX_STONES)]
-        self._stone_feature_slots = [self._stone_block[s, :4] for s in range(MAX_STONES)]
-        self._potion_slots = [self._potion_block[p] for p in range(MAX_POTIONS)]
+        self._stone_block = self.obs[: self._potion_base].reshape(MAX_STONES, s_stride)
+        self._potion_block = self.obs[self._potion_base :].reshape(MAX_POTIONS, p_stride)
         self._stone_default = _STONE_DEFAULT[:s_stride]
-        self._potion_default = _POTION_DEFAULT[:p_stride]
         self._stone_block[:] = self._stone_default
-        self._potion_block[:] = self._potion_default
+        self._potion_block[:] = _POTION_DEFAULT[:p_stride]
 
         self.chemistry: Chemistry | None = None
         self.trial_number = -1
@@ -173,12 +188,14 @@ class AlchemyGame:
         self.potions: list[int] = [-1] * MAX_POTIONS
         self.trial_rewards = [0.0] * num_trials
         #: (num_trials, 3, 13) order of stone→potion/cauldron events, -1 if none (§7.2).
-        self.matrix_events = np.full((num_trials, MAX_STONES, STONE_BLOCK), -1, dtype=np.int16)
-        self.items_history: list[TrialItems] = []
+        self.matrix_events = np.full((num_trials, MAX_STONES, STONE_BLOCK), -1, dtype=np.int8)
+        # latent items of each trial so far: stones then potions, -1 padded
+        self._items = np.full((num_trials, MAX_STONES + MAX_POTIONS), -1, dtype=np.int8)
+        self._trials_started = 0
         self._event_count = 0
         self._trans: tuple[int, ...] = ()
         self._features = _STONE_FEATURES[0, 0]
-        self._feature_rows: list[np.ndarray] = []
+        self._feature_rows: list[np.ndarray] = _FEATURE_ROWS[0][0]
         self._potion_features = _POTION_FEATURES[0]
         self._rs: np.random.RandomState | None = None
         self._fixed_items: Sequence[TrialItems] | None = None
@@ -203,11 +220,11 @@ class AlchemyGame:
         self._fixed_items = items
         self._trans = graphs.transition_table(chemistry.graph)
         self._features = _STONE_FEATURES[chemistry.stone_map, chemistry.rotation]
-        self._feature_rows = list(self._features)
+        self._feature_rows = _FEATURE_ROWS[chemistry.stone_map][chemistry.rotation]
         self._potion_features = _POTION_FEATURES[chemistry.potion_map]
         self.trial_rewards = [0.0] * self.num_trials
         self.matrix_events.fill(-1)
-        self.items_history = []
+        self._items.fill(-1)
         for listener in self._listeners:
             listener("episode_start", chemistry)
         self.trial_number = -1
@@ -221,12 +238,14 @@ class AlchemyGame:
             rs = self._rs
             stones = rs.randint(0, NUM_LATENT_STONES, size=self.num_stones_per_trial).tolist()
             potions = rs.randint(0, NUM_POTION_TYPES, size=self.num_potions_per_trial).tolist()
-            items = TrialItems(tuple(stones), tuple(potions))
-        self.items_history.append(items)
         self.trial_number = trial
+        self._trials_started = trial + 1
         self.steps_this_trial = 0
         self._event_count = 0
         ns, np_ = len(stones), len(potions)
+        row = self._items[trial]
+        row[:ns] = stones
+        row[MAX_STONES : MAX_STONES + np_] = potions
         self.stones = stones + [-1] * (MAX_STONES - ns)
         self.potions = potions + [-1] * (MAX_POTIONS - np_)
         sb, pb = self._stone_block, self._potion_block
@@ -239,7 +258,7 @@ class AlchemyGame:
             pb[:np_, 0] = self._potion_features[potions]
             if self.observe_used:
                 pb[:np_, 1] = 0.0
-        pb[np_:] = self._potion_default
+        pb[np_:] = 1.0
         for listener in self._listeners:
             listener("trial_start", trial)
 
@@ -252,6 +271,16 @@ class AlchemyGame:
             return True
         self._start_trial(self.trial_number + 1)
         return False
+
+    @property
+    def items_history(self) -> list[TrialItems]:
+        """Latent items of every trial started so far in this episode."""
+        return [
+            TrialItems(
+                tuple(int(v) for v in row[:MAX_STONES] if v >= 0), tuple(int(v) for v in row[MAX_STONES:] if v >= 0)
+            )
+            for row in self._items[: self._trials_started]
+        ]
 
     @property
     def episode_over(self) -> bool:
@@ -277,7 +306,8 @@ class AlchemyGame:
                 if q == 0:
                     reward = self.values[stone]
                     self.stones[s] = -1
-                    self._stone_slots[s][:] = self._stone_default
+                    base = s * self._s_stride
+                    self.obs[base : base + self._s_stride] = self._stone_default
                     self.trial_rewards[trial] += reward
                     self.matrix_events[trial, s, CAULDRON] = self._event_count
                     self._event_count += 1
@@ -290,10 +320,15 @@ class AlchemyGame:
                     if potion >= 0:
                         new = self._trans[stone * NUM_POTION_TYPES + potion]
                         self.potions[p] = -1
-                        self._potion_slots[p][:] = self._potion_default
+                        obs = self.obs
+                        base = self._potion_base + p * self._p_stride
+                        obs[base] = 1.0
+                        if self.observe_used:
+                            obs[base + 1] = 1.0
                         if new != stone:
                             self.stones[s] = new
-                            self._stone_feature_slots[s][:] = self._feature_rows[new]
+                            base = s * self._s_stride
+                            obs[base : base + 4] = self._feature_rows[new]
                         self.matrix_events[trial, s, p] = self._event_count
                         self._event_count += 1
                         if self._listeners:

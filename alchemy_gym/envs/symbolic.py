@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from alchemy_gym.core.belief import BeliefState, ChemistrySeen, ElementContent
-from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules
+from alchemy_gym.core.chemistry import Chemistry, LevelRules, sampler_for
 from alchemy_gym.core.game import AlchemyGame, EpisodeOver, FixedEpisode, TrialItems, observation_size, slot_action
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level
@@ -147,7 +147,7 @@ class SymbolicAlchemyEnv(gym.Env):
 
         rules_name = "alchemy/perceptual_mapping_randomized_with_random_bottleneck" if evaluation else level_name
         self.rules = LevelRules.from_level_name(rules_name)
-        self._sampler = None if self._evaluation else ChemistrySampler(self.rules)
+        self._sampler = None if self._evaluation else sampler_for(self.rules)
         self.game = AlchemyGame(
             num_trials=num_trials,
             max_steps_per_trial=max_steps_per_trial,
@@ -194,7 +194,10 @@ class SymbolicAlchemyEnv(gym.Env):
             seed = int(seed)
         super().reset(seed=seed)
         if seed is not None:
-            self._rs = np.random.RandomState(seed)
+            if self._rs is None:
+                self._rs = np.random.RandomState(seed)
+            else:
+                self._rs.seed(seed)  # same stream as a new RandomState(seed), without reallocating
             self._next_episode = 0  # a seeded evaluation env restarts its sequence at episode 0
         elif self._rs is None:
             self._rs = np.random.RandomState()
