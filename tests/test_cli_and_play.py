@@ -1,0 +1,54 @@
+"""The command line (levels, play, bench) and the play baseline."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import pytest
+
+from alchemy_gym.cli import main
+from alchemy_gym.play import cash_positive_stones
+
+
+def test_cash_positive_stones_scores_67_418_on_the_evaluation_set_section_1_2():
+    env = gym.make("Alchemy/SymbolicEvaluation-v0")
+    total = 0.0
+    for episode in range(1000):
+        obs, _ = env.reset(options={"episode": episode})
+        terminated = False
+        while not terminated:
+            obs, reward, terminated, _, _ = env.step(cash_positive_stones(obs))
+            total += reward
+    assert total / 1000 == pytest.approx(67.418, abs=1e-9)
+
+
+def test_play_prints_per_trial_rewards(capsys):
+    assert main(["play", "--episodes", "2", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(lines) == 2
+    for line in lines:
+        values = [float(v) for v in line.split()[1:]]
+        assert len(values) == 11 and sum(values[:10]) == values[10]
+    assert "mean episode reward over 2 episodes" in out
+
+
+def test_play_rejects_unknown_levels():
+    with pytest.raises(ValueError, match="unknown Alchemy level"):
+        main(["play", "--level", "alchemy/nope"])
+
+
+def test_levels_lists_every_level(capsys):
+    assert main(["levels"]) == 0
+    out = capsys.readouterr().out
+    assert "Alchemy/SymbolicStandard-v0" in out and "alchemy/all_fixed_bottleneck3" in out
+
+
+def test_bench_reports_speed_replay_and_memory(capsys):
+    assert main(["bench", "--steps", "2000", "--envs", "20", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["speed"]["steps"] == 2000 and result["speed"]["resets"] == 10
+    assert result["speed"]["steps_per_second"] > 0
+    assert result["replay"]["mean"] == pytest.approx(284.417)
+    assert result["memory"]["n_envs"] == 20 and result["memory"]["traced_bytes_per_env"] > 0
