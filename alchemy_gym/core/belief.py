@@ -54,26 +54,22 @@ ELEMENT_SIZES = {ElementType.GRAPH: 12, ElementType.POTION_MAP: 9, ElementType.S
 ALL_ELEMENTS = tuple(ElementType)
 
 
-def _content(value) -> ElementContent:
-    if isinstance(value, ElementContent):
+def _member(enum: type[IntEnum], value, what: str):
+    """An enum member from itself or its case-insensitive name, else a clear error."""
+    if isinstance(value, enum):
         return value
-    if isinstance(value, str):
-        try:
-            return ElementContent[value.upper()]
-        except KeyError:
-            pass
-    raise ValueError(f"unknown chemistry content {value!r}: allowed 'ground_truth', 'belief_state', 'unknown'")
+    if isinstance(value, str) and value.upper() in enum.__members__:
+        return enum[value.upper()]
+    allowed = ", ".join(repr(name.lower()) for name in enum.__members__)
+    raise ValueError(f"unknown chemistry {what} {value!r}: allowed {allowed}")
+
+
+def _content(value) -> ElementContent:
+    return _member(ElementContent, value, "content")
 
 
 def _element(value) -> ElementType:
-    if isinstance(value, ElementType):
-        return value
-    if isinstance(value, str):
-        try:
-            return ElementType[value.upper()]
-        except KeyError:
-            pass
-    raise ValueError(f"unknown chemistry element {value!r}: allowed 'graph', 'potion_map', 'stone_map', 'rotation'")
+    return _member(ElementType, value, "element")
 
 
 @dataclass(frozen=True)
