@@ -1,0 +1,19 @@
+"""Alchemy over dm_env_rpc: specs ↔ spaces, launchers (Docker, local binary, address), world events and
+our own dm_env_rpc server of the symbolic game.
+
+Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, docker, shimmy):
+
+* :mod:`~alchemy_gym.rpc.spaces` — dm_env_rpc ``TensorSpec`` → Gymnasium spaces, action packing and checks.
+* :mod:`~alchemy_gym.rpc.launchers` — one server per env: Docker container, local process, or an address.
+* :mod:`~alchemy_gym.rpc.events` — ``WorldEvent`` messages built in code; decoding of the ``events`` observation.
+* :mod:`~alchemy_gym.rpc.server` — ``alchemy-gym serve``: symbolic Alchemy behind the 3D interface.
+* :mod:`~alchemy_gym.rpc.picture` — the server's ``RGB_INTERLEAVED`` picture of a trial.
+* :mod:`~alchemy_gym.rpc.image` — ``alchemy-gym build-image``: the server's Docker image, built offline.
+"""
+
+#: The Unity image of dm_alchemy v1.0.0 (interface spec §1).
+DEFAULT_IMAGE = "gcr.io/deepmind-environments/alchemy:v1.0.0"
+#: The gRPC port inside the container (``_DOCKER_INTERNAL_GRPC_PORT``).
+CONTAINER_PORT = 10000
+
+__all__ = ["CONTAINER_PORT", "DEFAULT_IMAGE"]
