@@ -1,10 +1,13 @@
-"""Text rendering of a symbolic Alchemy trial (``render_mode="ansi"``)."""
+"""Rendering of a symbolic Alchemy trial: text (``render_mode="ansi"``) and pictures (``"rgb_array"``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from alchemy_gym.core.items import POTION_COLOURS, STONE_FEATURE_NAMES
+
+# TODO(integration): the picture painter moves here from alchemy_gym.rpc.picture
+from alchemy_gym.rpc.picture import TrialPainter  # noqa: E402,F401
 
 if TYPE_CHECKING:
     from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv

@@ -266,6 +266,18 @@ def test_render_ansi_shows_stones_potions_and_counters():
     assert "green" in text and "reward indicator" in text
 
 
+def test_render_rgb_array_draws_the_trial():
+    env = gym.make("Alchemy/SymbolicAllFixed-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    first = env.render()
+    assert first.shape == (72, 96, 3) and first.dtype == np.uint8
+    env.step(1)  # stone 0 into the cauldron: its pixels go back to the table
+    second = env.render()
+    assert (first != second).any(axis=2).sum() > 20
+    env.step(0)
+    assert np.array_equal(env.render(), second)
+
+
 # ----------------------------------------------------------------- bad input
 
 
@@ -306,7 +318,7 @@ def test_stepping_a_finished_episode_raises(fixture_episode):
         ({"reward_weights": (1, 2)}, TypeError, "coefficients, offset, bonus"),
         ({"see_chemistries": ["gt"]}, TypeError, "see_chemistries must be a dict"),
         ({"see_chemistries": {"gt": "truth"}}, ValueError, "allowed 'ground_truth'"),
-        ({"render_mode": "human"}, ValueError, "allowed None or 'ansi'"),
+        ({"render_mode": "bogus"}, ValueError, "allowed None, 'ansi' or 'rgb_array'"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:.*render_mode")

@@ -84,7 +84,7 @@ class SymbolicAlchemyEnv(gym.Env):
     | reward_weights | ((1, 1, 1), 0, 12) | (coefficients, offset, bonus) |
     | see_chemistries | None | ``{name: ChemistrySeen or "ground_truth" / "belief_state"}`` |
     | episodes | None | fixed ``(Chemistry, trials)`` episodes to play in turn |
-    | render_mode | None | ``"ansi"`` |
+    | render_mode | None | ``"ansi"`` (text) or ``"rgb_array"`` (96×72 picture of the trial) |
 
     ``episodes=[(chemistry, [TrialItems, ...]), ...]`` plays given episodes
     instead of sampling (like the evaluation level). The evaluation level plays
@@ -97,7 +97,9 @@ class SymbolicAlchemyEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    #: Size (width, height) of ``rgb_array`` pictures: that of the 3D env's default camera.
+    render_size = (96, 72)
 
     def __init__(
         self,
@@ -142,7 +144,7 @@ class SymbolicAlchemyEnv(gym.Env):
             raise ValueError("fixed episodes have fixed items: num_stones/potions_per_trial cannot change")
         self.reward_weights = _check_reward_weights(reward_weights)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None or 'ansi'")
+            raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None, 'ansi' or 'rgb_array'")
         self.render_mode = render_mode
 
         rules_name = "alchemy/perceptual_mapping_randomized_with_random_bottleneck" if evaluation else level_name
@@ -180,6 +182,7 @@ class SymbolicAlchemyEnv(gym.Env):
         else:
             self.observation_space = symbolic_space
         self._rs: np.random.RandomState | None = None
+        self._painter = None
         self._next_episode = 0
         self.episode_index: int | None = None
         self._last_reward = 0.0
@@ -263,6 +266,12 @@ class SymbolicAlchemyEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' to gymnasium.make")
             return None
+        if self.render_mode == "rgb_array":
+            if self._painter is None:
+                from alchemy_gym.render import TrialPainter
+
+                self._painter = TrialPainter(*self.render_size)
+            return self._painter.paint(self.game)
         from alchemy_gym.render import render_ansi
 
         return render_ansi(self)
