@@ -1,0 +1,28 @@
+# The dm_env_rpc server of symbolic Alchemy (alchemy_gym.rpc.server), run like the Unity image:
+# gRPC on port 10000 inside the container.
+#
+# Build it with `alchemy-gym build-image` (works offline: it builds the wheels on the host and a
+# Debian base image with mmdebstrap when no Python base image is present), or by hand:
+#
+#   mkdir -p wheels && pip wheel --wheel-dir wheels . && docker build -t alchemy-gym-server .
+#
+# The build context must hold ./wheels with the alchemy-gym wheel and the wheels of its
+# dependencies for the base image's Python: nothing is downloaded during the build.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_BREAK_SYSTEM_PACKAGES=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp
+
+COPY wheels/ /tmp/wheels/
+RUN python3 -m pip install --no-index --no-cache-dir --find-links /tmp/wheels alchemy-gym dm-env-rpc grpcio \
+    && rm -rf /tmp/wheels \
+    && python3 -c "import alchemy_gym.rpc.server"
+
+# an unprivileged user (numeric: minimal base images have no useradd)
+USER 10001:10001
+EXPOSE 10000
+ENTRYPOINT ["python3", "-m", "alchemy_gym.rpc.server", "--host", "0.0.0.0", "--port", "10000"]
