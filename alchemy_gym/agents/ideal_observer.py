@@ -1,0 +1,482 @@
+"""The Bayes-optimal ideal observer, the ideal explorer and the search oracle (spec §6.2–6.4).
+
+How it works
+------------
+A *world state* is one hypothesis ``(potion map, stone map, graph, rotation)``
+allowed by the level; the prior is uniform over maps and rotations times the
+graph prior of §1.6. Every observation is a deterministic function of the
+world state, so the posterior is simply the prior restricted to the world
+states consistent with everything seen. The belief is therefore a **set** of
+world states, stored as a Python ``int`` bitset; its probability mass is a few
+``bit_count`` calls (the prior takes only a handful of distinct values).
+
+Stones are planned in the *perceived* frame: a stone is the pair (perceived
+coordinates, reward indicator), a potion its perceived colour. Under a world
+state, dipping a perceived stone into a perceived potion gives a known
+perceived stone; the world states are partitioned by that outcome once per
+(stone, potion) pair and kept as bitsets. Rotations need no special handling:
+a world state whose rotation does not align a stone is simply inconsistent.
+
+The search is dm_alchemy's: expectimax over the actions "stone type into potion
+colour" and "end the trial" (cash every positive stone), objective ``(expected
+reward, -expected number of potions used)``, ties resolved in favour of ending
+the trial and then of the first action in order. States are canonical (stones
+as a sorted tuple, potions as counts per colour, the belief bitset) and
+memoised for the current trial only, so memory stays bounded. Bitsets are
+re-indexed at the start of each trial over the world states still possible,
+which makes them small after the first trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from alchemy_gym.agents.base import SimplifiedActionAgent, as_game
+from alchemy_gym.core import graphs
+from alchemy_gym.core.chemistry import Chemistry, LevelRules
+from alchemy_gym.core.game import AlchemyGame, encode_action
+from alchemy_gym.core.items import (
+    NUM_LATENT_STONES,
+    NUM_POTION_TYPES,
+    PERCEIVED_POTION,
+    PERCEIVED_STONE,
+    STONE_REWARD_INDICATOR,
+)
+
+#: Number of distinct perceived stones: 27 coordinate triples × 4 reward indicators.
+NUM_STONE_OBS = 27 * 4
+END = (-1, -1)
+#: Relative tolerance under which two expected values count as a tie.
+TIE_TOLERANCE = 1e-9
+
+
+def stone_obs(coords, reward_indicator: int) -> int:
+    """Index 0..107 of a perceived stone: base-3 coordinates (coord 0 most significant) × 4 + reward index."""
+    c = (int(coords[0]) + 1) * 9 + (int(coords[1]) + 1) * 3 + (int(coords[2]) + 1)
+    return c * 4 + (int(reward_indicator) + 3) // 2
+
+
+def obs_reward(o: int) -> int:
+    """Reward indicator (-3, -1, 1, 3) of a perceived stone index."""
+    return 2 * (o % 4) - 3
+
+
+def _obs_table() -> np.ndarray:
+    """(8 stone maps, 4 rotations, 8 latent) → perceived stone index."""
+    coords = PERCEIVED_STONE.astype(np.int64) + 1
+    c = coords[..., 0] * 9 + coords[..., 1] * 3 + coords[..., 2]
+    ridx = (STONE_REWARD_INDICATOR.astype(np.int64) + 3) // 2
+    return c * 4 + ridx[None, None, :]
+
+
+_OBS_OF_LATENT = _obs_table()
+#: (48, 6): latent potion of each perceived colour under each potion map.
+_LATENT_POTION = np.argsort(PERCEIVED_POTION, axis=1).astype(np.int64)
+
+
+def _to_int(bits: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
+
+
+def _reach_values(masks) -> np.ndarray:
+    """(graphs, 8 latent, 64 potion sets) → highest reward indicator reachable (an index into -3..3)."""
+    out = np.zeros((len(masks), NUM_LATENT_STONES, 1 << NUM_POTION_TYPES), dtype=np.int64)
+    for gi, mask in enumerate(masks):
+        trans = graphs.transition_table(mask)
+        for s in range(1 << NUM_POTION_TYPES):
+            pots = [p for p in range(NUM_POTION_TYPES) if s >> p & 1]
+            for c in range(NUM_LATENT_STONES):
+                seen = {c}
+                todo = [c]
+                while todo:
+                    n = todo.pop()
+                    for p in pots:
+                        m = trans[n * NUM_POTION_TYPES + p]
+                        if m not in seen:
+                            seen.add(m)
+                            todo.append(m)
+                out[gi, c, s] = max(int(STONE_REWARD_INDICATOR[n]) for n in seen)
+    return out
+
+
+class WorldModel:
+    """All world states a level allows, with their prior and how stones react under each.
+
+    Args:
+        rules: the level (which maps, graphs and rotations are possible).
+        chemistry: if given, the prior is this single chemistry (the search oracle).
+    """
+
+    def __init__(self, rules: LevelRules, chemistry: Chemistry | None = None) -> None:
+        if chemistry is not None:
+            pms, sms, rots = [chemistry.potion_map], [chemistry.stone_map], [chemistry.rotation]
+            masks, prior = [chemistry.graph], np.ones(1)
+        else:
+            pms, sms, rots = list(rules.potion_maps), list(rules.stone_maps), list(rules.rotations)
+            masks = list(rules.graph_masks)
+            prior = graphs.graph_prior([[list(r) for r in c] for c in rules.constraints]).astype(np.float64)
+        # Integer prior weights (the prior takes few distinct rational values).
+        fracs = [Fraction(float(p)).limit_denominator(1 << 20) for p in prior]
+        denominator = 1
+        for f in fracs:
+            denominator = denominator * f.denominator // np.gcd(denominator, f.denominator)
+        gweights = np.array([int(f * denominator) for f in fracs], dtype=np.int64)
+        g = np.arange(len(masks))
+        pm_a, sm_a, g_a, rot_a = (a.ravel() for a in np.meshgrid(pms, sms, g, rots, indexing="ij"))
+        self.size = pm_a.size
+        self.potion_map, self.stone_map, self.graph, self.rotation = pm_a, sm_a, g_a, rot_a
+        self.weight = gweights[g_a]
+        self.graph_masks = masks
+        trans = np.array([graphs.transition_table(m) for m in masks], dtype=np.int64)
+        self._trans = trans.reshape(len(masks), NUM_LATENT_STONES, NUM_POTION_TYPES)
+        #: (N, 8) perceived stone index of each latent stone.
+        self.obs = _OBS_OF_LATENT[sm_a, rot_a]
+        #: (N, 108) latent stone of each perceived stone, -1 where inconsistent.
+        lat = np.full((self.size, NUM_STONE_OBS), -1, dtype=np.int8)
+        rows = np.repeat(np.arange(self.size), NUM_LATENT_STONES)
+        lat[rows, self.obs.ravel()] = np.tile(np.arange(NUM_LATENT_STONES, dtype=np.int8), self.size)
+        self.latent = lat
+        self.latent_potion = _LATENT_POTION[pm_a]  # (N, 6)
+        self.full = (1 << self.size) - 1
+        self.reach_value = _reach_values(masks)
+
+    def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
+        """Bitmask of latent potions that the perceived colours in ``colours`` are, per world state."""
+        out = np.zeros(index.size, dtype=np.int64)
+        for p in range(NUM_POTION_TYPES):
+            if colours >> p & 1:
+                out |= 1 << self.latent_potion[index, p]
+        return out
+
+    def stone_bound(self, index: np.ndarray, o: int, colours: int, bonus: float) -> np.ndarray:
+        """Per world state: the best cashable value stone ``o`` could reach using any of ``colours``
+        any number of times (an upper bound on what it can really reach)."""
+        lat = self.latent[index, o].astype(np.int64)
+        ok = lat >= 0
+        s = self.available_latent(index, colours)
+        v = self.reach_value[self.graph[index], np.where(ok, lat, 0), s]
+        return np.where(ok, v, 0)
+
+    def outcomes(self, index: np.ndarray, o: int, p: int) -> np.ndarray:
+        """Perceived stone after dipping stone ``o`` in colour ``p`` for world states ``index`` (-1: inconsistent)."""
+        lat = self.latent[index, o].astype(np.int64)
+        ok = lat >= 0
+        lp = self.latent_potion[index, p]
+        new = self._trans[self.graph[index], np.where(ok, lat, 0), lp]
+        res = self.obs[index, new]
+        return np.where(ok, res, -1)
+
+
+@dataclass
+class _Frame:
+    """World states still possible at the start of a trial, re-indexed 0..n-1 for small bitsets."""
+
+    index: np.ndarray
+    classes: list[tuple[int, int]]  # (weight, mask) pairs
+
+
+class Planner:
+    """Expectimax over one trial on a set-of-world-states belief (dm_alchemy's search, exact and memoised).
+
+    Args:
+        model: the world states and the prior.
+        bonus: extra reward of the best stone (the value of indicator 3 is ``3 + bonus``).
+        minimise_world_states: objective of the ideal explorer (fewest world states at trial end).
+    """
+
+    def __init__(self, model: WorldModel, bonus: float = 12.0, minimise_world_states: bool = False) -> None:
+        self.model = model
+        self.bonus = float(bonus)
+        self.minimise = minimise_world_states
+        self.belief_global = model.full
+        self.frame: _Frame | None = None
+        self.belief = 0
+        self.memo: dict = {}
+        self._outcome_cache: dict = {}
+        self._consistent_cache: dict = {}
+        self._bound_cache: dict = {}
+        self.nodes = 0
+
+    # ---------------------------------------------------------------- frames
+
+    def _global_to_local(self, mask: int) -> tuple[np.ndarray, int]:
+        n = self.model.size
+        raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+        bits = np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+        index = np.flatnonzero(bits)
+        return index, (1 << index.size) - 1
+
+    def consistent_global(self, o: int) -> int:
+        """World states (global bitset) under which perceived stone ``o`` can exist."""
+        mask = self._consistent_cache.get(o)
+        if mask is None:
+            mask = _to_int(self.model.latent[:, o] >= 0)
+            self._consistent_cache[o] = mask
+        return mask
+
+    def new_trial(self, stones: list[int]) -> None:
+        """A trial starts with these perceived stones: restrict the belief and re-index."""
+        for o in stones:
+            self.belief_global &= self.consistent_global(o)
+        if not self.belief_global:
+            raise RuntimeError("the stones seen are impossible under the level's prior")
+        index, local = self._global_to_local(self.belief_global)
+        weights = self.model.weight[index]
+        classes = [(int(w), _to_int(weights == w)) for w in np.unique(weights)]
+        self.frame = _Frame(index, classes)
+        self.belief = local
+        self.memo.clear()
+        self._outcome_cache.clear()
+        self._bound_cache.clear()
+
+    def _local_to_global(self, local: int) -> int:
+        index = self.frame.index
+        n = index.size
+        raw = np.frombuffer(local.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+        bits = np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+        full = np.zeros(self.model.size, dtype=bool)
+        full[index[bits]] = True
+        return _to_int(full)
+
+    def observe(self, o: int, p: int, result: int) -> None:
+        """Stone ``o`` went into colour ``p`` and became ``result``."""
+        for res, mask in self._outcomes(o, p):
+            if res == result:
+                self.belief &= mask
+                break
+        else:
+            self.belief = 0
+        if not self.belief:
+            raise RuntimeError(f"observation stone {o} + potion {p} -> {result} is impossible under the belief")
+        self.belief_global = self._local_to_global(self.belief)
+
+    # ---------------------------------------------------------------- search
+
+    def _outcomes(self, o: int, p: int) -> list[tuple[int, int]]:
+        key = o * NUM_POTION_TYPES + p
+        out = self._outcome_cache.get(key)
+        if out is None:
+            res = self.model.outcomes(self.frame.index, o, p)
+            out = [(int(r), _to_int(res == r)) for r in np.unique(res) if r >= 0]
+            # the unchanged stone first, then by index (a fixed, readable order)
+            out.sort(key=lambda t: (t[0] != o, t[0]))
+            self._outcome_cache[key] = out
+        return out
+
+    def weight(self, mask: int) -> int:
+        return sum(w * (mask & m).bit_count() for w, m in self.frame.classes)
+
+    def end_value(self, stones: tuple[int, ...]) -> float:
+        total = 0.0
+        for o in stones:
+            r = obs_reward(o)
+            if r == 3:
+                total += 3.0 + self.bonus
+            elif r > 0:
+                total += r
+        return total
+
+    def best_action(self, stones: tuple[int, ...], potions: tuple[int, ...]) -> tuple[tuple[int, int], float, float]:
+        """``((stone obs, colour) or END, expected objective, expected potions used)`` from the current belief."""
+        stones = tuple(sorted(stones))
+        value, depth, action = self._search(stones, potions, self.belief, self.weight(self.belief))
+        return action, value, depth
+
+    def _bound_masks(self, o: int, colours: int) -> tuple[int, int]:
+        key = (o, colours)
+        masks = self._bound_cache.get(key)
+        if masks is None:
+            r = self.model.stone_bound(self.frame.index, o, colours, self.bonus)
+            masks = (_to_int(r == 1), _to_int(r == 3))
+            self._bound_cache[key] = masks
+        return masks
+
+    def _bound(self, stones, colours: int, belief: int) -> float:
+        """Unnormalised upper bound: Σ over world states of weight × best cashable total with perfect knowledge."""
+        total = 0.0
+        gold = 3.0 + self.bonus
+        for o in stones:
+            m1, m3 = self._bound_masks(o, colours)
+            total += self.weight(belief & m1) + gold * self.weight(belief & m3)
+        return total
+
+    def _search(self, stones, potions, belief, total):
+        key = (stones, potions, belief)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        self.nodes += 1
+        if self.minimise:
+            best_value = -float(belief.bit_count())
+        else:
+            best_value = self.end_value(stones)
+        best_depth, best_order, best_action = 0.0, -1, END
+        candidates = []
+        seen = set()
+        order = 0
+        for i, o in enumerate(stones):
+            if o in seen:
+                continue
+            seen.add(o)
+            for p in range(NUM_POTION_TYPES):
+                if not potions[p]:
+                    continue
+                order += 1
+                children = []
+                for res, mask in self._outcomes(o, p):
+                    child = belief & mask
+                    if child:
+                        children.append((res, child))
+                if len(children) == 1 and children[0][0] == o:
+                    continue  # certainly no effect
+                new_potions = potions[:p] + (potions[p] - 1,) + potions[p + 1 :]
+                colours = sum(1 << q for q in range(NUM_POTION_TYPES) if new_potions[q])
+                kids = []
+                ub = 0.0
+                for res, child in children:
+                    new_stones = stones if res == o else tuple(sorted(stones[:i] + (res,) + stones[i + 1 :]))
+                    w = total if len(children) == 1 else self.weight(child)
+                    b = self._bound(new_stones, colours, child) if not self.minimise else 0.0
+                    kids.append((new_stones, child, w, b))
+                    ub += b
+                candidates.append((-ub / total if not self.minimise else 0.0, order, (o, p), new_potions, kids))
+        if not self.minimise:
+            candidates.sort(key=lambda c: (c[0], c[1]))
+        for neg_ub, order, action, new_potions, kids in candidates:
+            tol = TIE_TOLERANCE * max(1.0, abs(best_value))
+            if not self.minimise:
+                ub = -neg_ub
+                if ub < best_value - tol:
+                    break
+                if ub <= best_value + tol and best_depth <= 1.0:
+                    continue  # at best a tie in reward, and never fewer potions
+            value = 0.0
+            depth = 0.0
+            remaining = -neg_ub * total
+            cut = False
+            for new_stones, child, w, b in kids:
+                v, d, _ = self._search(new_stones, new_potions, child, w)
+                prob = w / total
+                value += prob * v
+                depth += prob * (d + 1.0)
+                if not self.minimise:
+                    remaining -= b
+                    if value + remaining / total < best_value - tol:
+                        cut = True
+                        break
+            if cut:
+                continue
+            if value > best_value + tol or (
+                abs(value - best_value) <= tol
+                and (depth < best_depth - 1e-9 or (abs(depth - best_depth) <= 1e-9 and order < best_order))
+            ):
+                best_value, best_depth, best_order, best_action = value, depth, order, action
+        result = (best_value, best_depth, best_action)
+        self.memo[key] = result
+        return result
+
+
+# ------------------------------------------------------------------------ agent
+
+_MODELS: dict = {}
+
+
+def world_model(rules: LevelRules) -> WorldModel:
+    """The (cached) world model of a level's rules."""
+    key = (rules.potion_maps, rules.stone_maps, rules.graph_masks, rules.rotations)
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = WorldModel(rules)
+    return model
+
+
+class IdealObserver(SimplifiedActionAgent):
+    """The Bayes-optimal ideal observer of §6.2 (and its variants).
+
+    It plans each trial with :class:`Planner` from what it has seen (perceived
+    stones, potion colours, the outcome of each potion it used), acts on the
+    lowest-numbered slots of the chosen types, and ends a trial through
+    ``use_positive_stones`` (cash positive stones, then burn the trial).
+
+    Args:
+        level: dm_alchemy level name whose prior the observer assumes (default the evaluation distribution).
+        bonus: value of the best stone minus 3 (12 with the default reward weights).
+        minimise_world_states: the ideal explorer (aims to learn, not to score).
+        oracle: the search oracle: its prior is the episode's true chemistry.
+    """
+
+    def __init__(
+        self,
+        level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck",
+        *,
+        bonus: float = 12.0,
+        minimise_world_states: bool = False,
+        oracle: bool = False,
+    ) -> None:
+        super().__init__()
+        self.rules = LevelRules.from_level_name(level)
+        self.bonus = float(bonus)
+        self.minimise_world_states = minimise_world_states
+        self.oracle = oracle
+        self.name = "search-oracle" if oracle else ("ideal-explorer" if minimise_world_states else "ideal-observer")
+        self.planner: Planner | None = None
+        self._pending: tuple[int, int, int] | None = None
+        #: Expected objective of the last decision (for tests and analysis).
+        self.last_value: float | None = None
+
+    def reset(self, game, episode: int | None = None) -> None:
+        super().reset(game, episode)
+        game = as_game(game)
+        if self.oracle:
+            if game.chemistry is None:
+                raise ValueError("the search oracle needs a started episode (it reads the true chemistry)")
+            model = WorldModel(self.rules, chemistry=game.chemistry)
+        else:
+            model = world_model(self.rules)
+        self.planner = Planner(model, bonus=self.bonus, minimise_world_states=self.minimise_world_states)
+        self._pending = None
+
+    def _observation(self, game: AlchemyGame) -> tuple[list[int], list[int]]:
+        stones = [stone_obs(*game.perceived_stone(s)) if s >= 0 else -1 for s in game.stones]
+        potions = [game.perceived_potion(p) if p >= 0 else -1 for p in game.potions]
+        return stones, potions
+
+    def act(self, game) -> int:
+        game = as_game(game)
+        if self.planner is None:
+            raise RuntimeError("call reset(game) before act()")
+        stones, potions = self._observation(game)
+        if self._new_trial(game):
+            self._pending = None
+            self.planner.new_trial([o for o in stones if o >= 0])
+        elif self._pending is not None:
+            slot, o, p = self._pending
+            self.planner.observe(o, p, stones[slot])
+            self._pending = None
+        if self._ending:
+            return self._end_trial_step(game)
+        counts = [0] * NUM_POTION_TYPES
+        for p in potions:
+            if p >= 0:
+                counts[p] += 1
+        action, value, _ = self.planner.best_action(tuple(o for o in stones if o >= 0), tuple(counts))
+        self.last_value = value
+        if action == END:
+            return self._end_trial_step(game)
+        o, p = action
+        slot = stones.index(o)
+        self._pending = (slot, o, p)
+        return encode_action(slot, potions.index(p), game.end_trial_action)
+
+
+def ideal_explorer(level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck") -> IdealObserver:
+    """The ideal explorer: the ideal observer minimising the world states left at each trial's end."""
+    return IdealObserver(level, minimise_world_states=True)
+
+
+def search_oracle(level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck") -> IdealObserver:
+    """The search oracle: the ideal observer whose prior is the true chemistry."""
+    return IdealObserver(level, oracle=True)
