@@ -89,6 +89,10 @@ EOF
 
 alchemy_docker_env() {
     _alchemy_docker_install || return 1
+    if ! "${ALCHEMY_GYM_PYTHON:-python3}" -c "import docker, grpc, dm_env_rpc" >/dev/null 2>&1; then
+        _alchemy_docker_log "installing the Python docker SDK and dm-env-rpc …"
+        "${ALCHEMY_GYM_PYTHON:-python3}" -m pip install -q "docker>=7.0" "dm-env-rpc>=1.1.6" "grpcio>=1.60" || return 1
+    fi
     _alchemy_docker_start || return 1
     export DOCKER_HOST="unix://$ALCHEMY_DOCKER_DIR/docker.sock"
     local tag

@@ -183,15 +183,14 @@ class RpcAlchemyEnv(gym.Env):
         return launchers.DockerLauncher(args["image"], environment=args["environment"], **args["docker_kwargs"])
 
     def _start(self) -> None:
-        from dm_env_rpc.v1 import connection as dm_connection
-
         from alchemy_gym.rpc import launchers
+        from alchemy_gym.rpc.connection import RpcConnection
 
         self.launcher = self._make_launcher()
         try:
             address = self.launcher.start(timeout=self.connect_timeout)
             self._channel = launchers.open_channel(address)
-            self._connection = dm_connection.Connection(self._channel)
+            self._connection = RpcConnection(self._channel)
             seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
             level = self._episode_level(self._fixed_episode if self._evaluation else None)
             self._create_world(level, seed)
