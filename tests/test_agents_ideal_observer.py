@@ -1,0 +1,169 @@
+"""The ideal observer against dm_alchemy's ideal_observer_test (spec §9.2) and the published events (§7.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alchemy_gym.agents.base import run_episode
+from alchemy_gym.agents.ideal_observer import END, IdealObserver, Planner, stone_obs, world_model
+from alchemy_gym.core import graphs
+from alchemy_gym.core.chemistry import FIXED_POTION_MAP, FIXED_STONE_MAP, Chemistry, LevelRules
+from alchemy_gym.core.game import CAULDRON, AlchemyGame, TrialItems
+from alchemy_gym.core.items import coords_to_index, potion_index
+
+RANDOM_BOTTLENECK = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
+FULL_CUBE = graphs.FULL_GRAPH
+BOTTLENECK1 = graphs.constraint_to_graph(graphs.bottleneck1_constraints()[0])
+
+
+def expected_reward(level: str, reward: int, potions: list[tuple[int, int]]) -> float:
+    """Value of one trial with one stone at aligned (1, 1, 1) of ``reward`` and perceived ``potions``, bonus 0."""
+    planner = Planner(world_model(LevelRules.from_level_name(level)), bonus=0.0)
+    o = stone_obs((1, 1, 1), reward)
+    planner.new_trial([o])
+    counts = [0] * 6
+    for dim, direction in potions:
+        counts[potion_index(dim, direction)] += 1
+    _, value, _ = planner.best_action((o,), tuple(counts))
+    return value
+
+
+@pytest.mark.parametrize(
+    ("reward", "potions", "level", "value"),
+    [
+        (3, [], RANDOM_BOTTLENECK, 3.0),
+        (1, [], RANDOM_BOTTLENECK, 1.0),
+        (-1, [], RANDOM_BOTTLENECK, 0.0),
+        (3, [(0, 1)], RANDOM_BOTTLENECK, 3.0),
+        (3, [(0, 1), (0, -1)], RANDOM_BOTTLENECK, 3.0),
+        (1, [(0, 1), (0, -1)], "alchemy/perceptual_mapping_randomized", 4.0 / 3.0),
+        (-1, [(0, 1), (1, 1)], "alchemy/perceptual_mapping_randomized", 0.583333),
+    ],
+)
+def test_expected_reward_matches_dm_alchemy(reward, potions, level, value):
+    """§9.2 test_expected_reward."""
+    assert expected_reward(level, reward, potions) == pytest.approx(value, abs=1e-4)
+
+
+def _items(stones: list[list[tuple[int, int, int]]], potions: list[list[tuple[int, int]]]) -> list[TrialItems]:
+    return [
+        TrialItems(tuple(coords_to_index(c) for c in s), tuple(potion_index(d, r) for d, r in p))
+        for s, p in zip(stones, potions)
+    ]
+
+
+def _play(items, graph, agent) -> AlchemyGame:
+    game = AlchemyGame(num_trials=len(items))
+    game.start_episode(Chemistry(FIXED_POTION_MAP, FIXED_STONE_MAP, graph, 0), items=items)
+    run_episode(agent, game)
+    return game
+
+
+def test_uses_knowledge_from_the_first_trial():
+    """§9.2 test_multiple_trials: [15, 15]."""
+    items = _items([[(-1, -1, -1)], [(1, 1, -1)]], [[(0, 1), (1, 1), (2, 1)], [(0, -1), (1, -1), (2, 1)]])
+    game = _play(items, FULL_CUBE, IdealObserver(RANDOM_BOTTLENECK))
+    assert game.trial_rewards == [15.0, 15.0]
+
+
+def test_second_trial_without_the_right_potion():
+    """§9.2 test_multiple_trials: [15, 1]."""
+    items = _items([[(-1, -1, -1)], [(1, -1, 1)]], [[(0, 1), (1, 1), (2, 1)], [(0, -1), (1, -1), (2, 1)]])
+    game = _play(items, FULL_CUBE, IdealObserver(RANDOM_BOTTLENECK))
+    assert game.trial_rewards == [15.0, 1.0]
+
+
+def test_ten_trials():
+    """§9.2 test_multiple_trials: the 10-trial case [0, 0, 0, 15, 15, 15, 1, 1, 1, 1]."""
+    stones = [
+        [(-1, -1, -1)],
+        [(1, -1, 1)],
+        [(-1, -1, -1)],
+        [(1, 1, 1)],
+        [(1, 1, -1)],
+        [(1, 1, -1)],
+        [(1, -1, -1)],
+        [(1, -1, -1)],
+        [(1, -1, -1)],
+        [(-1, -1, 1)],
+    ]
+    potions = [
+        [(0, -1), (1, -1), (0, 1), (2, -1), (0, 1), (0, -1)],
+        [(0, 1), (0, -1), (0, -1), (0, -1), (0, 1), (2, -1)],
+        [(0, -1), (1, 1), (2, -1), (1, -1), (2, -1), (2, -1)],
+        [(1, -1), (0, -1), (1, -1), (1, -1), (0, -1), (0, -1)],
+        [(1, 1), (0, -1), (1, -1), (2, 1), (1, 1), (0, -1)],
+        [(2, -1), (1, 1), (2, 1), (0, -1), (0, -1), (0, 1)],
+        [(0, 1), (0, 1), (0, -1), (2, -1), (2, -1), (1, 1)],
+        [(2, -1), (1, 1), (1, -1), (0, 1), (2, -1), (2, -1)],
+        [(2, 1), (2, -1), (2, -1), (2, 1), (1, -1), (1, -1)],
+        [(1, -1), (0, -1), (2, 1), (2, 1), (2, -1), (1, 1)],
+    ]
+    game = _play(_items(stones, potions), FULL_CUBE, IdealObserver(RANDOM_BOTTLENECK))
+    assert game.trial_rewards == [0, 0, 0, 15, 15, 15, 1, 1, 1, 1]
+
+
+def test_oracle_takes_the_long_path():
+    """§9.2: bottleneck1, the oracle needs the long path to the best stone: [16]."""
+    items = _items([[(-1, -1, -1), (1, 1, -1)]], [[(0, 1), (1, 1), (2, 1)]])
+    game = _play(items, BOTTLENECK1, IdealObserver("alchemy/all_fixed_bottleneck1"))
+    assert game.trial_rewards == [16.0]
+
+
+def test_oracle_prefers_the_short_path_among_equal_rewards():
+    """§9.2: [1]; stone 1 → potion 1, then stone 1 → cauldron; stone 0 and potions 0, 2 untouched."""
+    items = _items([[(-1, -1, -1), (-1, -1, 1)]], [[(0, -1), (0, 1), (2, 1)]])
+    game = _play(items, BOTTLENECK1, IdealObserver("alchemy/all_fixed_bottleneck1"))
+    assert game.trial_rewards == [1.0]
+    events = game.matrix_events[0]
+    assert (events[0] == -1).all()
+    assert events[1, 1] == 0 and events[1, CAULDRON] == 1
+    assert events[1, 0] == -1 and events[1, 2] == -1
+
+
+@pytest.mark.parametrize("explorer", [False, True])
+def test_ideal_explorer_uses_the_potion_to_learn(explorer):
+    """§9.2: with nothing to gain the observer leaves the potion; the explorer uses it to learn."""
+    items = _items([[(-1, -1, -1)]], [[(0, 1)]])
+    agent = IdealObserver(RANDOM_BOTTLENECK, minimise_world_states=explorer)
+    game = _play(items, BOTTLENECK1, agent)
+    assert game.trial_rewards == [0.0]
+    assert (game.matrix_events[0, 0, 0] == 0) == explorer
+
+
+def test_search_oracle_knows_the_chemistry():
+    """The search oracle's prior is the single true chemistry: one world state."""
+    items = _items([[(-1, -1, -1)]], [[(0, 1), (1, 1), (2, 1)]])
+    agent = IdealObserver(RANDOM_BOTTLENECK, oracle=True)
+    game = _play(items, FULL_CUBE, agent)
+    assert agent.planner.model.size == 1
+    assert game.trial_rewards == [15.0]
+
+
+def test_end_trial_first_on_ties():
+    """With the best stone and no way to improve, the observer ends the trial at once."""
+    planner = Planner(world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK)))
+    o = stone_obs((1, 1, 1), 3)
+    planner.new_trial([o])
+    action, value, depth = planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+    assert action == END and value == 15.0 and depth == 0.0
+
+
+def test_rejects_impossible_stones():
+    planner = Planner(world_model(LevelRules.from_level_name("alchemy/all_fixed")))
+    with pytest.raises(RuntimeError, match="impossible"):
+        planner.new_trial([stone_obs((1, 1, 1), -3)])
+
+
+def test_belief_shrinks_with_observations():
+    """After a stone moves, only world states that explain the move remain."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    planner = Planner(model)
+    o = stone_obs((-1, -1, -1), -3)
+    planner.new_trial([o])
+    before = planner.belief.bit_count()
+    planner.observe(o, 1, stone_obs((1, -1, -1), -1))
+    after = planner.belief.bit_count()
+    assert 0 < after < before
+    assert np.isclose(before, 48 * 109)  # stone map known from the -3 stone
