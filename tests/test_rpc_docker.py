@@ -1,0 +1,161 @@
+"""The Docker-backed 3D env, run on our own server image (the Unity image cannot be pulled here).
+
+Needs a Docker engine and the image of ``alchemy-gym build-image`` (``.ci/docker-env.sh``
+provides both and exports ``ALCHEMY_GYM_TEST_IMAGE``); skipped with a reason otherwise.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("dm_env_rpc")
+pytest.importorskip("docker")
+
+import alchemy_gym  # noqa: E402,F401
+from alchemy_gym.envs.rpc import RpcAlchemyEnv, RpcEnvError  # noqa: E402
+from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
+from alchemy_gym.rpc.launchers import LABEL, DockerLauncher, LaunchError, remove_stale_containers  # noqa: E402
+from tests.rpc_fixtures import LEVEL, docker_or_skip, extra_threads, our_containers, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def docker_image():
+    client, image = docker_or_skip()
+    leftovers = our_containers(client)
+    yield client, image
+    # every test must leave no container of ours behind
+    assert [c.name for c in our_containers(client) if c not in leftovers] == []
+    client.close()
+
+
+def test_make_reset_step_and_seeded_determinism(docker_image):
+    client, image = docker_image
+    env = gym.make("Alchemy/Standard-v0", image=image)
+    try:
+        assert env.action_space == gym.spaces.Discrete(40)
+        obs, info = env.reset(seed=42)
+        ref = SymbolicAlchemyEnv(LEVEL)
+        np.testing.assert_array_equal(obs["symbolic_obs"], ref.reset(seed=info["world_seed"])[0])
+        rng = np.random.default_rng(0)
+        actions = [int(a) for a in rng.integers(0, 40, size=60)]
+        trace = []
+        for a in actions:
+            obs, reward, terminated, _, _ = env.step(a)
+            expected, ref_reward, ref_terminated, _, _ = ref.step(a)
+            np.testing.assert_array_equal(obs["symbolic_obs"], expected)
+            assert reward == ref_reward and terminated == ref_terminated
+            trace.append(obs["symbolic_obs"])
+        obs2, info2 = env.reset(seed=42)
+        assert info2["world_seed"] == info["world_seed"]
+        again = [env.step(a)[0]["symbolic_obs"] for a in actions]
+        np.testing.assert_array_equal(np.stack(trace), np.stack(again))
+        assert obs2["RGB_INTERLEAVED"].shape == (72, 96, 3)
+    finally:
+        env.close()
+
+
+def test_four_envs_at_once_and_close_leaves_nothing(docker_image):
+    client, image = docker_image
+    baseline_threads = set(threading.enumerate())
+    envs = [RpcAlchemyEnv(LEVEL, image=image, observations=["symbolic_obs"]) for _ in range(4)]
+    try:
+        ids = {env.launcher.container.id for env in envs}
+        assert len(ids) == 4
+        running = {c.id for c in client.containers.list(filters={"label": f"{LABEL}=1"})}
+        assert ids <= running
+        results = {}
+
+        def play(i, env):
+            obs, info = env.reset(seed=i)
+            steps = [obs] + [env.step(a)[0] for a in range(1, 25)]
+            results[i] = (info["world_seed"], np.stack(steps))
+
+        threads = [threading.Thread(target=play, args=(i, env)) for i, env in enumerate(envs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for i in range(4):
+            world_seed, steps = results[i]
+            ref = SymbolicAlchemyEnv(LEVEL)
+            expected = [ref.reset(seed=world_seed)[0]] + [ref.step(a)[0] for a in range(1, 25)]
+            np.testing.assert_array_equal(steps, np.stack(expected))
+    finally:
+        for env in envs:
+            env.close()
+    assert wait_until(lambda: not ({c.id for c in our_containers(client)} & ids), timeout=10)
+    assert extra_threads(baseline_threads) == []
+
+
+def test_a_killed_container_gives_a_clear_error_and_restart_recovers(docker_image):
+    client, image = docker_image
+    env = RpcAlchemyEnv(LEVEL, image=image, observations=["symbolic_obs"])
+    try:
+        env.reset(seed=1)
+        env.step(2)
+        old = env.launcher.container
+        old.kill()
+        start = time.monotonic()
+        with pytest.raises(RpcEnvError, match=r"container state: exited.*restart\(\)"):
+            env.step(0)
+        assert time.monotonic() - start < 10
+        env.restart()
+        assert env.launcher.container.id != old.id
+        obs, info = env.reset(seed=1)
+        np.testing.assert_array_equal(obs, SymbolicAlchemyEnv(LEVEL).reset(seed=info["world_seed"])[0])
+    finally:
+        env.close()
+    assert wait_until(lambda: not our_containers(client) or all(c.id != old.id for c in our_containers(client)))
+
+
+def test_unknown_image_fails_fast(docker_image):
+    start = time.monotonic()
+    with pytest.raises(LaunchError, match="alchemy-gym-test/no-such-image:0"):
+        RpcAlchemyEnv(LEVEL, image="alchemy-gym-test/no-such-image:0", connect_timeout=10)
+    assert time.monotonic() - start < 30
+
+
+def test_a_server_that_never_gets_ready_times_out_with_its_log(docker_image):
+    client, image = docker_image
+    launcher = DockerLauncher(
+        image, run_kwargs={"entrypoint": ["sh", "-c", "echo warming up the physics engine; exec sleep 600"]}
+    )
+    start = time.monotonic()
+    with pytest.raises(LaunchError, match=r"(?s)not ready after 2\.0 s.*warming up the physics engine"):
+        launcher.start(timeout=2.0)
+    assert time.monotonic() - start < 15
+    assert launcher.container.id not in {c.id for c in our_containers(client)}
+
+
+def test_a_taken_host_port_is_reported(docker_image):
+    client, image = docker_image
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(LaunchError, match="cannot start a container"):
+            DockerLauncher(image, port=port).start(timeout=10)
+        assert time.monotonic() - start < 30
+    assert wait_until(lambda: not [c for c in our_containers(client) if c.status == "created"])
+
+
+def test_remove_stale_containers_spares_live_owners(docker_image):
+    client, image = docker_image
+    launcher = DockerLauncher(image)
+    launcher.start(timeout=30)
+    try:
+        assert remove_stale_containers(client) == []  # we are alive
+        assert launcher.alive()
+    finally:
+        launcher.close()
+        launcher.close()
+    assert launcher.container.id not in {c.id for c in our_containers(client)}
