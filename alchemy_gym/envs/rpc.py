@@ -274,10 +274,15 @@ class RpcAlchemyEnv(gym.Env):
 
         first = getattr(self, "_specs", None) is None
         self._specs = specs
+        unsupported = "warn" if first else "ignore"  # warn once per env, not at every new world
         obs = specs_to_spaces(
-            specs.observations, include=self._requested_names, exclude=_NON_OBSERVATIONS, kind="observation"
+            specs.observations,
+            include=self._requested_names,
+            exclude=_NON_OBSERVATIONS,
+            kind="observation",
+            unsupported=unsupported,
         )
-        acts = specs_to_spaces(specs.actions, kind="action")
+        acts = specs_to_spaces(specs.actions, kind="action", unsupported=unsupported)
         if not first and (obs.space != self.observation_space or acts.space != self.action_space):
             raise RpcEnvError("the server changed its specs between worlds; make a new env")
         self._obs = obs

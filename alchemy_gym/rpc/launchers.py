@@ -421,7 +421,8 @@ class DockerLauncher(Launcher):
             # a failed start can leave a created container behind: find it by our pid label
             self._remove_leftovers()
             message = getattr(exc, "explanation", None) or str(exc)
-            hint = " (the host port is taken: pass another port or none)" if "allocated" in message else ""
+            taken = "allocated" in message or "already in use" in message
+            hint = " (the host port is taken: pass another port, or none to let Docker pick)" if taken else ""
             raise LaunchError(f"cannot start a container of {self.image!r}: {message}{hint}") from None
         self._finalizer = weakref.finalize(self, _remove_container, self.client, self.container.id, self._own_client)
         try:
