@@ -37,9 +37,10 @@ import numpy as np
 from alchemy_gym.agents.base import SimplifiedActionAgent, as_game
 from alchemy_gym.core import graphs
 from alchemy_gym.core.chemistry import Chemistry, LevelRules
-from alchemy_gym.core.game import AlchemyGame, encode_action
+from alchemy_gym.core.game import AlchemyGame, encode_action, slot_action
 from alchemy_gym.core.items import (
     NUM_LATENT_STONES,
+    NUM_POTION_MAPS,
     NUM_POTION_TYPES,
     PERCEIVED_POTION,
     PERCEIVED_STONE,
@@ -127,6 +128,8 @@ class WorldModel:
         g = np.arange(len(masks))
         pm_a, sm_a, g_a, rot_a = (a.ravel() for a in np.meshgrid(pms, sms, g, rots, indexing="ij"))
         self.size = pm_a.size
+        #: The prior is symmetric under relabelling colours (every potion map possible, uniformly).
+        self.all_potion_maps = len(set(pms)) == NUM_POTION_MAPS
         self.potion_map, self.stone_map, self.graph, self.rotation = pm_a, sm_a, g_a, rot_a
         self.weight = gweights[g_a]
         self.graph_masks = masks
@@ -199,6 +202,10 @@ class Planner:
         self._consistent_cache: dict = {}
         self._bound_cache: dict = {}
         self.nodes = 0
+        #: Colour pairs (bit k = colours 2k, 2k+1) about which something has been observed. Colour relabelling
+        #: is a symmetry of the prior only when every potion map is possible.
+        self.touched = 0 if model.all_potion_maps else 0b111
+        self.colour_order: tuple[int, ...] = tuple(range(NUM_POTION_TYPES))
 
     # ---------------------------------------------------------------- frames
 
@@ -245,6 +252,8 @@ class Planner:
         """Stone ``o`` went into colour ``p`` and became ``result``."""
         for res, mask in self._outcomes(o, p):
             if res == result:
+                if self.belief & mask != self.belief:
+                    self.touched |= 1 << (p >> 1)
                 self.belief &= mask
                 break
         else:
@@ -279,10 +288,19 @@ class Planner:
                 total += r
         return total
 
-    def best_action(self, stones: tuple[int, ...], potions: tuple[int, ...]) -> tuple[tuple[int, int], float, float]:
-        """``((stone obs, colour) or END, expected objective, expected potions used)`` from the current belief."""
-        stones = tuple(sorted(stones))
-        value, depth, action = self._search(stones, potions, self.belief, self.weight(self.belief))
+    def best_action(
+        self, stones: tuple[int, ...], potions: tuple[int, ...], colour_order: tuple[int, ...] | None = None
+    ) -> tuple[tuple[int, int], float, float]:
+        """``((stone obs, colour) or END, expected objective, expected potions used)`` from the current belief.
+
+        ``stones`` are the present stones in slot order; ``potions`` the count of each colour;
+        ``colour_order`` the order in which colours are tried (ties go to the first; default 0..5).
+        """
+        if colour_order is not None:
+            self.colour_order = tuple(colour_order) + tuple(c for c in range(NUM_POTION_TYPES) if c not in colour_order)
+        value, depth, action = self._search(
+            tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched
+        )
         return action, value, depth
 
     def _bound_masks(self, o: int, colours: int) -> tuple[int, int]:
@@ -303,7 +321,7 @@ class Planner:
             total += self.weight(belief & m1) + gold * self.weight(belief & m3)
         return total
 
-    def _search(self, stones, potions, belief, total):
+    def _search(self, stones, potions, belief, total, touched):
         key = (stones, potions, belief)
         hit = self.memo.get(key)
         if hit is not None:
@@ -317,13 +335,24 @@ class Planner:
         candidates = []
         seen = set()
         order = 0
+        # Colours of pairs never observed are interchangeable when their (count, partner count) agree:
+        # relabelling them maps the belief onto itself, so only the first of each class is searched.
+        classes = set()
+        available = []
+        for p in self.colour_order:
+            if not potions[p]:
+                continue
+            if not touched >> (p >> 1) & 1:
+                cls = (potions[p], potions[p ^ 1])
+                if cls in classes:
+                    continue
+                classes.add(cls)
+            available.append(p)
         for i, o in enumerate(stones):
             if o in seen:
                 continue
             seen.add(o)
-            for p in range(NUM_POTION_TYPES):
-                if not potions[p]:
-                    continue
+            for p in available:
                 order += 1
                 children = []
                 for res, mask in self._outcomes(o, p):
@@ -337,15 +366,18 @@ class Planner:
                 kids = []
                 ub = 0.0
                 for res, child in children:
-                    new_stones = stones if res == o else tuple(sorted(stones[:i] + (res,) + stones[i + 1 :]))
+                    new_stones = stones if res == o else stones[:i] + (res,) + stones[i + 1 :]
                     w = total if len(children) == 1 else self.weight(child)
                     b = self._bound(new_stones, colours, child) if not self.minimise else 0.0
                     kids.append((new_stones, child, w, b))
                     ub += b
-                candidates.append((-ub / total if not self.minimise else 0.0, order, (o, p), new_potions, kids))
+                new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
+                candidates.append(
+                    (-ub / total if not self.minimise else 0.0, order, (o, p), new_potions, kids, new_touched)
+                )
         if not self.minimise:
             candidates.sort(key=lambda c: (c[0], c[1]))
-        for neg_ub, order, action, new_potions, kids in candidates:
+        for neg_ub, order, action, new_potions, kids, new_touched in candidates:
             tol = TIE_TOLERANCE * max(1.0, abs(best_value))
             if not self.minimise:
                 ub = -neg_ub
@@ -358,7 +390,7 @@ class Planner:
             remaining = -neg_ub * total
             cut = False
             for new_stones, child, w, b in kids:
-                v, d, _ = self._search(new_stones, new_potions, child, w)
+                v, d, _ = self._search(new_stones, new_potions, child, w, new_touched)
                 prob = w / total
                 value += prob * v
                 depth += prob * (d + 1.0)
@@ -424,6 +456,7 @@ class IdealObserver(SimplifiedActionAgent):
         self.name = "search-oracle" if oracle else ("ideal-explorer" if minimise_world_states else "ideal-observer")
         self.planner: Planner | None = None
         self._pending: tuple[int, int, int] | None = None
+        self._colour_order: tuple[int, ...] = ()
         #: Expected objective of the last decision (for tests and analysis).
         self.last_value: float | None = None
 
@@ -444,25 +477,41 @@ class IdealObserver(SimplifiedActionAgent):
         potions = [game.perceived_potion(p) if p >= 0 else -1 for p in game.potions]
         return stones, potions
 
-    def act(self, game) -> int:
-        game = as_game(game)
+    def _sync(self, game: AlchemyGame) -> tuple[list[int], list[int]]:
+        """Bring the belief up to date with what the game shows; returns the perceived stones and potions."""
         if self.planner is None:
             raise RuntimeError("call reset(game) before act()")
         stones, potions = self._observation(game)
         if self._new_trial(game):
             self._pending = None
             self.planner.new_trial([o for o in stones if o >= 0])
+            self._colour_order = tuple(dict.fromkeys(p for p in potions if p >= 0))
         elif self._pending is not None:
             slot, o, p = self._pending
             self.planner.observe(o, p, stones[slot])
             self._pending = None
+        return stones, potions
+
+    def follow(self, game, action: int) -> None:
+        """Record an action chosen by someone else (before it is stepped) so the belief keeps track."""
+        game = as_game(game)
+        stones, potions = self._sync(game)
+        s, q = slot_action(action, game.end_trial_action)
+        if s >= 0 and q >= 0 and stones[s] >= 0 and potions[q] >= 0:
+            self._pending = (s, stones[s], potions[q])
+
+    def act(self, game) -> int:
+        game = as_game(game)
+        stones, potions = self._sync(game)
         if self._ending:
             return self._end_trial_step(game)
         counts = [0] * NUM_POTION_TYPES
         for p in potions:
             if p >= 0:
                 counts[p] += 1
-        action, value, _ = self.planner.best_action(tuple(o for o in stones if o >= 0), tuple(counts))
+        action, value, _ = self.planner.best_action(
+            tuple(o for o in stones if o >= 0), tuple(counts), self._colour_order
+        )
         self.last_value = value
         if action == END:
             return self._end_trial_step(game)

@@ -1,0 +1,124 @@
+"""Speed (and fidelity) of the ideal observer on the evaluation episodes.
+
+    python benchmarks/bench_ideal_observer.py --episodes 0:5
+    python benchmarks/bench_ideal_observer.py --episodes 0:20 --forced 1:10 --trial-timeout 60
+
+Full mode plays whole episodes with the ideal observer and prints seconds per
+episode (median, max), the projected time of the 1000-episode evaluation on
+``--cores`` cores, the peak memory, and how many trials reproduce the published
+``ideal_observer`` matrix events.
+
+``--forced A:B`` times only trials A..B-1: the earlier trials replay the
+published events while the observer watches (so its belief is the one the
+published agent had), which isolates the cost of each trial and compares each
+trial's decisions with the published ones on an equal footing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import signal
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from alchemy_gym.agents.ideal_observer import IdealObserver
+from alchemy_gym.core.game import AlchemyGame, encode_action
+from alchemy_gym.data import evaluation_episodes, events_to_actions, load_agent_events
+
+
+class TrialTimeout(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise TrialTimeout
+
+
+def play_trial(agent: IdealObserver, game: AlchemyGame) -> None:
+    trial = game.trial_number
+    while game.trial_number == trial:
+        action = agent.act(game)
+        if action == 0 and agent.ending_trial:
+            game.end_trial()
+        else:
+            game.step(action)
+
+
+def replay_trial(agent: IdealObserver, game: AlchemyGame, matrix: np.ndarray) -> None:
+    trial = game.trial_number
+    for stone, potion in events_to_actions(matrix):
+        action = encode_action(stone, potion, game.end_trial_action)
+        agent.follow(game, action)
+        game.step(action)
+    if game.trial_number == trial:
+        game.end_trial()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", default="0:3", help="evaluation episodes START:STOP (default 0:3)")
+    parser.add_argument("--forced", metavar="A:B", help="time only trials A..B-1; replay the published ones before")
+    parser.add_argument("--trial-timeout", type=float, default=0, help="give up a trial after this many seconds")
+    parser.add_argument("--cores", type=int, default=2, help="cores for the projection (default 2)")
+    args = parser.parse_args(argv)
+    start, stop = (int(x) for x in args.episodes.split(":"))
+    first, last = (int(x) for x in args.forced.split(":")) if args.forced else (0, 10)
+    episodes = evaluation_episodes()
+    published = load_agent_events("ideal_observer")
+    agent = IdealObserver()
+    game = AlchemyGame()
+    signal.signal(signal.SIGALRM, _alarm)
+    per_episode, per_trial, matches, compared, timeouts = [], [], 0, 0, 0
+    for i in range(start, stop):
+        game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
+        agent.reset(game, i)
+        seconds = 0.0
+        for t in range(10):
+            if not first <= t < last:
+                replay_trial(agent, game, published[i, t])
+                continue
+            if args.trial_timeout:
+                signal.setitimer(signal.ITIMER_REAL, args.trial_timeout)
+            tic = time.perf_counter()
+            try:
+                play_trial(agent, game)
+            except TrialTimeout:
+                timeouts += 1
+                print(f"episode {i} trial {t}: over {args.trial_timeout:.0f} s, replaying the published trial")
+                agent.reset(game, i)  # belief rebuilt below from the published events
+                game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
+                for u in range(t + 1):
+                    replay_trial(agent, game, published[i, u])
+                continue
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            dt = time.perf_counter() - tic
+            seconds += dt
+            per_trial.append(dt)
+            same = bool((game.matrix_events[t] == published[i, t]).all())
+            matches += same
+            compared += 1
+            if not same:
+                reward = game.trial_rewards[t]
+                print(f"episode {i} trial {t}: differs from the published events (reward {reward:g}), {dt:.2f} s")
+        per_episode.append(seconds)
+        print(f"episode {i}: {seconds:.2f} s, rewards {[int(r) for r in game.trial_rewards]}", flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"trials timed: {len(per_trial)}, timeouts: {timeouts}")
+    if per_trial:
+        print(f"seconds per trial: median {statistics.median(per_trial):.3f}, max {max(per_trial):.3f}")
+    if per_episode:
+        med, mx, mean = statistics.median(per_episode), max(per_episode), statistics.fmean(per_episode)
+        print(f"seconds per episode (trials {first}..{last - 1}): median {med:.2f}, max {mx:.2f}, mean {mean:.2f}")
+        print(f"projected 1000 episodes on {args.cores} cores: {mean * 1000 / args.cores / 60:.1f} min")
+    print(f"matrix events identical to the published ideal_observer: {matches}/{compared} trials")
+    print(f"peak memory: {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
