@@ -11,6 +11,15 @@ import numpy as np
 
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
+from alchemy_gym.rpc.events import WorldEvent, decode_event
+from alchemy_gym.rpc.spaces import check_action_value, pack_value, specs_to_spaces, unpack_value
+
+try:  # the ``rpc`` extra
+    import grpc
+    from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
+    from dm_env_rpc.v1 import error as dm_error
+except ImportError:  # pragma: no cover - reported when an env is made
+    grpc = pb = dm_error = None
 
 #: Observations that feed the reward / episode end / info rather than the observation space.
 _NON_OBSERVATIONS = ("events", "reward", "discount")
@@ -115,6 +124,8 @@ class RpcAlchemyEnv(gym.Env):
         decode_events: bool = True,
         docker_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        if pb is None:
+            raise ImportError("RpcAlchemyEnv needs the rpc extra: pip install 'alchemy-gym[rpc]'")
         # --- validate everything before anything starts
         level = find_level(level_name)
         if level.rpc_id is None:
@@ -205,9 +216,6 @@ class RpcAlchemyEnv(gym.Env):
 
     def _send(self, request):
         """Send one request; server-side errors → ValueError, a dead server → RpcEnvError."""
-        import grpc
-        from dm_env_rpc.v1 import error as dm_error
-
         if self._closed:
             raise RpcEnvError("the env is closed")
         if self._connection is None:
@@ -222,8 +230,6 @@ class RpcAlchemyEnv(gym.Env):
             raise self._dead(exc) from None
 
     def _dead(self, exc) -> RpcEnvError:
-        import grpc
-
         detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else type(exc).__name__
         launcher = self.launcher
         state = ""
@@ -242,7 +248,6 @@ class RpcAlchemyEnv(gym.Env):
         return RpcEnvError(message)
 
     def _create_world(self, level: str, seed: int) -> None:
-        from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
         from dm_env_rpc.v1 import tensor_utils
 
         self._destroy_world()
@@ -263,15 +268,11 @@ class RpcAlchemyEnv(gym.Env):
         if self._world_name is None or self._connection is None:
             self._world_name = None
             return
-        from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
-
         name, self._world_name = self._world_name, None
         self._send(pb.LeaveWorldRequest())
         self._send(pb.DestroyWorldRequest(world_name=name))
 
     def _set_specs(self, specs) -> None:
-        from alchemy_gym.rpc.spaces import specs_to_spaces
-
         first = getattr(self, "_specs", None) is None
         self._specs = specs
         unsupported = "warn" if first else "ignore"  # warn once per env, not at every new world
@@ -319,8 +320,6 @@ class RpcAlchemyEnv(gym.Env):
             world_seed = int(self.np_random.integers(0, 2**31 - 1))
             self._create_world(level, world_seed)
         elif not self._world_fresh:
-            from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
-
             self._send(pb.ResetRequest())
         self._world_fresh = False
         response = self._step_request({})
@@ -335,8 +334,6 @@ class RpcAlchemyEnv(gym.Env):
         return obs, info
 
     def step(self, action):
-        from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
-
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (and after an episode ends)")
         packed = self._pack_action(action)
@@ -432,8 +429,6 @@ class RpcAlchemyEnv(gym.Env):
         return int(episode)
 
     def _pack_action(self, action) -> dict:
-        from alchemy_gym.rpc.spaces import check_action_value, pack_value
-
         acts = self._acts
         if acts.single is not None:
             if isinstance(action, Mapping):
@@ -459,14 +454,9 @@ class RpcAlchemyEnv(gym.Env):
         return packed
 
     def _step_request(self, actions: dict):
-        from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
-
         return self._send(pb.StepRequest(actions=actions, requested_observations=self._requested_uids))
 
     def _observation(self, response):
-        from alchemy_gym.rpc.events import WorldEvent, decode_event
-        from alchemy_gym.rpc.spaces import unpack_value
-
         values: dict[str, Any] = {}
         names = self._uid_names
         for uid, tensor in response.observations.items():

@@ -13,7 +13,6 @@ full names of dm_alchemy's ``.proto`` files, so the ``type_url`` of every
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from types import SimpleNamespace
 from typing import Any
@@ -243,23 +242,58 @@ def _class_by_full_name() -> dict[str, type]:
     return out
 
 
-@dataclass
 class WorldEvent:
-    """One decoded world event.
+    """One world event; its detail is decoded on first access.
 
     Attributes:
         name: the event name (``DeepMind/Alchemy/PotionUsed`` …; the Unity server may append ``:type``).
-        detail: the decoded detail as a dict (protobuf field names), or ``None`` if its type is unknown.
+        detail: the detail as a dict of plain values (protobuf field names), or ``None`` if its type is unknown.
         detail_type: full protobuf name of the detail (from its ``type_url``).
         frame: ``episode_info.frame`` (0 when absent).
         raw: the serialized ``WorldEvent`` (or the raw ``Any`` value if it was not a ``WorldEvent``).
     """
 
-    name: str
-    detail: dict[str, Any] | None
-    detail_type: str
-    frame: int = 0
-    raw: bytes = field(default=b"", repr=False)
+    __slots__ = ("name", "detail_type", "frame", "raw", "_detail_bytes", "_detail")
+
+    def __init__(
+        self,
+        name: str,
+        detail: dict[str, Any] | None = None,
+        detail_type: str = "",
+        frame: int = 0,
+        raw: bytes = b"",
+        detail_bytes: bytes | None = None,
+    ) -> None:
+        self.name = name
+        self.detail_type = detail_type
+        self.frame = frame
+        self.raw = raw
+        self._detail = detail
+        self._detail_bytes = detail_bytes
+
+    @property
+    def detail(self) -> dict[str, Any] | None:
+        if self._detail is None and self._detail_bytes is not None:
+            cls = _class_by_full_name().get(self.detail_type)
+            if cls is not None:
+                message = cls()
+                message.ParseFromString(self._detail_bytes)
+                self._detail = message_to_dict(message)
+            self._detail_bytes = None
+        return self._detail
+
+    def __repr__(self) -> str:
+        return f"WorldEvent(name={self.name!r}, detail={self.detail!r}, frame={self.frame})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, WorldEvent):
+            return NotImplemented
+        return (self.name, self.detail_type, self.frame, self.detail) == (
+            other.name,
+            other.detail_type,
+            other.frame,
+            other.detail,
+        )
 
 
 def make_event(name: str, detail: Mapping[str, Any] | None = None, *, frame: int = 0, seed: int = 0):
@@ -329,24 +363,17 @@ def _any_to_dict(value) -> dict[str, Any]:
 
 
 def decode_event(packed) -> WorldEvent:
-    """Decode one element of the ``events`` observation (a ``google.protobuf.Any``)."""
-    m = messages()
+    """Decode one element of the ``events`` observation (a ``google.protobuf.Any``); the detail is
+    parsed lazily, when :attr:`WorldEvent.detail` is first read."""
     type_name = packed.type_url.rpartition("/")[2]
     if type_name != "deepmind.dmworlds.WorldEvent":
-        return WorldEvent(name=type_name, detail=None, detail_type=type_name, raw=bytes(packed.value))
-    event = m.WorldEvent()
+        return WorldEvent(name=type_name, detail_type=type_name, raw=bytes(packed.value))
+    event = messages().WorldEvent()
     event.ParseFromString(packed.value)
-    detail_type = event.detail.type_url.rpartition("/")[2]
-    cls = _class_by_full_name().get(detail_type)
-    detail = None
-    if cls is not None:
-        msg = cls()
-        msg.ParseFromString(event.detail.value)
-        detail = message_to_dict(msg)
     return WorldEvent(
         name=event.name,
-        detail=detail,
-        detail_type=detail_type,
+        detail_type=event.detail.type_url.rpartition("/")[2],
         frame=int(event.episode_info.frame),
         raw=bytes(packed.value),
+        detail_bytes=bytes(event.detail.value),
     )
