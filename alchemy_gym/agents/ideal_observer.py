@@ -82,24 +82,29 @@ def _to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
 
+#: Longest useful path of a stone (a Hamiltonian path of the cube has 7 edges).
+MAX_PATH = 7
+
+
 def _reach_values(masks) -> np.ndarray:
-    """(graphs, 8 latent, 64 potion sets) → highest reward indicator reachable (an index into -3..3)."""
-    out = np.zeros((len(masks), NUM_LATENT_STONES, 1 << NUM_POTION_TYPES), dtype=np.int64)
+    """(graphs, 8 latent, 64 potion sets, steps 0..7) → highest reward indicator reachable in at most that
+    many moves using only the given latent potions (each any number of times)."""
+    out = np.zeros((len(masks), NUM_LATENT_STONES, 1 << NUM_POTION_TYPES, MAX_PATH + 1), dtype=np.int64)
+    indicator = STONE_REWARD_INDICATOR.astype(np.int64)
     for gi, mask in enumerate(masks):
-        trans = graphs.transition_table(mask)
+        trans = np.array(graphs.transition_table(mask), dtype=np.int64).reshape(NUM_LATENT_STONES, NUM_POTION_TYPES)
         for s in range(1 << NUM_POTION_TYPES):
             pots = [p for p in range(NUM_POTION_TYPES) if s >> p & 1]
-            for c in range(NUM_LATENT_STONES):
-                seen = {c}
-                todo = [c]
-                while todo:
-                    n = todo.pop()
-                    for p in pots:
-                        m = trans[n * NUM_POTION_TYPES + p]
-                        if m not in seen:
-                            seen.add(m)
-                            todo.append(m)
-                out[gi, c, s] = max(int(STONE_REWARD_INDICATOR[n]) for n in seen)
+            reach = np.eye(NUM_LATENT_STONES, dtype=bool)  # reach[c, n]: n reachable from c
+            step = np.zeros((NUM_LATENT_STONES, NUM_LATENT_STONES), dtype=bool)
+            step[np.arange(NUM_LATENT_STONES), np.arange(NUM_LATENT_STONES)] = True
+            for p in pots:
+                step[np.arange(NUM_LATENT_STONES), trans[:, p]] = True
+            best = np.where(reach, indicator[None, :], -99).max(axis=1)
+            out[gi, :, s, 0] = best
+            for k in range(1, MAX_PATH + 1):
+                reach = (reach.astype(np.int64) @ step.astype(np.int64)) > 0
+                out[gi, :, s, k] = np.where(reach, indicator[None, :], -99).max(axis=1)
     return out
 
 
@@ -154,13 +159,13 @@ class WorldModel:
                 out |= 1 << self.latent_potion[index, p]
         return out
 
-    def stone_bound(self, index: np.ndarray, o: int, colours: int, bonus: float) -> np.ndarray:
-        """Per world state: the best cashable value stone ``o`` could reach using any of ``colours``
-        any number of times (an upper bound on what it can really reach)."""
+    def stone_bound(self, index: np.ndarray, o: int, colours: int, steps: int) -> np.ndarray:
+        """Per world state: the best reward indicator stone ``o`` could reach in ``steps`` moves using any of
+        ``colours`` any number of times (an upper bound on what it can really reach)."""
         lat = self.latent[index, o].astype(np.int64)
         ok = lat >= 0
         s = self.available_latent(index, colours)
-        v = self.reach_value[self.graph[index], np.where(ok, lat, 0), s]
+        v = self.reach_value[self.graph[index], np.where(ok, lat, 0), s, min(steps, MAX_PATH)]
         return np.where(ok, v, 0)
 
     def outcomes(self, index: np.ndarray, o: int, p: int) -> np.ndarray:
@@ -177,8 +182,8 @@ class WorldModel:
 class _Frame:
     """World states still possible at the start of a trial, re-indexed 0..n-1 for small bitsets."""
 
-    index: np.ndarray
-    classes: list[tuple[int, int]]  # (weight, mask) pairs
+    index: np.ndarray  # global world state of each bit; a world state of prior weight k has k copies
+    first: int  # one bit per distinct world state (to count world states)
 
 
 class Planner:
@@ -230,11 +235,14 @@ class Planner:
             self.belief_global &= self.consistent_global(o)
         if not self.belief_global:
             raise RuntimeError("the stones seen are impossible under the level's prior")
-        index, local = self._global_to_local(self.belief_global)
+        index, _ = self._global_to_local(self.belief_global)
         weights = self.model.weight[index]
-        classes = [(int(w), _to_int(weights == w)) for w in np.unique(weights)]
-        self.frame = _Frame(index, classes)
-        self.belief = local
+        copies = weights // np.gcd.reduce(weights)
+        # Each world state gets as many bits as its prior weight: a belief's mass is one bit_count().
+        first = np.zeros(int(copies.sum()), dtype=bool)
+        first[np.concatenate(([0], np.cumsum(copies)[:-1]))] = True
+        self.frame = _Frame(np.repeat(index, copies), _to_int(first))
+        self.belief = (1 << first.size) - 1
         self.memo.clear()
         self._outcome_cache.clear()
         self._bound_cache.clear()
@@ -276,7 +284,12 @@ class Planner:
         return out
 
     def weight(self, mask: int) -> int:
-        return sum(w * (mask & m).bit_count() for w, m in self.frame.classes)
+        """Prior mass of a belief (in units of the smallest prior weight)."""
+        return mask.bit_count()
+
+    def num_world_states(self, mask: int | None = None) -> int:
+        """Number of distinct world states in a belief (default the current one)."""
+        return ((self.belief if mask is None else mask) & self.frame.first).bit_count()
 
     def end_value(self, stones: tuple[int, ...]) -> float:
         total = 0.0
@@ -303,22 +316,25 @@ class Planner:
         )
         return action, value, depth
 
-    def _bound_masks(self, o: int, colours: int) -> tuple[int, int]:
-        key = (o, colours)
+    def _bound_masks(self, o: int, colours: int, steps: int) -> tuple[int, int]:
+        key = (o, colours, steps)
         masks = self._bound_cache.get(key)
         if masks is None:
-            r = self.model.stone_bound(self.frame.index, o, colours, self.bonus)
+            r = self.model.stone_bound(self.frame.index, o, colours, steps)
             masks = (_to_int(r == 1), _to_int(r == 3))
             self._bound_cache[key] = masks
         return masks
 
-    def _bound(self, stones, colours: int, belief: int) -> float:
+    def _bound(self, stones, colours: int, belief: int, steps: int) -> float:
         """Unnormalised upper bound: Σ over world states of weight × best cashable total with perfect knowledge."""
         total = 0.0
         gold = 3.0 + self.bonus
+        cache = self._bound_cache
         for o in stones:
-            m1, m3 = self._bound_masks(o, colours)
-            total += self.weight(belief & m1) + gold * self.weight(belief & m3)
+            masks = cache.get((o, colours, steps))
+            if masks is None:
+                masks = self._bound_masks(o, colours, steps)
+            total += (belief & masks[0]).bit_count() + gold * (belief & masks[1]).bit_count()
         return total
 
     def _search(self, stones, potions, belief, total, touched):
@@ -328,7 +344,7 @@ class Planner:
             return hit
         self.nodes += 1
         if self.minimise:
-            best_value = -float(belief.bit_count())
+            best_value = -float((belief & self.frame.first).bit_count())
         else:
             best_value = self.end_value(stones)
         best_depth, best_order, best_action = 0.0, -1, END
@@ -362,13 +378,14 @@ class Planner:
                 if len(children) == 1 and children[0][0] == o:
                     continue  # certainly no effect
                 new_potions = potions[:p] + (potions[p] - 1,) + potions[p + 1 :]
+                steps = min(sum(new_potions), MAX_PATH)
                 colours = sum(1 << q for q in range(NUM_POTION_TYPES) if new_potions[q])
                 kids = []
                 ub = 0.0
                 for res, child in children:
                     new_stones = stones if res == o else stones[:i] + (res,) + stones[i + 1 :]
-                    w = total if len(children) == 1 else self.weight(child)
-                    b = self._bound(new_stones, colours, child) if not self.minimise else 0.0
+                    w = total if len(children) == 1 else child.bit_count()
+                    b = self._bound(new_stones, colours, child, steps) if not self.minimise else 0.0
                     kids.append((new_stones, child, w, b))
                     ub += b
                 new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
