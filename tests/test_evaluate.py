@@ -1,0 +1,182 @@
+"""``alchemy-gym evaluate`` (alchemy_gym/evaluation.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from alchemy_gym import cli
+from alchemy_gym.evaluation import main
+
+
+def run_json(capsys, *args) -> dict:
+    assert main([*args, "--json", "--no-progress"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_output_has_the_documented_fields(capsys):
+    out = run_json(capsys, "--agent", "positive", "--episodes", "0:50")
+    assert out["agent"] == "positive" and out["level"] == "alchemy/evaluation_episodes"
+    assert [e["episode"] for e in out["episodes"]] == list(range(50))
+    assert all(len(e["trial_rewards"]) == 10 for e in out["episodes"])
+    totals = [sum(e["trial_rewards"]) for e in out["episodes"]]
+    assert out["mean"] == pytest.approx(np.mean(totals))
+    assert out["se"] == pytest.approx(np.std(totals, ddof=1) / np.sqrt(50))
+    assert sum(out["episodes"][0]["trial_rewards"]) == 59  # cash-positive on episode 0
+
+
+def test_replay_reproduces_the_published_mean(capsys):
+    """§4.5: replaying the ideal observer's events gives 284.42 over the 1000 episodes, episode 0 = 207."""
+    out = run_json(capsys, "--agent", "replay:ideal_observer")
+    assert out["mean"] == pytest.approx(284.417)
+    assert sum(out["episodes"][0]["trial_rewards"]) == 207
+
+
+def test_table_for_several_agents_and_cli_dispatch(capsys):
+    assert cli.main(["evaluate", "--agent", "positive", "--agent", "replay:baseline", "--episodes", ":20"]) == 0
+    out = capsys.readouterr().out
+    assert "positive" in out and "replay:baseline" in out
+    assert out.strip().splitlines()[-1].startswith("episode")
+
+
+def test_slices_select_episodes(capsys):
+    out = run_json(capsys, "--agent", "positive", "--episodes", "990:")
+    assert [e["episode"] for e in out["episodes"]] == list(range(990, 1000))
+    out = run_json(capsys, "--agent", "positive", "--episodes", "3")
+    assert [e["episode"] for e in out["episodes"]] == [0, 1, 2]
+    out = run_json(capsys, "--agent", "positive", "--level", "alchemy/evaluation_episodes/17")
+    assert [e["episode"] for e in out["episodes"]] == [17]
+
+
+def test_random_levels_are_seeded_per_episode(capsys):
+    args = ["--agent", "random", "--level", "Alchemy/SymbolicStandard-v0", "--seed", "5"]
+    whole = run_json(capsys, *args, "--episodes", "0:6")
+    part = run_json(capsys, *args, "--episodes", "4:6")
+    assert whole["episodes"][4:] == part["episodes"]
+    other = run_json(capsys, *args[:-1], "6", "--episodes", "4:6")
+    assert other["episodes"] != part["episodes"]
+
+
+def test_workers_give_the_same_results(capsys):
+    one = run_json(capsys, "--agent", "random", "--episodes", "0:60")
+    two = run_json(capsys, "--agent", "random", "--episodes", "0:60", "--workers", "2")
+    assert one["episodes"] == two["episodes"]
+
+
+def test_ideal_observer_on_a_fixed_level(capsys):
+    """On all_fixed the prior is one chemistry: the observer and the search oracle agree."""
+    io = run_json(capsys, "--agent", "ideal-observer", "--level", "alchemy/all_fixed", "--episodes", "2")
+    oracle = run_json(capsys, "--agent", "search-oracle", "--level", "alchemy/all_fixed", "--episodes", "2")
+    assert io["episodes"] == oracle["episodes"]
+    assert io["mean"] > 200
+
+
+def test_search_oracle_matches_the_published_events_scores(capsys):
+    oracle = run_json(capsys, "--agent", "search-oracle", "--episodes", "0:5")
+    published = run_json(capsys, "--agent", "replay:search_oracle", "--episodes", "0:5")
+    assert oracle["episodes"] == published["episodes"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--agent", "oracle"], "unknown agent 'oracle'"),
+        (["--agent", "replay:"], "replay needs events"),
+        (["--episodes", "a:b"], "not a range"),
+        (["--episodes", "5:2"], "selects no episodes"),
+        (["--episodes", "1:2:0"], "step cannot be 0"),
+        (["--level", "alchemy/nowhere"], "unknown Alchemy level"),
+        (["--level", "alchemy/evaluation_episodes/1000"], "not valid"),
+        (["--agent", "replay:baseline", "--level", "alchemy/all_fixed"], "replays recorded evaluation episodes"),
+        (["--agent", "replay:/no/such/file"], "no agent events file"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--level", "alchemy/all_fixed", "--episodes", ":"], "non-negative START:STOP"),
+    ],
+)
+def test_bad_input_fails_before_any_work(capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--no-progress"])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_file_must_cover_the_episodes(tmp_path, capsys):
+    from alchemy_gym.data.protos import messages
+
+    m = messages()
+    events = m.EvaluationSetEvents()
+    for _ in range(3):
+        episode = events.episode_events.add()
+        for _ in range(10):
+            trial = episode.trial_events.add()
+            trial.entries.extend([-1] * 39)
+            trial.shape.extend([3, 13])
+    path = tmp_path / "three.pb"
+    path.write_bytes(events.SerializeToString())
+    out = run_json(capsys, "--agent", f"replay:{path}", "--episodes", "0:3")
+    assert out["mean"] == 0.0
+    with pytest.raises(SystemExit):
+        main(["--agent", f"replay:{path}", "--episodes", "0:10", "--no-progress"])
+    assert "holds 3 episodes" in capsys.readouterr().err
+
+
+def test_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional 'plot' extra")
+    path = tmp_path / "trials.png"
+    assert main(["--agent", "positive", "--agent", "random", "--episodes", "0:20", "--plot", str(path)]) == 0
+    assert path.stat().st_size > 1000
+
+
+def test_ray_gives_the_same_results_as_local_workers(capsys):
+    pytest.importorskip("ray", reason="ray is the optional 'ray' extra")
+    local = run_json(capsys, "--agent", "random", "--episodes", "0:6", "--workers", "2")
+    remote = run_json(capsys, "--agent", "random", "--episodes", "0:6", "--ray")
+    assert local["episodes"] == remote["episodes"]
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not a running process
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and pgrep")
+def test_ctrl_c_stops_the_workers():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alchemy_gym.cli", "evaluate", "--agent", "ideal-observer", "--episodes", "0:4"]
+        + ["--workers", "2", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    workers: list[int] = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = _children(proc.pid)
+    assert len(workers) >= 2, "the workers did not start"
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)]
