@@ -299,13 +299,13 @@ class WorldEvent:
 def make_event(name: str, detail: Mapping[str, Any] | None = None, *, frame: int = 0, seed: int = 0):
     """A ``google.protobuf.Any`` holding a ``WorldEvent`` named ``name`` with ``detail`` (a dict for the
     detail message given by :data:`EVENT_DETAILS`)."""
-    from google.protobuf import any_pb2, json_format
+    from google.protobuf import any_pb2
 
     m = messages()
     detail_name = EVENT_DETAILS[name]
     detail_msg = _class_by_full_name()[detail_name]()
     if detail:
-        json_format.ParseDict(dict(detail), detail_msg)
+        fill_message(detail_msg, detail)
     event = m.WorldEvent(name=name)
     event.episode_info.frame = frame
     event.episode_info.random_seed = seed
@@ -313,6 +313,45 @@ def make_event(name: str, detail: Mapping[str, Any] | None = None, *, frame: int
     packed = any_pb2.Any()
     packed.Pack(event)
     return packed
+
+
+def fill_message(message, values: Mapping[str, Any]) -> None:
+    """Set ``message``'s fields from a dict (nested dicts or ready messages for message fields, lists for
+    repeated fields, names or numbers for enums); unknown names raise ``ValueError``."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    fields = message.DESCRIPTOR.fields_by_name
+    for key, value in values.items():
+        fd = fields.get(key)
+        if fd is None:
+            raise ValueError(f"{message.DESCRIPTOR.full_name} has no field {key!r}: fields are {sorted(fields)}")
+        if fd.type == FieldDescriptor.TYPE_ENUM:
+
+            def convert(v, fd=fd):
+                return fd.enum_type.values_by_name[v].number if isinstance(v, str) else int(v)
+
+        else:
+
+            def convert(v):
+                return v
+
+        if _is_repeated(fd):
+            target = getattr(message, key)
+            if fd.type == FieldDescriptor.TYPE_MESSAGE:
+                for item in value:
+                    if isinstance(item, Mapping):
+                        fill_message(target.add(), item)
+                    else:
+                        target.add().CopyFrom(item)
+            else:
+                target.extend(convert(v) for v in value)
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            if isinstance(value, Mapping):
+                fill_message(getattr(message, key), value)
+            else:
+                getattr(message, key).CopyFrom(value)
+        else:
+            setattr(message, key, convert(value))
 
 
 def message_to_dict(message) -> dict[str, Any]:

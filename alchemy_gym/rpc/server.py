@@ -196,15 +196,40 @@ class _EventRecorder:
         self.regex = regex
         self.reward_weights = reward_weights
         self.seed = seed
-        self.events: list = []
+        self.pending: list = []  # (name, frame, detail builder): protos are built only when requested
+        self._properties: dict = {}  # ("stone" | "potion", latent) → message, for the current chemistry
         self.frame = 0
         game.add_listener(self)
 
-    def _emit(self, name: str, detail: dict) -> None:
+    def _emit(self, name: str, detail) -> None:
+        """Record an event if subscribed; ``detail`` is a dict or a zero-argument callable returning one."""
         if self.regex.search(name):
-            from alchemy_gym.rpc.events import make_event
+            self.pending.append((name, self.frame, detail))
 
-            self.events.append(make_event(name, detail, frame=self.frame, seed=self.seed))
+    # Details are built lazily (at most once a step, and only when the client asked for events):
+    # everything they read is either captured now or constant within the step (the chemistry).
+
+    def _stone(self, latent: int):
+        key = ("stone", latent)
+        message = self._properties.get(key)
+        if message is None:
+            from alchemy_gym.rpc.events import fill_message, messages
+
+            message = messages().StoneProperties()
+            fill_message(message, _stone_properties(self.game, latent))
+            self._properties[key] = message
+        return message
+
+    def _potion(self, latent: int):
+        key = ("potion", latent)
+        message = self._properties.get(key)
+        if message is None:
+            from alchemy_gym.rpc.events import fill_message, messages
+
+            message = messages().PotionProperties()
+            fill_message(message, _potion_properties(self.game, latent))
+            self._properties[key] = message
+        return message
 
     def _trial_items(self, trial: int) -> None:
         game = self.game
@@ -213,38 +238,42 @@ class _EventRecorder:
             if latent >= 0:
                 self._emit(
                     "DeepMind/Alchemy/PotionCreated",
-                    {
+                    lambda slot=slot, latent=latent: {
                         "potion_instance_id": _potion_id(trial, slot),
-                        "potion_properties": _potion_properties(game, latent),
+                        "potion_properties": self._potion(latent),
                     },
                 )
         for slot, latent in enumerate(game.stones):
             if latent >= 0:
                 self._emit(
                     "DeepMind/Alchemy/StoneCreated",
-                    {"stone_instance_id": _stone_id(trial, slot), "stone_properties": _stone_properties(game, latent)},
+                    lambda slot=slot, latent=latent: {
+                        "stone_instance_id": _stone_id(trial, slot),
+                        "stone_properties": self._stone(latent),
+                    },
                 )
         self._emit("DeepMind/Trial/TrialStarted", {"trial_id": trial})
+
+    def _chemistry_created(self, chemistry) -> dict:
+        coefficients, offset, bonus = self.reward_weights
+        angles = ROTATION_ANGLES[chemistry.rotation]
+        return {
+            "chemistry": {
+                "stones": [self._stone(s) for s in range(NUM_LATENT_STONES)],
+                "potions": [self._potion(p) for p in range(NUM_POTION_TYPES)],
+            },
+            # Unity's angles are the negated Python ones (interface spec §6)
+            "rotation_mapping": {"rotation_angles": {"x": -angles[0], "y": -angles[1], "z": -angles[2]}},
+            "reward_mapping": {"coefficients": list(coefficients), "offset": offset, "bonus": bonus},
+        }
 
     def __call__(self, kind: str, *args) -> None:
         game = self.game
         if kind == "episode_start":
             (chemistry,) = args
             self.frame = 0
-            coefficients, offset, bonus = self.reward_weights
-            angles = ROTATION_ANGLES[chemistry.rotation]
-            self._emit(
-                "DeepMind/Alchemy/ChemistryCreated",
-                {
-                    "chemistry": {
-                        "stones": [_stone_properties(game, s) for s in range(NUM_LATENT_STONES)],
-                        "potions": [_potion_properties(game, p) for p in range(NUM_POTION_TYPES)],
-                    },
-                    # Unity's angles are the negated Python ones (interface spec §6)
-                    "rotation_mapping": {"rotation_angles": {"x": -angles[0], "y": -angles[1], "z": -angles[2]}},
-                    "reward_mapping": {"coefficients": list(coefficients), "offset": offset, "bonus": bonus},
-                },
-            )
+            self._properties = {}
+            self._emit("DeepMind/Alchemy/ChemistryCreated", lambda: self._chemistry_created(chemistry))
         elif kind == "trial_start":
             (trial,) = args
             self._trial_items(trial)
@@ -257,30 +286,39 @@ class _EventRecorder:
             left = sum(1 for p in game.potions if p >= 0)
             self._emit(
                 "DeepMind/Alchemy/PotionUsed",
-                {
+                lambda: {
                     "potion_instance_id": _potion_id(trial, potion_slot),
                     "stone_instance_id": _stone_id(trial, slot),
-                    "stone_properties_old": _stone_properties(game, old),
-                    "stone_properties_new": _stone_properties(game, new),
-                    "potion_properties": _potion_properties(game, latent_potion),
+                    "stone_properties_old": self._stone(old),
+                    "stone_properties_new": self._stone(new),
+                    "potion_properties": self._potion(latent_potion),
                     "reward": 0.0,
                     "reactions_left": left,
                 },
             )
         elif kind == "cauldron":
             slot, latent, reward = args
+            trial = game.trial_number
             self._emit(
                 "DeepMind/Alchemy/StoneUsed",
-                {
-                    "stone_instance_id": _stone_id(game.trial_number, slot),
-                    "stone_properties": _stone_properties(game, latent),
+                lambda: {
+                    "stone_instance_id": _stone_id(trial, slot),
+                    "stone_properties": self._stone(latent),
                     "reward": float(reward),
                 },
             )
 
-    def take(self) -> list:
-        events, self.events = self.events, []
-        return events
+    def take(self, build: bool = True) -> list:
+        """The events since the last call, as ``Any`` protos (``build=False``: just forget them)."""
+        pending, self.pending = self.pending, []
+        if not build:
+            return []
+        from alchemy_gym.rpc.events import make_event
+
+        return [
+            make_event(name, detail() if callable(detail) else detail, frame=frame, seed=self.seed)
+            for name, frame, detail in pending
+        ]
 
 
 # ------------------------------------------------------------------------------ worlds
@@ -458,7 +496,7 @@ class _Session:
         env = world.env
         if self.state == self.NEW_EPISODE:
             if recorder is not None:
-                recorder.take()
+                recorder.take(build=False)
             world.start_episode()  # actions of the first step are ignored (dm_env_rpc)
             self.state = self.RUNNING
             terminated = False
@@ -490,7 +528,7 @@ class _Session:
                 tensor.protos.array.extend(events)
                 tensor.shape.append(len(events))
         if recorder is not None and OBS_EVENTS not in requested:
-            recorder.take()
+            recorder.take(build=False)
         return response
 
     def _rgb_tensor(self, game):

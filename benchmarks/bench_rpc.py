@@ -1,0 +1,156 @@
+"""dm_env_rpc benchmarks: steps/s of the served symbolic env over loopback, and container start-up time.
+
+    python benchmarks/bench_rpc.py                 # loopback figures (no Docker needed)
+    python benchmarks/bench_rpc.py --docker IMAGE  # + time from gymnasium.make to the first observation
+
+Prints figures; asserts nothing. Figures:
+
+* ``grpc ceiling``: round trips/s of an empty ``StepRequest`` (answered with an error status) on
+  one stream: what gRPC Python itself allows on this machine.
+* ``env steps/s``: ``RpcAlchemyEnv.step`` against ``alchemy-gym serve`` in another process
+  (resets included), requesting only ``symbolic_obs`` + ``Score``, then every observation
+  (``RGB_INTERLEAVED`` 96×72 and events too).
+* ``aggregate``: N envs, each with its own server process, stepped by N client processes
+  (``gymnasium.vector.AsyncVectorEnv``): total steps/s.
+* ``make → first obs``: wall time of ``gymnasium.make("Alchemy/Standard-v0", image=IMAGE)`` plus
+  ``reset()``, median of ``--repeats`` (container start, readiness, world creation, first step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+
+
+def _start_server() -> tuple[subprocess.Popen, str]:
+    from alchemy_gym.rpc.launchers import free_port, probe
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "alchemy_gym.rpc.server", "--port", str(port)]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while probe(address, 1.0) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.1)
+    return process, address
+
+
+def grpc_ceiling(address: str, n: int) -> float:
+    from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
+    from dm_env_rpc.v1 import error as dm_error
+
+    from alchemy_gym.rpc.connection import RpcConnection
+    from alchemy_gym.rpc.launchers import open_channel
+
+    channel = open_channel(address)
+    connection = RpcConnection(channel)
+    request = pb.StepRequest()
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(n):
+            try:
+                connection.send(request)
+            except dm_error.DmEnvRpcError:
+                pass
+        best = max(best, n / (time.perf_counter() - start))
+    connection.close()
+    channel.close()
+    return best
+
+
+def env_steps(address: str, n: int, observations) -> float:
+    from alchemy_gym.envs.rpc import RpcAlchemyEnv
+
+    env = RpcAlchemyEnv(LEVEL, address=address, observations=observations)
+    env.reset(seed=0)
+    best = 0.0
+    actions = [(i * 7) % 40 for i in range(n)]
+    for _ in range(3):
+        start = time.perf_counter()
+        for a in actions:
+            _, _, terminated, _, _ = env.step(a)
+            if terminated:
+                env.reset()
+        best = max(best, n / (time.perf_counter() - start))
+    env.close()
+    return best
+
+
+def _make_local_env():
+    from alchemy_gym.envs.rpc import RpcAlchemyEnv
+
+    args = ("-m", "alchemy_gym.rpc.server", "--port", "{port}")
+    return RpcAlchemyEnv(LEVEL, binary=sys.executable, binary_args=args, observations=["symbolic_obs", "Score"])
+
+
+def aggregate(num_envs: int, n: int) -> float:
+    import numpy as np
+    from gymnasium.vector import AsyncVectorEnv
+
+    envs = AsyncVectorEnv([_make_local_env] * num_envs)
+    envs.reset(seed=0)
+    actions = np.zeros(num_envs, dtype=np.int64)
+    start = time.perf_counter()
+    for i in range(n):
+        actions[:] = (i * 7) % 40
+        envs.step(actions)
+    rate = n * num_envs / (time.perf_counter() - start)
+    envs.close()
+    return rate
+
+
+def make_to_first_obs(image: str, repeats: int) -> list[float]:
+    import gymnasium as gym
+
+    import alchemy_gym  # noqa: F401
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        env = gym.make("Alchemy/Standard-v0", image=image)
+        env.reset(seed=0)
+        times.append(time.perf_counter() - start)
+        env.close()
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=3000, help="steps per measurement (default 3000)")
+    parser.add_argument("--docker", metavar="IMAGE", help="also time make → first observation with this image")
+    parser.add_argument("--repeats", type=int, default=5, help="container start-ups to time (default 5)")
+    parser.add_argument("--envs", type=int, nargs="*", default=[2, 4], help="vector sizes for the aggregate figure")
+    args = parser.parse_args(argv)
+
+    process, address = _start_server()
+    try:
+        print(f"grpc ceiling (empty StepRequest round trips, 1 stream): {grpc_ceiling(address, args.steps):8.0f} /s")
+        rate = env_steps(address, args.steps, ["symbolic_obs", "Score"])
+        print(f"env steps/s, symbolic_obs + Score:                         {rate:8.0f}")
+        rate = env_steps(address, args.steps, None)
+        print(f"env steps/s, every observation (+ RGB 96x72, events):      {rate:8.0f}")
+    finally:
+        process.terminate()
+        process.wait(10)
+    for num_envs in args.envs:
+        rate = aggregate(num_envs, max(args.steps // num_envs, 200))
+        print(f"aggregate steps/s, {num_envs} envs (own servers, AsyncVectorEnv):    {rate:8.0f}")
+    if args.docker:
+        times = make_to_first_obs(args.docker, args.repeats)
+        print(
+            f"gymnasium.make → first observation (Docker, {args.docker}): median {statistics.median(times):.2f} s, "
+            f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
