@@ -50,8 +50,8 @@ def register_envs() -> None:
             register(
                 id=level.symbolic_id,
                 entry_point="alchemy_gym.envs.symbolic:SymbolicAlchemyEnv",
+                vector_entry_point="alchemy_gym.envs.vector:SymbolicAlchemyVectorEnv",
                 kwargs={"level_name": level.name},
-                disable_env_checker=False,
             )
         if level.rpc_id and level.rpc_id not in registry:
             register(

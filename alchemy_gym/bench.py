@@ -48,6 +48,25 @@ def steps_per_second(env_id: str = DEFAULT_ID, steps: int = 400_000, seed: int =
     }
 
 
+def vector_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 16, steps: int = 400_000, seed: int = 0):
+    """The native vector env (``make_vec(..., vectorization_mode="vector_entry_point")``), autoresets included."""
+    import gymnasium as gym
+    import numpy as np
+
+    import alchemy_gym  # noqa: F401
+
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    batches = np.random.default_rng(seed).integers(0, 40, size=(max(1, steps // num_envs), num_envs))
+    envs.reset(seed=seed)
+    start = time.perf_counter()
+    for actions in batches:
+        envs.step(actions)
+    elapsed = time.perf_counter() - start
+    envs.close()
+    total = batches.size
+    return {"num_envs": num_envs, "steps": total, "seconds": elapsed, "steps_per_second": total / elapsed}
+
+
 def replay_seconds(agent: str = "ideal_observer") -> dict:
     """``replay_agent_events`` on one 1000-episode file: cold (parse + replay) and warm."""
     import alchemy_gym
@@ -114,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --envs must be positive")
     results = {
         "speed": steps_per_second(args.env_id, args.steps),
+        "vector": vector_steps_per_second(args.env_id, 16, args.steps),
         "replay": replay_seconds(),
         "memory": memory(args.envs),
     }
@@ -125,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['env_id']}: {s['steps_per_second']:,.0f} steps/s over {s['steps']:,} random steps ({s['resets']} resets)"
     )
     print(f"  reset alone: {s['reset_microseconds']:.1f} us")
+    v = results["vector"]
+    print(f"native vector env, {v['num_envs']} envs: {v['steps_per_second']:,.0f} steps/s (autoresets included)")
     print(
         f"replay_agent_events({r['agent']!r}), 1000 episodes: {r['replay_seconds']:.3f} s "
         f"(+ {r['load_seconds']:.3f} s to parse the packaged files once); mean {r['mean']:.3f}"

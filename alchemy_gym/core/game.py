@@ -139,6 +139,7 @@ class AlchemyGame:
         observe_used: include the per-slot used flags (39 floats instead of 24).
         reward_weights: ``(coefficients, offset, bonus)`` of a stone's value (§1.2).
         num_stones_per_trial / num_potions_per_trial: items drawn per trial (3 / 12).
+        obs: optional float32 buffer the observation is written into (e.g. a row of a batch).
     """
 
     __slots__ = (
@@ -159,6 +160,7 @@ class AlchemyGame:
         reward_weights=DEFAULT_REWARD_WEIGHTS,
         num_stones_per_trial: int = MAX_STONES,
         num_potions_per_trial: int = MAX_POTIONS,
+        obs: np.ndarray | None = None,
     ) -> None:
         self.num_trials = num_trials
         self.max_steps_per_trial = max_steps_per_trial
@@ -174,7 +176,12 @@ class AlchemyGame:
         p_stride = 2 if observe_used else 1
         self._s_stride, self._p_stride = s_stride, p_stride
         self._potion_base = MAX_STONES * s_stride
-        self.obs = np.empty(observation_size(observe_used), dtype=np.float32)
+        size = observation_size(observe_used)
+        if obs is None:
+            obs = np.empty(size, dtype=np.float32)
+        elif obs.shape != (size,) or obs.dtype != np.float32:
+            raise ValueError(f"obs buffer must be float32 of shape ({size},), got {obs.dtype} {obs.shape}")
+        self.obs = obs
         self._stone_block = self.obs[: self._potion_base].reshape(MAX_STONES, s_stride)
         self._potion_block = self.obs[self._potion_base :].reshape(MAX_POTIONS, p_stride)
         self._stone_default = _STONE_DEFAULT[:s_stride]

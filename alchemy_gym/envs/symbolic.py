@@ -10,13 +10,19 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from alchemy_gym.core.belief import BeliefState, ChemistrySeen, ElementContent
-from alchemy_gym.core.chemistry import Chemistry, LevelRules, sampler_for
-from alchemy_gym.core.game import AlchemyGame, EpisodeOver, FixedEpisode, TrialItems, observation_size, slot_action
-from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
-from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level
-
-DEFAULT_LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+from alchemy_gym.core.belief import BeliefState, ChemistrySeen
+from alchemy_gym.core.chemistry import LevelRules
+from alchemy_gym.core.game import EpisodeOver, slot_action
+from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
+from alchemy_gym.envs.options import (
+    DEFAULT_LEVEL,
+    LevelOptions,
+    check_episode_index,
+    check_see_chemistries,
+    check_seed,
+    symbolic_obs_space,
+)
+from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES
 
 
 class SymbolicAlchemyEnv(gym.Env):
@@ -116,53 +122,32 @@ class SymbolicAlchemyEnv(gym.Env):
         episodes: Sequence | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if not isinstance(level_name, str):
-            raise TypeError(f"level_name must be a str, got {type(level_name).__name__}")
-        self.level_name = level_name
-        evaluation = level_name.rstrip("/") in (EVALUATION_PREFIX, "evaluation_episodes")
-        if not evaluation and level_name.startswith(EVALUATION_PREFIX):
-            find_level(level_name)  # validates the index
-            raise ValueError(
-                f"{level_name!r}: use level_name={EVALUATION_PREFIX!r} and reset(options={{'episode': i}}) "
-                "to play one evaluation episode"
-            )
-        end_trial_action = _check_bool("end_trial_action", end_trial_action)
-        observe_used = _check_bool("observe_used", observe_used)
-        self._episodes = _check_episodes(episodes)
-        self._evaluation = evaluation or self._episodes is not None
-        if self._episodes is not None:
-            max_trials = min(len(e.trials) for e in self._episodes)
-        else:
-            max_trials = 10 if evaluation else None
-        if num_trials is None:
-            num_trials = max_trials or 10
-        num_trials = _check_int("num_trials", num_trials, 1, max_trials)
-        max_steps_per_trial = _check_int("max_steps_per_trial", max_steps_per_trial, 1)
-        num_stones_per_trial = _check_int("num_stones_per_trial", num_stones_per_trial, 0, MAX_STONES)
-        num_potions_per_trial = _check_int("num_potions_per_trial", num_potions_per_trial, 0, MAX_POTIONS)
-        if self._evaluation and (num_stones_per_trial, num_potions_per_trial) != (MAX_STONES, MAX_POTIONS):
-            raise ValueError("fixed episodes have fixed items: num_stones/potions_per_trial cannot change")
-        self.reward_weights = _check_reward_weights(reward_weights)
+        options = LevelOptions.parse(
+            level_name,
+            end_trial_action=end_trial_action,
+            observe_used=observe_used,
+            num_trials=num_trials,
+            max_steps_per_trial=max_steps_per_trial,
+            num_stones_per_trial=num_stones_per_trial,
+            num_potions_per_trial=num_potions_per_trial,
+            reward_weights=reward_weights,
+            episodes=episodes,
+        )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None, 'ansi' or 'rgb_array'")
         self.render_mode = render_mode
-
-        rules_name = "alchemy/perceptual_mapping_randomized_with_random_bottleneck" if evaluation else level_name
-        self.rules = LevelRules.from_level_name(rules_name)
-        self._sampler = None if self._evaluation else sampler_for(self.rules)
-        self.game = AlchemyGame(
-            num_trials=num_trials,
-            max_steps_per_trial=max_steps_per_trial,
-            end_trial_action=end_trial_action,
-            observe_used=observe_used,
-            reward_weights=self.reward_weights,
-            num_stones_per_trial=num_stones_per_trial,
-            num_potions_per_trial=num_potions_per_trial,
-        )
+        self.level_options = options
+        self.level_name = level_name
+        self.reward_weights = options.reward_weights
+        self.rules = options.rules
+        self._episodes = options.episodes
+        self._evaluation = options.fixed
+        self._sampler = options.sampler
+        self.game = options.new_game()
         self._num_actions = self.game.num_actions
         self.action_space = spaces.Discrete(self._num_actions)
-        symbolic_space = _symbolic_obs_space(observe_used)
-        self._chem_seen = _check_see_chemistries(see_chemistries)
+        symbolic_space = symbolic_obs_space(options.observe_used)
+        self._chem_seen = check_see_chemistries(see_chemistries)
         self._chem_contents: dict[str, list] = {}
         self._beliefs: dict[str, BeliefState] = {}
         if self._chem_seen:
@@ -191,10 +176,7 @@ class SymbolicAlchemyEnv(gym.Env):
     # ----------------------------------------------------------------- gym API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**32:
-                raise ValueError(f"seed must be an int in 0..2**32-1 (numpy RandomState), got {seed!r}")
-            seed = int(seed)
+        seed = check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
             if self._rs is None:
@@ -207,9 +189,7 @@ class SymbolicAlchemyEnv(gym.Env):
         episode = self._episode_option(options)
         if self._evaluation:
             if self._episodes is None:
-                from alchemy_gym.data import evaluation_episodes
-
-                self._episodes = evaluation_episodes()
+                self._episodes = self.level_options.fixed_episodes()
             if episode is None:
                 episode = self._next_episode
             entry = self._episodes[episode]
@@ -311,12 +291,7 @@ class SymbolicAlchemyEnv(gym.Env):
                 f"{EVALUATION_PREFIX!r} or episodes=...); this env plays {self.level_name!r}"
             )
         count = NUM_EVALUATION_EPISODES if self._episodes is None else len(self._episodes)
-        episode = options["episode"]
-        if isinstance(episode, bool) or not isinstance(episode, numbers.Integral):
-            raise ValueError(f"episode must be an int in 0..{count - 1}, got {episode!r}")
-        if not 0 <= episode < count:
-            raise ValueError(f"episode {episode} out of range: allowed 0..{count - 1}")
-        return int(episode)
+        return check_episode_index(options["episode"], count)
 
     def _observation(self):
         obs = self.game.obs.copy()
@@ -347,96 +322,3 @@ class SymbolicAlchemyEnv(gym.Env):
     def decode_action(self, action: int) -> tuple[int, int]:
         """``(stone slot, potion slot)`` of an action: (-2, -2) end trial, (-1, -1) no-op, (s, -1) cauldron."""
         return slot_action(int(action), self.game.end_trial_action)
-
-
-def _symbolic_obs_space(observe_used: bool) -> spaces.Box:
-    size = observation_size(observe_used)
-    s, p = (5, 2) if observe_used else (4, 1)
-    low = np.full(size, -1.0, dtype=np.float32)
-    high = np.full(size, 2.0, dtype=np.float32)
-    potions = slice(MAX_STONES * s, size)
-    high[potions] = 1.0  # potion colours are in [-1, 1], used flags in [0, 1]
-    if observe_used:
-        low[4 : MAX_STONES * s : s] = 0.0  # stone used flags
-        high[4 : MAX_STONES * s : s] = 1.0
-        low[MAX_STONES * s + 1 :: p] = 0.0  # potion used flags
-    return spaces.Box(low, high, shape=(size,), dtype=np.float32)
-
-
-def _check_episodes(episodes):
-    if episodes is None:
-        return None
-    try:
-        episodes = tuple(episodes)
-    except TypeError:
-        raise TypeError(f"episodes must be a sequence of (chemistry, trials) pairs, got {episodes!r}") from None
-    if not episodes:
-        raise ValueError("episodes must hold at least one (chemistry, trials) pair")
-    out = []
-    for i, entry in enumerate(episodes):
-        try:
-            chemistry, trials = entry
-            trials = tuple(t if isinstance(t, TrialItems) else TrialItems(*t) for t in trials)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"episodes[{i}] must be a (Chemistry, [TrialItems, ...]) pair: {e}") from None
-        if not isinstance(chemistry, Chemistry):
-            raise TypeError(f"episodes[{i}][0] must be a Chemistry, got {type(chemistry).__name__}")
-        if not trials:
-            raise ValueError(f"episodes[{i}] has no trials")
-        out.append(FixedEpisode(chemistry, trials))
-    return tuple(out)
-
-
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
-    return bool(value)
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name}={value} out of range: allowed {allowed}")
-    return int(value)
-
-
-def _check_reward_weights(weights):
-    if weights is None:
-        return DEFAULT_REWARD_WEIGHTS
-    message = (
-        "reward_weights must be (coefficients, offset, bonus) with 3 numeric coefficients, "
-        f"e.g. ((1, 1, 1), 0, 12); got {weights!r}"
-    )
-    try:
-        coefficients, offset, bonus = weights
-        coefficients = tuple(float(c) for c in coefficients)
-        offset, bonus = float(offset), float(bonus)
-    except (TypeError, ValueError):
-        raise TypeError(message) from None
-    if len(coefficients) != 3:
-        raise TypeError(message)
-    return coefficients, offset, bonus
-
-
-def _check_see_chemistries(see) -> dict[str, ChemistrySeen]:
-    if see is None:
-        return {}
-    if not isinstance(see, Mapping):
-        raise TypeError(
-            "see_chemistries must be a dict {name: ChemistrySeen or 'ground_truth' / 'belief_state' / 'unknown'}, "
-            f"got {type(see).__name__}"
-        )
-    out = {}
-    for name, seen in see.items():
-        if not isinstance(name, str) or not name or name == "symbolic_obs":
-            raise ValueError(
-                f"chemistry observation names must be non-empty strings other than 'symbolic_obs', got {name!r}"
-            )
-        if isinstance(seen, (str, ElementContent)):
-            seen = ChemistrySeen(content=seen)
-        if not isinstance(seen, ChemistrySeen):
-            raise TypeError(f"see_chemistries[{name!r}] must be a ChemistrySeen or a content name, got {seen!r}")
-        out[name] = seen
-    return out
