@@ -54,6 +54,21 @@ END = (-1, -1)
 TIE_TOLERANCE = 1e-9
 
 
+def counter_order(stones) -> tuple[int, ...]:
+    """Stones grouped by type in order of first appearance (the order of dm_alchemy's ``Counter``)."""
+    order = list(dict.fromkeys(stones))
+    return tuple(o for t in order for o in stones if o == t)
+
+
+def replace_stone(stones: tuple[int, ...], i: int, new: int) -> tuple[int, ...]:
+    """The stone at ``i`` became ``new``: dm_alchemy's ``Counter`` update (a new type goes last)."""
+    rest = stones[:i] + stones[i + 1 :]
+    if new in rest:
+        j = len(rest) - rest[::-1].index(new)
+        return rest[:j] + (new,) + rest[j:]
+    return rest + (new,)
+
+
 def stone_obs(coords, reward_indicator: int) -> int:
     """Index 0..107 of a perceived stone: base-3 coordinates (coord 0 most significant) × 4 + reward index."""
     c = (int(coords[0]) + 1) * 9 + (int(coords[1]) + 1) * 3 + (int(coords[2]) + 1)
@@ -306,7 +321,7 @@ class Planner:
     ) -> tuple[tuple[int, int], float, float]:
         """``((stone obs, colour) or END, expected objective, expected potions used)`` from the current belief.
 
-        ``stones`` are the present stones in slot order; ``potions`` the count of each colour;
+        ``stones`` are the present stones in :func:`counter_order` (ties go to the first); ``potions`` the count of each colour;
         ``colour_order`` the order in which colours are tried (ties go to the first; default 0..5).
         """
         if colour_order is not None:
@@ -338,7 +353,7 @@ class Planner:
         return total
 
     def _search(self, stones, potions, belief, total, touched):
-        key = (stones, potions, belief)
+        key = (tuple(sorted(stones)), potions, belief)
         hit = self.memo.get(key)
         if hit is not None:
             return hit
@@ -383,7 +398,7 @@ class Planner:
                 kids = []
                 ub = 0.0
                 for res, child in children:
-                    new_stones = stones if res == o else stones[:i] + (res,) + stones[i + 1 :]
+                    new_stones = stones if res == o else replace_stone(stones, i, res)
                     w = total if len(children) == 1 else child.bit_count()
                     b = self._bound(new_stones, colours, child, steps) if not self.minimise else 0.0
                     kids.append((new_stones, child, w, b))
@@ -474,6 +489,7 @@ class IdealObserver(SimplifiedActionAgent):
         self.planner: Planner | None = None
         self._pending: tuple[int, int, int] | None = None
         self._colour_order: tuple[int, ...] = ()
+        self._stone_order: tuple[int, ...] = ()
         #: Expected objective of the last decision (for tests and analysis).
         self.last_value: float | None = None
 
@@ -503,9 +519,12 @@ class IdealObserver(SimplifiedActionAgent):
             self._pending = None
             self.planner.new_trial([o for o in stones if o >= 0])
             self._colour_order = tuple(dict.fromkeys(p for p in potions if p >= 0))
+            self._stone_order = counter_order([o for o in stones if o >= 0])
         elif self._pending is not None:
             slot, o, p = self._pending
             self.planner.observe(o, p, stones[slot])
+            if stones[slot] != o:
+                self._stone_order = replace_stone(self._stone_order, self._stone_order.index(o), stones[slot])
             self._pending = None
         return stones, potions
 
@@ -526,9 +545,7 @@ class IdealObserver(SimplifiedActionAgent):
         for p in potions:
             if p >= 0:
                 counts[p] += 1
-        action, value, _ = self.planner.best_action(
-            tuple(o for o in stones if o >= 0), tuple(counts), self._colour_order
-        )
+        action, value, _ = self.planner.best_action(self._stone_order, tuple(counts), self._colour_order)
         self.last_value = value
         if action == END:
             return self._end_trial_step(game)
