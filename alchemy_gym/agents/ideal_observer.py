@@ -321,7 +321,8 @@ class Planner:
     ) -> tuple[tuple[int, int], float, float]:
         """``((stone obs, colour) or END, expected objective, expected potions used)`` from the current belief.
 
-        ``stones`` are the present stones in :func:`counter_order` (ties go to the first); ``potions`` the count of each colour;
+        ``stones`` are the present stones in :func:`counter_order` (ties go to the first); ``potions`` the
+        count of each colour;
         ``colour_order`` the order in which colours are tried (ties go to the first; default 0..5).
         """
         if colour_order is not None:
