@@ -26,11 +26,12 @@ def main(argv: list[str] | None = None) -> float:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
 
     venv = make_vec_env(args.env_id, n_envs=args.n_envs, seed=args.seed)
     model = PPO("MlpPolicy", venv, n_steps=200, batch_size=200, seed=args.seed, verbose=0)
     model.learn(total_timesteps=args.timesteps)
-    mean, std = evaluate_policy(model, gym.make(args.env_id), n_eval_episodes=5)
+    mean, std = evaluate_policy(model, Monitor(gym.make(args.env_id)), n_eval_episodes=5)
     print(f"{args.env_id}: mean episode reward {mean:.1f} ± {std:.1f} after {args.timesteps} steps")
     return float(mean)
 
