@@ -353,7 +353,67 @@ class Planner:
             total += (belief & masks[0]).bit_count() + gold * (belief & masks[1]).bit_count()
         return total
 
+    def action_values(
+        self, stones: tuple[int, ...], potions: tuple[int, ...]
+    ) -> dict[tuple[int, int], tuple[float, float]]:
+        """``(expected objective, expected potions used)`` of every action with an effect (analysis; no pruning)."""
+        stones, potions = tuple(stones), tuple(potions)
+        total = self.weight(self.belief)
+        out = {END: (self.end_value(stones) if not self.minimise else -float(self.num_world_states()), 0.0)}
+        seen = set()
+        for i, o in enumerate(stones):
+            if o in seen:
+                continue
+            seen.add(o)
+            for p in range(NUM_POTION_TYPES):
+                if not potions[p]:
+                    continue
+                children = [(res, self.belief & mask) for res, mask in self._outcomes(o, p)]
+                children = [(res, child) for res, child in children if child]
+                if len(children) == 1 and children[0][0] == o:
+                    continue
+                new_potions = potions[:p] + (potions[p] - 1,) + potions[p + 1 :]
+                touched = self.touched if len(children) == 1 else self.touched | 1 << (p >> 1)
+                value = depth = 0.0
+                for res, child in children:
+                    w = child.bit_count()
+                    new_stones = stones if res == o else replace_stone(stones, i, res)
+                    v, d, _ = self._search(new_stones, new_potions, child, w, touched)
+                    value += w / total * v
+                    depth += w / total * (d + 1.0)
+                out[(o, p)] = (value, depth)
+        return out
+
+    def _last_potion(self, stones, potions, belief, total):
+        """One potion left: its value is the expected value of ending the trial after it (no recursion)."""
+        best_value, best_depth, best_action = self.end_value(stones), 0.0, END
+        p = potions.index(1)
+        tol = TIE_TOLERANCE * max(1.0, abs(best_value))
+        seen = set()
+        for i, o in enumerate(stones):
+            if o in seen:
+                continue
+            seen.add(o)
+            value = 0.0
+            moved = False
+            for res, mask in self._outcomes(o, p):
+                w = (belief & mask).bit_count()
+                if w:
+                    if res != o:
+                        moved = True
+                    value += w * self.end_value(replace_stone(stones, i, res) if res != o else stones)
+            if not moved:
+                continue
+            value /= total
+            if value > best_value + tol:
+                best_value, best_depth, best_action = value, 1.0, (o, p)
+                tol = TIE_TOLERANCE * max(1.0, abs(best_value))
+        return best_value, best_depth, best_action
+
     def _search(self, stones, potions, belief, total, touched):
+        left = sum(potions)
+        if left <= 1 and not self.minimise:
+            return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
         key = (tuple(sorted(stones)), potions, belief)
         hit = self.memo.get(key)
         if hit is not None:
