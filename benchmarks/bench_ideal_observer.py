@@ -8,10 +8,11 @@ episode (median, max), the projected time of the 1000-episode evaluation on
 ``--cores`` cores, the peak memory, and how many trials reproduce the published
 ``ideal_observer`` matrix events.
 
-``--forced A:B`` times only trials A..B-1: the earlier trials replay the
-published events while the observer watches (so its belief is the one the
-published agent had), which isolates the cost of each trial and compares each
-trial's decisions with the published ones on an equal footing.
+``--forced A:B`` times only trials A..B-1, each from the published history:
+before every timed trial the earlier trials replay the published events while
+the observer watches (so its belief is the one the published agent had). This
+isolates the cost of each trial and compares each trial's decisions with the
+published ones on an equal footing.
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ def replay_trial(agent: IdealObserver, game: AlchemyGame, matrix: np.ndarray) ->
         game.end_trial()
 
 
+def published_rewards(episode, matrix: np.ndarray) -> list[float]:
+    """Trial rewards of the published events of one episode."""
+    from alchemy_gym.agents.replay import replay_episode
+
+    return replay_episode(AlchemyGame(), episode, matrix)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", default="0:3", help="evaluation episodes START:STOP (default 0:3)")
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     agent = IdealObserver()
     game = AlchemyGame()
     signal.signal(signal.SIGALRM, _alarm)
-    per_episode, per_trial, matches, compared, timeouts = [], [], 0, 0, 0
+    per_episode, per_trial, matches, compared, timeouts, rewards_equal = [], [], 0, 0, 0, 0
     for i in range(start, stop):
         game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
         agent.reset(game, i)
@@ -97,14 +105,24 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             dt = time.perf_counter() - tic
+            if args.forced:  # back onto the published history, so every trial is compared on an equal footing
+                same_reward = game.trial_rewards[t] == published_rewards(episodes[i], published[i])[t]
+                rewards_equal += same_reward
+                mine = game.matrix_events[t].copy()
+                agent.reset(game, i)
+                game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
+                agent.reset(game, i)
+                for u in range(t + 1):
+                    replay_trial(agent, game, published[i, u])
+            else:
+                mine = game.matrix_events[t].copy()
             seconds += dt
             per_trial.append(dt)
-            same = bool((game.matrix_events[t] == published[i, t]).all())
+            same = bool((mine == published[i, t]).all())
             matches += same
             compared += 1
             if not same:
-                reward = game.trial_rewards[t]
-                print(f"episode {i} trial {t}: differs from the published events (reward {reward:g}), {dt:.2f} s")
+                print(f"episode {i} trial {t}: differs from the published events, {dt:.2f} s")
         per_episode.append(seconds)
         print(f"episode {i}: {seconds:.2f} s, rewards {[int(r) for r in game.trial_rewards]}", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -116,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seconds per episode (trials {first}..{last - 1}): median {med:.2f}, max {mx:.2f}, mean {mean:.2f}")
         print(f"projected 1000 episodes on {args.cores} cores: {mean * 1000 / args.cores / 60:.1f} min")
     print(f"matrix events identical to the published ideal_observer: {matches}/{compared} trials")
+    if args.forced:
+        print(f"trial rewards equal to the published ones: {rewards_equal}/{compared} trials")
     print(f"peak memory: {rss:.0f} MB")
     return 0
 
