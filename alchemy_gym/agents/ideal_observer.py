@@ -29,6 +29,7 @@ which makes them small after the first trial.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -91,6 +92,10 @@ def _obs_table() -> np.ndarray:
 _OBS_OF_LATENT = _obs_table()
 #: (48, 6): latent potion of each perceived colour under each potion map.
 _LATENT_POTION = np.argsort(PERCEIVED_POTION, axis=1).astype(np.int64)
+
+
+def _digest(belief: int, nbytes: int) -> bytes:
+    return hashlib.blake2b(belief.to_bytes(nbytes, "little"), digest_size=16).digest()
 
 
 def _to_int(bits: np.ndarray) -> int:
@@ -208,9 +213,16 @@ class Planner:
         model: the world states and the prior.
         bonus: extra reward of the best stone (the value of indicator 3 is ``3 + bonus``).
         minimise_world_states: objective of the ideal explorer (fewest world states at trial end).
+        max_memo: bound on the memoised states of a trial (the memo is cleared when full).
     """
 
-    def __init__(self, model: WorldModel, bonus: float = 12.0, minimise_world_states: bool = False) -> None:
+    def __init__(
+        self,
+        model: WorldModel,
+        bonus: float = 12.0,
+        minimise_world_states: bool = False,
+        max_memo: int = 2_000_000,
+    ) -> None:
         self.model = model
         self.bonus = float(bonus)
         self.minimise = minimise_world_states
@@ -218,6 +230,9 @@ class Planner:
         self.frame: _Frame | None = None
         self.belief = 0
         self.memo: dict = {}
+        #: The memo is cleared when it holds this many states (about 150 bytes each).
+        self.max_memo = max_memo
+        self._nbytes = 1
         self._outcome_cache: dict = {}
         self._consistent_cache: dict = {}
         self._bound_cache: dict = {}
@@ -258,6 +273,7 @@ class Planner:
         first[np.concatenate(([0], np.cumsum(copies)[:-1]))] = True
         self.frame = _Frame(np.repeat(index, copies), _to_int(first))
         self.belief = (1 << first.size) - 1
+        self._nbytes = (first.size + 7) // 8
         self.memo.clear()
         self._outcome_cache.clear()
         self._bound_cache.clear()
@@ -414,7 +430,8 @@ class Planner:
         left = sum(potions)
         if left <= 1 and not self.minimise:
             return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
-        key = (tuple(sorted(stones)), potions, belief)
+        # The belief enters the key as a 128-bit digest: memory per entry stays small whatever the bitset size.
+        key = (tuple(sorted(stones)), potions, _digest(belief, self._nbytes))
         hit = self.memo.get(key)
         if hit is not None:
             return hit
@@ -500,6 +517,8 @@ class Planner:
             ):
                 best_value, best_depth, best_order, best_action = value, depth, order, action
         result = (best_value, best_depth, best_action)
+        if len(self.memo) >= self.max_memo:
+            self.memo.clear()  # bounded memory: values are exact, only reuse is lost
         self.memo[key] = result
         return result
 
