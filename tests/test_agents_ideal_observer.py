@@ -167,3 +167,38 @@ def test_belief_shrinks_with_observations():
     after = planner.num_world_states()
     assert 0 < after < before
     assert np.isclose(before, 48 * 109)  # stone map known from the -3 stone
+
+
+def test_rotation_level_small_trials():
+    """On the standard (rotation) level the observer resolves the rotation from the stones it sees; it scores
+    between cashing at once and the search oracle (2 stones, 5 potions, 4 trials, 20 seeded episodes)."""
+    from alchemy_gym.agents.bots import PositiveStonesBot
+    from alchemy_gym.core.chemistry import ChemistrySampler
+
+    level = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+    sampler = ChemistrySampler(LevelRules.from_level_name(level))
+    totals = []
+    for agent in (PositiveStonesBot(), IdealObserver(level), IdealObserver(level, oracle=True)):
+        total = 0.0
+        for i in range(20):
+            rs = np.random.RandomState(i)
+            game = AlchemyGame(num_trials=4, num_stones_per_trial=2, num_potions_per_trial=5)
+            game.start_episode(sampler.sample(rs), rs)
+            total += sum(run_episode(agent, game, i))
+        totals.append(total / 20)
+    assert totals[0] < totals[1] <= totals[2]
+
+
+def test_ideal_observer_through_the_gymnasium_env():
+    import gymnasium as gym
+
+    from alchemy_gym.agents import run_env_episode
+
+    env = gym.make("Alchemy/SymbolicAllFixed-v0", end_trial_action=True)
+    rewards = run_env_episode(IdealObserver("alchemy/all_fixed"), env, seed=3)
+    game = AlchemyGame(end_trial_action=True)
+    rs = np.random.RandomState(3)
+    from alchemy_gym.core.chemistry import ChemistrySampler
+
+    game.start_episode(ChemistrySampler(LevelRules.from_level_name("alchemy/all_fixed")).sample(rs), rs)
+    assert rewards == run_episode(IdealObserver("alchemy/all_fixed"), game)
