@@ -127,6 +127,23 @@ def check_seed(seed) -> int | None:
     return int(seed)
 
 
+def episode_option(options, *, fixed: bool, count: int = NUM_EVALUATION_EPISODES, level: str = "") -> int | None:
+    """The episode index of ``reset(options={"episode": i})`` (``None`` without the option)."""
+    if not options:
+        return None
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    unknown = set(options) - {"episode"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
+    if not fixed:
+        raise ValueError(
+            "options={'episode': i} applies to fixed episodes only (the evaluation level "
+            f"{EVALUATION_PREFIX!r} or episodes=...); this env plays {level!r}"
+        )
+    return check_episode_index(options["episode"], count)
+
+
 def check_episode_index(episode, count: int = NUM_EVALUATION_EPISODES) -> int:
     if isinstance(episode, bool) or not isinstance(episode, numbers.Integral):
         raise ValueError(f"episode must be an int in 0..{count - 1}, got {episode!r}")

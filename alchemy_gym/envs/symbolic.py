@@ -17,12 +17,12 @@ from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.options import (
     DEFAULT_LEVEL,
     LevelOptions,
-    check_episode_index,
     check_see_chemistries,
     check_seed,
+    episode_option,
     symbolic_obs_space,
 )
-from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES
+from alchemy_gym.levels import NUM_EVALUATION_EPISODES
 
 
 class SymbolicAlchemyEnv(gym.Env):
@@ -186,7 +186,8 @@ class SymbolicAlchemyEnv(gym.Env):
             self._next_episode = 0  # a seeded evaluation env restarts its sequence at episode 0
         elif self._rs is None:
             self._rs = np.random.RandomState()
-        episode = self._episode_option(options)
+        count = NUM_EVALUATION_EPISODES if self._episodes is None else len(self._episodes)
+        episode = episode_option(options, fixed=self._evaluation, count=count, level=self.level_name)
         if self._evaluation:
             if self._episodes is None:
                 self._episodes = self.level_options.fixed_episodes()
@@ -276,22 +277,6 @@ class SymbolicAlchemyEnv(gym.Env):
                 f"got {action!r} of type {type(action).__name__}"
             )
         return int(action)
-
-    def _episode_option(self, options) -> int | None:
-        if not options:
-            return None
-        if not isinstance(options, Mapping):
-            raise TypeError(f"options must be a dict, got {type(options).__name__}")
-        unknown = set(options) - {"episode"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
-        if not self._evaluation:
-            raise ValueError(
-                "options={'episode': i} applies to fixed episodes only (the evaluation level "
-                f"{EVALUATION_PREFIX!r} or episodes=...); this env plays {self.level_name!r}"
-            )
-        count = NUM_EVALUATION_EPISODES if self._episodes is None else len(self._episodes)
-        return check_episode_index(options["episode"], count)
 
     def _observation(self):
         obs = self.game.obs.copy()
