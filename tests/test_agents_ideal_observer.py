@@ -202,3 +202,49 @@ def test_ideal_observer_through_the_gymnasium_env():
 
     game.start_episode(ChemistrySampler(LevelRules.from_level_name("alchemy/all_fixed")).sample(rs), rs)
     assert rewards == run_episode(IdealObserver("alchemy/all_fixed"), game)
+
+
+def _replay_trial(agent: IdealObserver, game: AlchemyGame, matrix: np.ndarray) -> None:
+    from alchemy_gym.core.game import encode_action
+    from alchemy_gym.data import events_to_actions
+
+    trial = game.trial_number
+    for stone, potion in events_to_actions(matrix):
+        action = encode_action(stone, potion, False)
+        agent.follow(game, action)
+        game.step(action)
+    if game.trial_number == trial:
+        game.end_trial()
+
+
+def test_reproduces_published_trials_from_the_published_history():
+    """§7.2: given the published history of earlier trials, the observer plays trials 1..9 of evaluation
+    episodes 0..2 with the published rewards (episode 0: 1, 16, 31, 3, 30, 45, 17, 2, 45, 17 = 207) and the
+    published matrix events in most trials (the rest are ties in expected reward, see the benchmark)."""
+    import alchemy_gym
+    from alchemy_gym.data import evaluation_episodes, load_agent_events
+
+    episodes, published = evaluation_episodes(), load_agent_events("ideal_observer")
+    published_rewards = alchemy_gym.replay_agent_events("ideal_observer", episodes=range(3))
+    identical = 0
+    for i in range(3):
+        expected = []
+        for t in range(1, 10):
+            game = AlchemyGame()
+            game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
+            agent = IdealObserver()
+            agent.reset(game, i)
+            for u in range(t):
+                _replay_trial(agent, game, published[i, u])
+            while game.trial_number == t:
+                action = agent.act(game)
+                if action == 0 and agent.ending_trial:
+                    game.end_trial()
+                else:
+                    game.step(action)
+            expected.append(game.trial_rewards[t])
+            identical += bool((game.matrix_events[t] == published[i, t]).all())
+        assert expected == published_rewards[i, 1:].tolist()
+        if i == 0:
+            assert expected == [16, 31, 3, 30, 45, 17, 2, 45, 17]
+    assert identical >= 22  # of 27
