@@ -237,7 +237,7 @@ class Planner:
         model: WorldModel,
         bonus: float = 12.0,
         minimise_world_states: bool = False,
-        max_memo: int = 2_000_000,
+        max_memo: int = 1_500_000,
     ) -> None:
         self.model = model
         self.bonus = float(bonus)
