@@ -379,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             parser.error("--plot needs matplotlib: pip install 'alchemy-gym[plot]'")
 
+    for spec in agents:
+        if spec in ("ideal-observer", "ideal-explorer") and level.prior != "alchemy/all_fixed":
+            print(
+                f"note: {spec} searches each first trial (nothing known, 3 stones, 12 potions) exhaustively; "
+                "that takes minutes per episode (later trials take about a second): "
+                "see benchmarks/bench_ideal_observer.py",
+                file=sys.stderr,
+            )
     results = []
     try:
         for spec in agents:
