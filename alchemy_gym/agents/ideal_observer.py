@@ -237,7 +237,7 @@ class Planner:
         model: WorldModel,
         bonus: float = 12.0,
         minimise_world_states: bool = False,
-        max_memo: int = 1_500_000,
+        max_memo: int = 800_000,
     ) -> None:
         self.model = model
         self.bonus = float(bonus)
@@ -245,8 +245,10 @@ class Planner:
         self.belief_global = model.full
         self.frame: _Frame | None = None
         self.belief = 0
+        #: Memoised states with more than two potions left, and (cleared first, being cheap to redo) with two.
         self.memo: dict = {}
-        #: The memo is cleared when it holds this many states (about 150 bytes each).
+        self._memo_shallow: dict = {}
+        #: Each memo is cleared when it holds this many states (about 300 bytes each).
         self.max_memo = max_memo
         self._nbytes = 1
         self._outcome_cache: dict = {}
@@ -291,6 +293,7 @@ class Planner:
         self.belief = (1 << first.size) - 1
         self._nbytes = (first.size + 7) // 8
         self.memo.clear()
+        self._memo_shallow.clear()
         self._outcome_cache.clear()
         self._bound_cache.clear()
 
@@ -448,7 +451,8 @@ class Planner:
             return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
         # The belief enters the key as a 128-bit digest: memory per entry stays small whatever the bitset size.
         key = (tuple(sorted(stones)), potions, _digest(belief, self._nbytes))
-        hit = self.memo.get(key)
+        memo = self.memo if left > 2 else self._memo_shallow
+        hit = memo.get(key)
         if hit is not None:
             return hit
         self.nodes += 1
@@ -533,9 +537,9 @@ class Planner:
             ):
                 best_value, best_depth, best_order, best_action = value, depth, order, action
         result = (best_value, best_depth, best_action)
-        if len(self.memo) >= self.max_memo:
-            self.memo.clear()  # bounded memory: values are exact, only reuse is lost
-        self.memo[key] = result
+        if len(memo) >= self.max_memo:
+            memo.clear()  # bounded memory: values are exact, only reuse is lost
+        memo[key] = result
         return result
 
 
