@@ -27,7 +27,7 @@ from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS, extra_threads  # noqa
 def address():
     server, port = make_server("127.0.0.1", 0, max_connections=8)
     yield f"127.0.0.1:{port}"
-    server.stop(None).wait(5)
+    server.stop(grace=0.5).wait(5)
 
 
 def _play_against_symbolic(env, seed, steps=120, rng_seed=0):

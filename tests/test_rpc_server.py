@@ -11,13 +11,13 @@ pytest.importorskip("dm_env_rpc")
 pytest.importorskip("grpc")
 
 import grpc  # noqa: E402
-from dm_env_rpc.v1 import connection as dm_connection  # noqa: E402
 from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb  # noqa: E402
 from dm_env_rpc.v1 import error as dm_error  # noqa: E402
 from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from dm_env_rpc.v1.compliance import create_destroy_world, join_leave_world, reset, reset_world, step  # noqa: E402
 
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
+from alchemy_gym.rpc.connection import RpcConnection  # noqa: E402
 from alchemy_gym.rpc.server import make_server  # noqa: E402
 
 LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
@@ -34,13 +34,13 @@ class _ServerMixin:
 
     @classmethod
     def tearDownClass(cls):
-        cls._server.stop(None).wait(5)
+        cls._server.stop(grace=0.5).wait(5)
         super().tearDownClass()
 
     def setUp(self):
         super().setUp()
         self._channel = grpc.insecure_channel(f"127.0.0.1:{self._port}")
-        self._connection = dm_connection.Connection(self._channel)
+        self._connection = RpcConnection(self._channel)
 
     def tearDown(self):
         try:
@@ -126,13 +126,13 @@ class TestStepCompliance(_WorldMixin, step.Step):
 def server_port():
     server, port = make_server("127.0.0.1", 0, max_connections=8)
     yield port
-    server.stop(None).wait(5)
+    server.stop(grace=0.5).wait(5)
 
 
 @pytest.fixture
 def conn(server_port):
     channel = grpc.insecure_channel(f"127.0.0.1:{server_port}")
-    connection = dm_connection.Connection(channel)
+    connection = RpcConnection(channel)
     yield connection
     connection.close()
     channel.close()
@@ -258,7 +258,7 @@ def test_garbage_bytes_end_only_that_stream(server_port, conn):
 def test_a_world_cannot_be_joined_twice_and_dies_with_its_connection(server_port):
     def open_conn():
         channel = grpc.insecure_channel(f"127.0.0.1:{server_port}")
-        return channel, dm_connection.Connection(channel)
+        return channel, RpcConnection(channel)
 
     ch1, c1 = open_conn()
     ch2, c2 = open_conn()
@@ -287,7 +287,7 @@ def test_several_clients_step_concurrently(server_port):
 
     def run(seed):
         channel = grpc.insecure_channel(f"127.0.0.1:{server_port}")
-        c = dm_connection.Connection(channel)
+        c = RpcConnection(channel)
         try:
             _world, specs = _join(c, seed=seed)
             uid = next(u for u, s in specs.observations.items() if s.name == "symbolic_obs")

@@ -30,7 +30,7 @@ from tests.rpc_fake_unity import UNITY_ACTIONS, start_fake_unity, unity_specs  #
 def fake():
     server, servicer, address = start_fake_unity(episode_length=10)
     yield servicer, address
-    server.stop(None).wait(5)
+    server.stop(grace=0.5).wait(5)
 
 
 def _spec(name, dtype, shape=(), low=None, high=None):
