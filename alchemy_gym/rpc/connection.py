@@ -9,6 +9,7 @@ gRPC's request-consuming thread exits, and cancels the call.
 from __future__ import annotations
 
 import queue
+import weakref
 
 _END = None
 
@@ -22,6 +23,8 @@ class RpcConnection:
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         stub = dm_env_rpc_pb2_grpc.EnvironmentStub(channel)
         self._stream = stub.Process(iter(self._requests.get, _END), metadata=metadata)
+        # if the connection is dropped without close(), still end the request stream (and its thread)
+        self._finalizer = weakref.finalize(self, self._requests.put, _END)
 
     def send(self, request):
         """Send one request (e.g. ``StepRequest``) and return the matching response message."""
@@ -37,7 +40,7 @@ class RpcConnection:
         """End the stream (idempotent)."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            self._requests.put(_END)
+            self._finalizer()
             stream.cancel()
 
     def __enter__(self) -> RpcConnection:
