@@ -112,7 +112,7 @@ def test_dict_actions_are_validated_and_sent_sticky(fake):
         assert settings["levelName"] == "alchemy/all_fixed"
         assert settings["EventSubscriptionRegex"] == "DeepMind/.*" and settings["episodeId"] == 0
         assert [e.name for e in info["events"]] == ["DeepMind/Trial/TrialStarted"]
-        obs, reward, *_ = env.step({"HAND_GRIP": 1.0})
+        obs, reward, *_ = env.step({"HAND_GRIP": np.float64(1.0)})
         assert servicer.received[-1] == {"HAND_GRIP": 1.0}
         assert reward == 1.0 and bool(obs["HAND_IS_HOLDING"])
         obs, reward, *_ = env.step({"MOVE_BACK_FORWARD": 0.5})  # the grip is sticky on the server
