@@ -226,7 +226,7 @@ def unpack_value(tensor) -> np.ndarray:
         arr = np.array(tensor.int64s.array, dtype=np.int64)
     else:
         _, _, tensor_utils = _dm_env_rpc()
-        return tensor_utils.unpack_tensor(tensor)
+        return np.asarray(tensor_utils.unpack_tensor(tensor))  # scalars as 0-d arrays, like the fast paths
     if shape == ():
         return arr.reshape(())
     if arr.size == 1 and int(np.prod(shape)) != 1:
