@@ -4,7 +4,7 @@
 # Build it with `alchemy-gym build-image` (works offline: it builds the wheels on the host and a
 # Debian base image with mmdebstrap when no Python base image is present), or by hand:
 #
-#   mkdir -p wheels && pip wheel --wheel-dir wheels . && docker build -t alchemy-gym-server .
+#   pip wheel --wheel-dir wheels . dm-env-rpc grpcio && docker build -t alchemy-gym-server .
 #
 # The build context must hold ./wheels with the alchemy-gym wheel and the wheels of its
 # dependencies for the base image's Python: nothing is downloaded during the build.

@@ -215,7 +215,19 @@ def build_image(
             raise RuntimeError(f"docker build failed: {exc.msg}\n{log[-4000:]}") from None
     if tag.startswith(f"{REPOSITORY}:"):
         image.tag(REPOSITORY, "latest")
+        _prune_old_images(client, keep=image.id)
     return tag
+
+
+def _prune_old_images(client, keep: str) -> None:
+    """Remove older builds of :data:`REPOSITORY` (best effort: images in use stay)."""
+    for old in client.images.list(name=REPOSITORY):
+        if old.id == keep:
+            continue
+        try:
+            client.images.remove(old.id, force=False)
+        except Exception:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
