@@ -1,7 +1,7 @@
 # The dm_env_rpc server of symbolic Alchemy (alchemy_gym.rpc.server), run like the Unity image:
 # gRPC on port 10000 inside the container.
 #
-# Build it with `alchemy-gym build-image` (works offline: it builds the wheels on the host and a
+# Build it with `alchemy-gym build-image` (no container registry needed: it builds the wheels on the host and a
 # Debian base image with mmdebstrap when no Python base image is present), or by hand:
 #
 #   pip wheel --wheel-dir wheels . dm-env-rpc grpcio && docker build -t alchemy-gym-server .

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from alchemy_gym.envs.options import episode_option
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
 from alchemy_gym.rpc.events import WorldEvent, decode_event
@@ -305,7 +306,7 @@ class RpcAlchemyEnv(gym.Env):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         super().reset(seed=seed)
-        episode = self._episode_option(options)
+        episode = episode_option(options, fixed=self._evaluation, level=self.level_name)
         if seed is not None:
             self._next_episode = 0
         if self._evaluation:
@@ -410,23 +411,6 @@ class RpcAlchemyEnv(gym.Env):
                 pass
         if channel is not None:
             channel.close()
-
-    def _episode_option(self, options) -> int | None:
-        if not options:
-            return None
-        if not isinstance(options, Mapping):
-            raise TypeError(f"options must be a dict, got {type(options).__name__}")
-        unknown = set(options) - {"episode"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
-        if not self._evaluation:
-            raise ValueError(f"options={{'episode': i}} applies to the evaluation level {EVALUATION_PREFIX!r} only")
-        episode = options["episode"]
-        if isinstance(episode, bool) or not isinstance(episode, numbers.Integral):
-            raise ValueError(f"episode must be an int in 0..{NUM_EVALUATION_EPISODES - 1}, got {episode!r}")
-        if not 0 <= episode < NUM_EVALUATION_EPISODES:
-            raise ValueError(f"episode {episode} out of range: allowed 0..{NUM_EVALUATION_EPISODES - 1}")
-        return int(episode)
 
     def _pack_action(self, action) -> dict:
         acts = self._acts
