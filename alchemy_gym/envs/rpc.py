@@ -102,6 +102,10 @@ class RpcAlchemyEnv(gym.Env):
     | event_regex | ``"DeepMind/.*"`` | ``EventSubscriptionRegex`` (None: no subscription) |
     | decode_events | True | decode events into dicts (else name and raw bytes only) |
     | docker_kwargs | None | more ``DockerLauncher`` arguments (``port``, ``pull``, ``client`` …) |
+
+    ## Version history
+
+    * v0: initial release.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
