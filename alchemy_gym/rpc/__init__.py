@@ -8,7 +8,6 @@ Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, do
 * :mod:`~alchemy_gym.rpc.connection` — a dm_env_rpc client stream that leaves no thread behind.
 * :mod:`~alchemy_gym.rpc.events` — ``WorldEvent`` messages built in code; decoding of the ``events`` observation.
 * :mod:`~alchemy_gym.rpc.server` — ``alchemy-gym serve``: symbolic Alchemy behind the 3D interface.
-* :mod:`~alchemy_gym.rpc.picture` — the server's ``RGB_INTERLEAVED`` picture of a trial.
 * :mod:`~alchemy_gym.rpc.image` — ``alchemy-gym build-image``: the server's Docker image, built offline.
 """
 

@@ -22,7 +22,7 @@ Specs: action ``action`` (int64 scalar, 0..39: the action of
 :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv`); observations
 ``symbolic_obs`` (float32 (39,)), ``Score`` (float64, the episode's cumulative
 reward), ``RGB_INTERLEAVED`` (uint8 (height, width, 3), see
-:mod:`alchemy_gym.rpc.picture`) and ``events`` (``google.protobuf.Any`` array of
+:mod:`alchemy_gym.render`) and ``events`` (``google.protobuf.Any`` array of
 ``deepmind.dmworlds.WorldEvent``, see :mod:`alchemy_gym.rpc.events`). There are
 no ``reward``/``discount`` observations: as with the Unity server's documented
 observations, the reward is the change of ``Score`` and ``TERMINATED`` ends an episode.
@@ -58,7 +58,7 @@ from alchemy_gym.core.items import (
     STONE_COORDS,
 )
 from alchemy_gym.levels import EVALUATION_PREFIX, find_level, parse_evaluation_name
-from alchemy_gym.rpc.picture import POTION_RGB, STONE_RGB, STONE_SCALE, TrialPainter
+from alchemy_gym.render import POTION_RGB, STONE_RGB, STONE_SCALE, TrialPainter
 
 log = logging.getLogger("alchemy_gym.rpc.server")
 
