@@ -94,3 +94,18 @@ def test_level_kwargs_reach_the_env():
         terminated = env.step(1)[2]
         steps += 1
     assert steps == 6
+
+
+@pytest.mark.parametrize("name", ["alchemy/bogus", "nonsense", ""])
+def test_unknown_symbolic_level_names_raise(name):
+    from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
+
+    with pytest.raises(ValueError, match="unknown Alchemy level"):
+        SymbolicAlchemyEnv(name)
+
+
+def test_custom_combinations_of_level_substrings_follow_dm_alchemy_rules():
+    from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
+
+    rules = SymbolicAlchemyEnv("alchemy/perceptual_mapping_randomized_with_rotation").rules
+    assert rules.randomize_maps and rules.rotation and len(rules.graph_masks) == 1

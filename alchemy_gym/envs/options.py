@@ -16,6 +16,17 @@ from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STON
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level
 
 DEFAULT_LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+#: Substrings that give a level name meaning (dm_alchemy's rules, spec §5.1). A symbolic level name
+#: must be a known level or combine some of these (e.g. ``perceptual_mapping_randomized_with_rotation``).
+LEVEL_TOKENS = (
+    "perceptual_mapping_randomized",
+    "random_bottleneck",
+    "bottleneck1",
+    "bottleneck2",
+    "bottleneck3",
+    "rotation",
+    "all_fixed",
+)
 #: The level whose rules describe the evaluation episodes' distribution.
 EVALUATION_RULES = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
 
@@ -62,6 +73,8 @@ class LevelOptions:
                 f"{level_name!r}: use level_name={EVALUATION_PREFIX!r} and reset(options={{'episode': i}}) "
                 "to play one evaluation episode"
             )
+        if not evaluation and not any(token in level_name for token in LEVEL_TOKENS):
+            find_level(level_name)  # raises, listing the known levels
         end_trial_action = _check_bool("end_trial_action", end_trial_action)
         observe_used = _check_bool("observe_used", observe_used)
         episodes = _check_episodes(episodes)
