@@ -248,3 +248,26 @@ def test_reproduces_published_trials_from_the_published_history():
         if i == 0:
             assert expected == [16, 31, 3, 30, 45, 17, 2, 45, 17]
     assert identical >= 22  # of 27
+
+
+def test_symmetry_keys_keep_values_and_decisions():
+    """Merging nodes related by a symmetry of the prior (stone cube × colour relabelling) changes nothing: the
+    first-trial values and actions equal those of the plain belief-keyed search (3 stones, 6 potions)."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    assert model.symmetries() is not None
+    assert world_model(LevelRules.from_level_name("alchemy/all_fixed")).symmetries() is None
+    stones = (stone_obs((-1, -1, 1), -1), stone_obs((1, 1, -1), 1), stone_obs((-1, -1, 1), -1))
+    for potions in [(1, 1, 1, 1, 1, 0), (0, 3, 2, 0, 0, 1)]:
+        results = []
+        for sym in (True, False):
+            planner = Planner(model)
+            planner.new_trial(list(stones))
+            planner.sym_mode = sym
+            values = planner.action_values(stones, potions)
+            results.append((planner.best_action(stones, potions), values))
+        (a1, v1, d1), vals1 = results[0]
+        (a2, v2, d2), vals2 = results[1]
+        assert a1 == a2 and v1 == pytest.approx(v2, abs=1e-9) and d1 == pytest.approx(d2, abs=1e-9)
+        assert vals1.keys() == vals2.keys()
+        for k in vals1:
+            assert vals1[k] == pytest.approx(vals2[k], abs=1e-9)

@@ -144,6 +144,85 @@ def _reach_values(masks) -> np.ndarray:
     return out
 
 
+def _stone_symmetries() -> list[np.ndarray]:
+    """The 48 symmetries of the perceived stone cube (permute coordinates, flip signs) as maps of the 108
+    perceived stone indices; the reward indicator is kept. Element 0 is the identity."""
+    from itertools import permutations, product
+
+    out = []
+    for perm in permutations(range(3)):
+        for flips in product((1, -1), repeat=3):
+            table = np.empty(NUM_STONE_OBS, dtype=np.int64)
+            for o in range(NUM_STONE_OBS):
+                c, r = divmod(o, 4)
+                coords = ((c // 9) - 1, (c // 3) % 3 - 1, c % 3 - 1)
+                new = [flips[i] * coords[perm[i]] for i in range(3)]
+                table[o] = ((new[0] + 1) * 9 + (new[1] + 1) * 3 + new[2] + 1) * 4 + r
+            out.append(table)
+    return out
+
+
+def _colour_symmetries() -> list[np.ndarray]:
+    """The 48 relabellings of the perceived potion colours that keep the colour pairs (permute the pairs, swap
+    within pairs). Element 0 is the identity."""
+    from itertools import permutations, product
+
+    out = []
+    for perm in permutations(range(3)):
+        for flips in product((0, 1), repeat=3):
+            out.append(np.array([2 * perm[p >> 1] + ((p & 1) ^ flips[p >> 1]) for p in range(NUM_POTION_TYPES)]))
+    return out
+
+
+def _is_symmetry(
+    table: np.ndarray, stones: np.ndarray, weight: np.ndarray, smap: np.ndarray, cmap: np.ndarray
+) -> bool:
+    """Whether relabelling stones by ``smap`` and colours by ``cmap`` maps the prior onto itself.
+
+    ``table[w, i, p]`` is the perceived stone that stone ``stones[i]`` becomes in colour ``p`` under world
+    state ``w`` (-1: the stone is impossible); ``stones`` are the stones possible under some world state. The
+    relabelling is a symmetry iff the multiset of (relabelled table, prior weight) over world states is the
+    multiset of (table, weight): then a bijection of the world states preserves the prior and maps every
+    observation onto the relabelled observation."""
+    if set(smap[stones].tolist()) != set(stones.tolist()):
+        return False
+    column = np.full(NUM_STONE_OBS, -1, dtype=np.int64)
+    column[stones] = np.arange(stones.size)
+    sinv = column[np.argsort(smap)[stones]]  # column of the stone that lands on stones[i]
+    moved = table[:, sinv][:, :, np.argsort(cmap)]
+    moved = np.where(moved >= 0, smap[np.maximum(moved, 0)], -1)
+    key = np.random.RandomState(0).randint(1, 1 << 62, size=table.shape[1] * table.shape[2], dtype=np.int64)
+
+    def fingerprints(t):
+        f = (t.reshape(t.shape[0], -1).astype(np.int64) + 1) @ key
+        order = np.lexsort((weight, f))
+        return f[order], weight[order]
+
+    a, b = fingerprints(table), fingerprints(moved)
+    return bool((a[0] == b[0]).all() and (a[1] == b[1]).all())
+
+
+def _symmetry_tables(model: "WorldModel"):
+    """``(stone maps, colour maps)`` of the symmetry group of the prior (stone cube × colour relabelling), or
+    None when some generator is not a symmetry (levels with rotations, restricted maps, one chemistry)."""
+    if model.size < 2 or len(set(model.rotation.tolist())) > 1 or not model.all_potion_maps:
+        return None
+    stones, colours = _stone_symmetries(), _colour_symmetries()
+    possible = np.flatnonzero((model.latent >= 0).any(axis=0))
+    index = np.arange(model.size)
+    table = np.empty((model.size, possible.size, NUM_POTION_TYPES), dtype=np.int16)
+    for i, o in enumerate(possible):
+        for p in range(NUM_POTION_TYPES):
+            table[:, i, p] = model.outcomes(index, int(o), p)
+    # generators: one flip, a transposition and a 3-cycle of the axes (elements 1, 8 and 24 of the lists)
+    for g in (1, 8, 24):
+        if not _is_symmetry(table, possible, model.weight, stones[g], colours[0]):
+            return None
+        if not _is_symmetry(table, possible, model.weight, stones[0], colours[g]):
+            return None
+    return stones, colours
+
+
 class WorldModel:
     """All world states a level allows, with their prior and how stones react under each.
 
@@ -186,6 +265,18 @@ class WorldModel:
         self.latent_potion = _LATENT_POTION[pm_a]  # (N, 6)
         self.full = (1 << self.size) - 1
         self.reach_value = _reach_values(masks)
+        self._symmetries: tuple | None = None
+
+    def symmetries(self):
+        """``(stone maps, colour maps, as lists)`` of the prior's symmetry group, or None (computed once)."""
+        if self._symmetries is None:
+            tables = _symmetry_tables(self)
+            if tables is None:
+                self._symmetries = (None,)
+            else:
+                stones, colours = tables
+                self._symmetries = (stones, colours, [t.tolist() for t in stones], [t.tolist() for t in colours])
+        return None if self._symmetries[0] is None else self._symmetries
 
     def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
         """Bitmask of latent potions that the perceived colours in ``colours`` are, per world state."""
@@ -259,6 +350,15 @@ class Planner:
         #: is a symmetry of the prior only when every potion map is possible.
         self.touched = 0 if model.all_potion_maps else 0b111
         self.colour_order: tuple[int, ...] = tuple(range(NUM_POTION_TYPES))
+        # Symmetry keys (see _canonical): the trial's belief is the prior restricted by the stones seen and the
+        # informative observations of this trial (``facts``, sorted codes ``(p * 108 + o) * 108 + result``).
+        self.sym_mode = False
+        self.facts: tuple[int, ...] = ()
+        self._informative = False  # some observation of the episode narrowed the belief beyond the stones
+        self._seen: set[int] = set()
+        self._s0: tuple[int, ...] = ()
+        self._canon_stones: dict = {}
+        self._canon_potions: dict = {}
 
     # ---------------------------------------------------------------- frames
 
@@ -295,6 +395,12 @@ class Planner:
         self.memo.clear()
         self._memo_shallow.clear()
         self._outcome_cache.clear()
+        self._seen.update(stones)
+        self.sym_mode = not self._informative and self.model.symmetries() is not None
+        self.facts = ()
+        self._s0 = tuple(sorted(self._seen))
+        self._canon_stones.clear()
+        self._canon_potions.clear()
         self._bound_cache.clear()
 
     def _local_to_global(self, local: int) -> int:
@@ -312,6 +418,8 @@ class Planner:
             if res == result:
                 if self.belief & mask != self.belief:
                     self.touched |= 1 << (p >> 1)
+                    self._informative = True
+                    self.facts = tuple(sorted(self.facts + ((p * NUM_STONE_OBS + o) * NUM_STONE_OBS + result,)))
                 self.belief &= mask
                 break
         else:
@@ -363,7 +471,7 @@ class Planner:
         if colour_order is not None:
             self.colour_order = tuple(colour_order) + tuple(c for c in range(NUM_POTION_TYPES) if c not in colour_order)
         value, depth, action = self._search(
-            tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched
+            tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched, self.facts, True
         )
         return action, value, depth
 
@@ -413,7 +521,10 @@ class Planner:
                 for res, child in children:
                     w = child.bit_count()
                     new_stones = stones if res == o else replace_stone(stones, i, res)
-                    v, d, _ = self._search(new_stones, new_potions, child, w, touched)
+                    facts = self.facts
+                    if len(children) > 1:
+                        facts = tuple(sorted(facts + ((p * NUM_STONE_OBS + o) * NUM_STONE_OBS + res,)))
+                    v, d, _ = self._search(new_stones, new_potions, child, w, touched, facts)
                     value += w / total * v
                     depth += w / total * (d + 1.0)
                 out[(o, p)] = (value, depth)
@@ -445,16 +556,70 @@ class Planner:
                 tol = TIE_TOLERANCE * max(1.0, abs(best_value))
         return best_value, best_depth, best_action
 
-    def _search(self, stones, potions, belief, total, touched):
+    def _canonical(self, stones, potions, facts) -> tuple:
+        """A key shared by every node that a symmetry of the prior maps onto this one (their values are equal).
+
+        The group is (stone cube symmetries) × (colour relabellings); it acts on the stones, the stones seen
+        in the episode (which restrict the prior), the potion counts and the facts. The canonical form is the
+        least image: first over the stone part (stones, then stones seen), then over the colour part (potion
+        counts), then over the facts among the elements that reach both minima."""
+        stones = tuple(sorted(stones))
+        hit = self._canon_stones.get(stones)
+        if hit is None:
+            best, elements = None, []
+            for g, table in enumerate(self.model.symmetries()[2]):
+                image = (tuple(sorted([table[o] for o in stones])), tuple(sorted([table[o] for o in self._s0])))
+                if best is None or image < best:
+                    best, elements = image, [g]
+                elif image == best:
+                    elements.append(g)
+            hit = self._canon_stones[stones] = (best, elements)
+        phit = self._canon_potions.get(potions)
+        if phit is None:
+            best, elements = None, []
+            for g, table in enumerate(self.model.symmetries()[3]):
+                image = [0] * NUM_POTION_TYPES
+                for p in range(NUM_POTION_TYPES):
+                    image[table[p]] = potions[p]
+                image = tuple(image)
+                if best is None or image < best:
+                    best, elements = image, [g]
+                elif image == best:
+                    elements.append(g)
+            phit = self._canon_potions[potions] = (best, elements)
+        if not facts:
+            return (hit[0], phit[0])
+        stone_tables, colour_tables = self.model.symmetries()[2], self.model.symmetries()[3]
+        best = None
+        n, nn = NUM_STONE_OBS, NUM_STONE_OBS * NUM_STONE_OBS
+        for g in hit[1]:
+            st = stone_tables[g]
+            for h in phit[1]:
+                ct = colour_tables[h]
+                image = tuple(sorted([ct[c // nn] * nn + st[c // n % n] * n + st[c % n] for c in facts]))
+                if best is None or image < best:
+                    best = image
+        return (hit[0], phit[0], best)
+
+    def _search(self, stones, potions, belief, total, touched, facts=(), root=False):
         left = sum(potions)
         if left <= 1 and not self.minimise:
             return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
         # The belief enters the key as a 128-bit digest: memory per entry stays small whatever the bitset size.
         key = (tuple(sorted(stones)), potions, _digest(belief, self._nbytes))
         memo = self.memo if left > 2 else self._memo_shallow
-        hit = memo.get(key)
+        # Symmetric nodes share values but the action stored is the representative's: the root (whose action is
+        # played) is always searched, its children coming from the memo.
+        hit = None if root else memo.get(key)
         if hit is not None:
             return hit
+        if self.sym_mode:
+            sym_key = self._canonical(stones, potions, facts)
+            if not root:
+                hit = memo.get(sym_key)
+                if hit is not None:
+                    memo[key] = hit
+                    return hit
         self.nodes += 1
         if self.minimise:
             best_value = -float((belief & self.frame.first).bit_count())
@@ -499,15 +664,16 @@ class Planner:
                     new_stones = stones if res == o else replace_stone(stones, i, res)
                     w = total if len(children) == 1 else child.bit_count()
                     b = self._bound(new_stones, colours, child, steps) if not self.minimise else 0.0
-                    kids.append((new_stones, child, w, b))
+                    kids.append((new_stones, child, w, b, res))
                     ub += b
                 new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
+                fp = (p * NUM_STONE_OBS + o) * NUM_STONE_OBS if len(children) > 1 and self.sym_mode else -1
                 candidates.append(
-                    (-ub / total if not self.minimise else 0.0, order, (o, p), new_potions, kids, new_touched)
+                    (-ub / total if not self.minimise else 0.0, order, (o, p), new_potions, kids, new_touched, fp)
                 )
         if not self.minimise:
             candidates.sort(key=lambda c: (c[0], c[1]))
-        for neg_ub, order, action, new_potions, kids, new_touched in candidates:
+        for neg_ub, order, action, new_potions, kids, new_touched, fp in candidates:
             tol = TIE_TOLERANCE * max(1.0, abs(best_value))
             if not self.minimise:
                 ub = -neg_ub
@@ -519,8 +685,9 @@ class Planner:
             depth = 0.0
             remaining = -neg_ub * total
             cut = False
-            for new_stones, child, w, b in kids:
-                v, d, _ = self._search(new_stones, new_potions, child, w, new_touched)
+            for new_stones, child, w, b, res in kids:
+                kfacts = tuple(sorted(facts + (fp + res,))) if fp >= 0 else facts
+                v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, kfacts)
                 prob = w / total
                 value += prob * v
                 depth += prob * (d + 1.0)
@@ -540,6 +707,8 @@ class Planner:
         if len(memo) >= self.max_memo:
             memo.clear()  # bounded memory: values are exact, only reuse is lost
         memo[key] = result
+        if self.sym_mode:
+            memo[sym_key] = result
         return result
 
 
