@@ -171,7 +171,6 @@ class SymbolicAlchemyEnv(gym.Env):
         self._next_episode = 0
         self.episode_index: int | None = None
         self._last_reward = 0.0
-        self._episode_return = 0.0
 
     # ----------------------------------------------------------------- gym API
 
@@ -200,7 +199,6 @@ class SymbolicAlchemyEnv(gym.Env):
         else:
             self.game.start_episode(self._sampler.sample(self._rs), self._rs)
         self._last_reward = 0.0
-        self._episode_return = 0.0
         if self._chem_seen:
             rng = self.np_random
             self._chem_contents = {name: seen.sample_contents(rng) for name, seen in self._chem_seen.items()}
@@ -223,7 +221,6 @@ class SymbolicAlchemyEnv(gym.Env):
                 "the episode is over (or was never started): call env.reset() before env.step()"
             ) from None
         self._last_reward = reward
-        self._episode_return += reward
         if terminated:
             info = {
                 "trial_ended": trial,
@@ -266,7 +263,8 @@ class SymbolicAlchemyEnv(gym.Env):
 
     @property
     def episode_return(self) -> float:
-        return self._episode_return
+        """Sum of the rewards of the current (or just finished) episode."""
+        return sum(self.game.trial_rewards)
 
     def _coerce_action(self, action) -> int:
         if isinstance(action, np.ndarray) and action.shape == ():
