@@ -39,14 +39,20 @@ def _alarm(_signum, _frame):
     raise TrialTimeout
 
 
-def play_trial(agent: IdealObserver, game: AlchemyGame) -> None:
+def play_trial(agent: IdealObserver, game: AlchemyGame) -> float:
+    """Play one trial; returns the seconds of its first decision."""
     trial = game.trial_number
+    first = None
     while game.trial_number == trial:
+        tic = time.perf_counter()
         action = agent.act(game)
+        if first is None:
+            first = time.perf_counter() - tic
         if action == 0 and agent.ending_trial:
             game.end_trial()
         else:
             game.step(action)
+    return first or 0.0
 
 
 def replay_trial(agent: IdealObserver, game: AlchemyGame, matrix: np.ndarray) -> None:
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     agent = IdealObserver()
     game = AlchemyGame()
     signal.signal(signal.SIGALRM, _alarm)
+    first_decisions = []
     per_episode, per_trial, matches, compared, timeouts, rewards_equal = [], [], 0, 0, 0, 0
     for i in range(start, stop):
         game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 signal.setitimer(signal.ITIMER_REAL, args.trial_timeout)
             tic = time.perf_counter()
             try:
-                play_trial(agent, game)
+                first_decisions.append(play_trial(agent, game))
             except TrialTimeout:
                 timeouts += 1
                 print(f"episode {i} trial {t}: over {args.trial_timeout:.0f} s, replaying the published trial")
@@ -129,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trials timed: {len(per_trial)}, timeouts: {timeouts}")
     if per_trial:
         print(f"seconds per trial: median {statistics.median(per_trial):.3f}, max {max(per_trial):.3f}")
+        fd = first_decisions
+        print(f"seconds of a trial's first decision: median {statistics.median(fd):.3f}, max {max(fd):.3f}")
     if per_episode:
         med, mx, mean = statistics.median(per_episode), max(per_episode), statistics.fmean(per_episode)
         print(f"seconds per episode (trials {first}..{last - 1}): median {med:.2f}, max {mx:.2f}, mean {mean:.2f}")

@@ -69,6 +69,7 @@ NUM_STONE_OBS = 27 * 4
 END = (-1, -1)
 #: Relative tolerance under which two expected values count as a tie.
 TIE_TOLERANCE = 1e-9
+INF = float("inf")
 
 
 def counter_order(stones) -> tuple[int, ...]:
@@ -345,6 +346,11 @@ class Planner:
         self._outcome_cache: dict = {}
         self._consistent_cache: dict = {}
         self._bound_cache: dict = {}
+        self._gain_cache: dict = {}
+        self._joint_cache: dict = {}
+        self._end_cache: dict = {}
+        #: Upper bounds of nodes searched with a floor they did not reach (same keys as the memo).
+        self._upper: dict = {}
         self.nodes = 0
         #: Colour pairs (bit k = colours 2k, 2k+1) about which something has been observed. Colour relabelling
         #: is a symmetry of the prior only when every potion map is possible.
@@ -394,6 +400,7 @@ class Planner:
         self._nbytes = (first.size + 7) // 8
         self.memo.clear()
         self._memo_shallow.clear()
+        self._upper.clear()
         self._outcome_cache.clear()
         self._seen.update(stones)
         self.sym_mode = not self._informative and self.model.symmetries() is not None
@@ -450,6 +457,13 @@ class Planner:
         return ((self.belief if mask is None else mask) & self.frame.first).bit_count()
 
     def end_value(self, stones: tuple[int, ...]) -> float:
+        """Value of ending the trial now (cash every positive stone)."""
+        value = self._end_cache.get(stones)
+        if value is None:
+            value = self._end_cache[stones] = self._end_value(stones)
+        return value
+
+    def _end_value(self, stones: tuple[int, ...]) -> float:
         total = 0.0
         for o in stones:
             r = obs_reward(o)
@@ -483,6 +497,25 @@ class Planner:
             masks = (_to_int(r == 1), _to_int(r == 3))
             self._bound_cache[key] = masks
         return masks
+
+    def _joint_gain(self, stones, moves: int) -> float:
+        """Most that ``moves`` potions can add to the value of cashing ``stones`` under any chemistry: a move
+        changes one stone's reward indicator by 2, and the moves are shared among the stones."""
+        rewards = tuple(sorted(obs_reward(o) for o in stones))
+        key = (rewards, moves)
+        gain = self._gain_cache.get(key)
+        if gain is None:
+            gold = 3.0 + self.bonus
+
+            def cash(r):
+                return gold if r >= 3 else (1.0 if r == 1 else 0.0)
+
+            best = [0.0] * (moves + 1)  # best[k]: most gain with k moves over the stones so far
+            for r in rewards:
+                gains = [cash(min(r + 2 * k, 3)) - cash(r) for k in range(moves + 1)]
+                best = [max(best[k - j] + gains[j] for j in range(k + 1)) for k in range(moves + 1)]
+            gain = self._gain_cache[key] = best[moves]
+        return gain
 
     def _bound(self, stones, colours: int, belief: int, steps: int) -> float:
         """Unnormalised upper bound: Σ over world states of weight × best cashable total with perfect knowledge."""
@@ -601,7 +634,7 @@ class Planner:
                     best = image
         return (hit[0], phit[0], best)
 
-    def _search(self, stones, potions, belief, total, touched, facts=(), root=False):
+    def _search(self, stones, potions, belief, total, touched, facts=(), root=False, floor=-float("inf")):
         left = sum(potions)
         if left <= 1 and not self.minimise:
             return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
@@ -620,6 +653,12 @@ class Planner:
                 if hit is not None:
                     memo[key] = hit
                     return hit
+        if floor > -INF:
+            upper = self._upper.get(key)
+            if upper is None and self.sym_mode:
+                upper = self._upper.get(sym_key)
+            if upper is not None and upper < floor:
+                return (upper, None, None)
         self.nodes += 1
         if self.minimise:
             best_value = -float((belief & self.frame.first).bit_count())
@@ -632,6 +671,7 @@ class Planner:
         # Colours of pairs never observed are interchangeable when their (count, partner count) agree:
         # relabelling them maps the belief onto itself, so only the first of each class is searched.
         classes = set()
+        joint_cache = self._joint_cache
         available = []
         for p in self.colour_order:
             if not potions[p]:
@@ -663,7 +703,18 @@ class Planner:
                 for res, child in children:
                     new_stones = stones if res == o else replace_stone(stones, i, res)
                     w = total if len(children) == 1 else child.bit_count()
-                    b = self._bound(new_stones, colours, child, steps) if not self.minimise else 0.0
+                    if self.minimise:
+                        b = 0.0
+                    else:
+                        b = self._bound(new_stones, colours, child, steps)
+                        # every move changes one stone's indicator by 2: a bound whatever the chemistry
+                        jkey = (new_stones, left)
+                        joint = joint_cache.get(jkey)
+                        if joint is None:
+                            joint = joint_cache[jkey] = self.end_value(new_stones) + self._joint_gain(new_stones, left - 1)
+                        joint *= w
+                        if joint < b:
+                            b = joint
                     kids.append((new_stones, child, w, b, res))
                     ub += b
                 new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
@@ -673,11 +724,17 @@ class Planner:
                 )
         if not self.minimise:
             candidates.sort(key=lambda c: (c[0], c[1]))
+        # ``floor``: the caller only needs this node's value if it reaches ``floor``; actions that provably stay
+        # below it are skipped, and the node then returns an upper bound instead of its value (depth None).
+        pruned_ub = -INF  # highest bound of an action skipped only thanks to the floor
         for neg_ub, order, action, new_potions, kids, new_touched, fp in candidates:
             tol = TIE_TOLERANCE * max(1.0, abs(best_value))
+            level = best_value if best_value >= floor else floor
             if not self.minimise:
                 ub = -neg_ub
-                if ub < best_value - tol:
+                if ub < level - tol:
+                    if ub >= best_value - tol and ub > pruned_ub:
+                        pruned_ub = ub
                     break
                 if ub <= best_value + tol and best_depth <= 1.0:
                     continue  # at best a tie in reward, and never fewer potions
@@ -685,24 +742,48 @@ class Planner:
             depth = 0.0
             remaining = -neg_ub * total
             cut = False
+            target = (level - tol) * total  # unnormalised: the action is cut once it provably stays below
             for new_stones, child, w, b, res in kids:
                 kfacts = tuple(sorted(facts + (fp + res,))) if fp >= 0 else facts
-                v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, kfacts)
+                if self.minimise:
+                    v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, kfacts)
+                else:
+                    rest = remaining - b
+                    v, d, _ = self._search(
+                        new_stones, new_potions, child, w, new_touched, kfacts, False, (target - value * total - rest) / w
+                    )
+                    if d is None:  # an upper bound only
+                        if value * total + w * v + rest < target:
+                            bound = (value * total + w * v + rest) / total
+                            cut = True
+                            break
+                        v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, kfacts)
                 prob = w / total
                 value += prob * v
                 depth += prob * (d + 1.0)
                 if not self.minimise:
                     remaining -= b
-                    if value + remaining / total < best_value - tol:
+                    if value * total + remaining < target:
+                        bound = value + remaining / total
                         cut = True
                         break
             if cut:
+                if bound >= best_value - tol and bound > pruned_ub:
+                    pruned_ub = bound
                 continue
             if value > best_value + tol or (
                 abs(value - best_value) <= tol
                 and (depth < best_depth - 1e-9 or (abs(depth - best_depth) <= 1e-9 and order < best_order))
             ):
                 best_value, best_depth, best_order, best_action = value, depth, order, action
+        if pruned_ub >= best_value - TIE_TOLERANCE * max(1.0, abs(best_value)):
+            upper = max(best_value, pruned_ub)
+            if len(self._upper) >= self.max_memo:
+                self._upper.clear()
+            self._upper[key] = upper
+            if self.sym_mode:
+                self._upper[sym_key] = upper
+            return (upper, None, None)
         result = (best_value, best_depth, best_action)
         if len(memo) >= self.max_memo:
             memo.clear()  # bounded memory: values are exact, only reuse is lost
