@@ -26,7 +26,15 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
 
 * states are canonical (sorted stones, potion counts per colour, the belief
   bitset) and memoised for the current trial in a bounded dict keyed by a
-  128-bit digest of the belief;
+  128-bit digest of the three;
+* while the episode has learnt nothing beyond which stones exist (the first
+  trial), the belief is the prior restricted by the stones seen and the facts
+  observed this trial, and the prior is invariant under the 48 symmetries of
+  the perceived stone cube and the 48 colour relabellings (checked on the
+  level's world states): nodes are also keyed by the least image of (stones,
+  stones seen, potion counts, facts) under that group, so symmetric nodes are
+  searched once. The root is always searched (a stored action belongs to the
+  representative);
 * bitsets are re-indexed at each trial start over the world states still
   possible, a world state of prior weight ``k`` getting ``k`` bits, so a
   belief's mass is one ``bit_count``;
@@ -34,8 +42,14 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   partner count) agree: only the first of each class is searched;
 * branch and bound: an action is skipped (or its outcomes cut short) when an
   upper bound — the expected value with perfect knowledge of the chemistry,
-  every colour reusable, at most as many moves as potions left — cannot beat
-  the best action found so far;
+  every colour reusable, at most as many moves as potions left, and at most
+  what that many moves can add to the stones under any chemistry (a move
+  changes one indicator by 2) — cannot beat the best action found so far;
+* floors (expectimax "fail low"): an outcome is searched with the value it
+  must reach for its action to matter; a node that provably stays below its
+  floor returns an upper bound instead of its value (kept in a bounded dict);
+  if that bound cannot cut the action the outcome is searched exactly, so the
+  values and decisions are those of the plain search;
 * nodes with one potion left are solved in closed form.
 
 The first trial of an episode (nothing known, 3 stones, 12 potions) is still the
@@ -111,8 +125,15 @@ _OBS_OF_LATENT = _obs_table()
 _LATENT_POTION = np.argsort(PERCEIVED_POTION, axis=1).astype(np.int64)
 
 
-def _digest(belief: int, nbytes: int) -> bytes:
-    return hashlib.blake2b(belief.to_bytes(nbytes, "little"), digest_size=16).digest()
+def _node_key(stones, potions, belief: int, nbytes: int) -> int:
+    """A 128-bit digest of (stone multiset, potion counts, belief): small memo entries whatever the bitset size."""
+    h = hashlib.blake2b(belief.to_bytes(nbytes, "little"), digest_size=16)
+    h.update(bytes(sorted(stones)))
+    h.update(bytes(potions))  # always 6 bytes: the concatenation is unambiguous
+    return int.from_bytes(h.digest(), "little")
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def _to_int(bits: np.ndarray) -> int:
@@ -191,11 +212,13 @@ def _is_symmetry(
     column[stones] = np.arange(stones.size)
     sinv = column[np.argsort(smap)[stones]]  # column of the stone that lands on stones[i]
     moved = table[:, sinv][:, :, np.argsort(cmap)]
-    moved = np.where(moved >= 0, smap[np.maximum(moved, 0)], -1)
+    relabel = np.append(smap, -1).astype(np.int16)  # index -1 (impossible) stays -1
+    moved = relabel[moved]
     key = np.random.RandomState(0).randint(1, 1 << 62, size=table.shape[1] * table.shape[2], dtype=np.int64)
 
     def fingerprints(t):
-        f = (t.reshape(t.shape[0], -1).astype(np.int64) + 1) @ key
+        flat = t.reshape(t.shape[0], -1)
+        f = np.concatenate([(flat[i : i + 4096].astype(np.int64) + 1) @ key for i in range(0, len(flat), 4096)])
         order = np.lexsort((weight, f))
         return f[order], weight[order]
 
@@ -329,7 +352,7 @@ class Planner:
         model: WorldModel,
         bonus: float = 12.0,
         minimise_world_states: bool = False,
-        max_memo: int = 800_000,
+        max_memo: int = 2_000_000,
     ) -> None:
         self.model = model
         self.bonus = float(bonus)
@@ -340,7 +363,8 @@ class Planner:
         #: Memoised states with more than two potions left, and (cleared first, being cheap to redo) with two.
         self.memo: dict = {}
         self._memo_shallow: dict = {}
-        #: Each memo is cleared when it holds this many states (about 300 bytes each).
+        #: Each memo is cleared when it holds this many entries (about 200 bytes each; a node has two keys in the
+        #: first trial, its belief digest and its symmetry key).
         self.max_memo = max_memo
         self._nbytes = 1
         self._outcome_cache: dict = {}
@@ -621,7 +645,8 @@ class Planner:
                     elements.append(g)
             phit = self._canon_potions[potions] = (best, elements)
         if not facts:
-            return (hit[0], phit[0])
+            key = (hit[0], phit[0], ())
+            return (1 << 128) | (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
         stone_tables, colour_tables = self.model.symmetries()[2], self.model.symmetries()[3]
         best = None
         n, nn = NUM_STONE_OBS, NUM_STONE_OBS * NUM_STONE_OBS
@@ -632,14 +657,16 @@ class Planner:
                 image = tuple(sorted([ct[c // nn] * nn + st[c // n % n] * n + st[c % n] for c in facts]))
                 if best is None or image < best:
                     best = image
-        return (hit[0], phit[0], best)
+        key = (hit[0], phit[0], best)
+        # two 64-bit tuple hashes (deterministic for ints), offset by 2**128 to stay apart from _node_key digests
+        return (1 << 128) | (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
 
     def _search(self, stones, potions, belief, total, touched, facts=(), root=False, floor=-float("inf")):
         left = sum(potions)
         if left <= 1 and not self.minimise:
             return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
         # The belief enters the key as a 128-bit digest: memory per entry stays small whatever the bitset size.
-        key = (tuple(sorted(stones)), potions, _digest(belief, self._nbytes))
+        key = _node_key(stones, potions, belief, self._nbytes)
         memo = self.memo if left > 2 else self._memo_shallow
         # Symmetric nodes share values but the action stored is the representative's: the root (whose action is
         # played) is always searched, its children coming from the memo.
