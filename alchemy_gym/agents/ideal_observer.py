@@ -744,6 +744,8 @@ class Planner:
                             b = joint
                     kids.append((new_stones, child, w, b, res))
                     ub += b
+                if len(kids) > 1:
+                    kids.sort(key=lambda k: -k[2])  # likeliest outcome first: its value decides most cuts
                 new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
                 fp = (p * NUM_STONE_OBS + o) * NUM_STONE_OBS if len(children) > 1 and self.sym_mode else -1
                 candidates.append(
