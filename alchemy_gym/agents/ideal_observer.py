@@ -363,7 +363,7 @@ class Planner:
         #: Memoised states with more than two potions left, and (cleared first, being cheap to redo) with two.
         self.memo: dict = {}
         self._memo_shallow: dict = {}
-        #: Each memo is cleared when it holds this many entries (about 200 bytes each; a node has two keys in the
+        #: Each memo is cleared when it holds this many entries (about 130 bytes each; a node has two keys in the
         #: first trial, its belief digest and its symmetry key).
         self.max_memo = max_memo
         self._nbytes = 1
@@ -670,16 +670,18 @@ class Planner:
         memo = self.memo if left > 2 else self._memo_shallow
         # Symmetric nodes share values but the action stored is the representative's: the root (whose action is
         # played) is always searched, its children coming from the memo.
+        # Entries are complex(value, expected potions used): the smallest Python object holding both (the action
+        # of a memoised node is never needed, the root being always searched).
         hit = None if root else memo.get(key)
         if hit is not None:
-            return hit
+            return (hit.real, hit.imag, None)
         if self.sym_mode:
             sym_key = self._canonical(stones, potions, facts)
             if not root:
                 hit = memo.get(sym_key)
                 if hit is not None:
                     memo[key] = hit
-                    return hit
+                    return (hit.real, hit.imag, None)
         if floor > -INF:
             upper = self._upper.get(key)
             if upper is None and self.sym_mode:
@@ -813,13 +815,13 @@ class Planner:
             if self.sym_mode:
                 self._upper[sym_key] = upper
             return (upper, None, None)
-        result = (best_value, best_depth, best_action)
+        entry = complex(best_value, best_depth)
         if len(memo) >= self.max_memo:
             memo.clear()  # bounded memory: values are exact, only reuse is lost
-        memo[key] = result
+        memo[key] = entry
         if self.sym_mode:
-            memo[sym_key] = result
-        return result
+            memo[sym_key] = entry
+        return (best_value, best_depth, best_action)
 
 
 # ------------------------------------------------------------------------ agent
