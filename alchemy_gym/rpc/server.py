@@ -210,24 +210,20 @@ class _EventRecorder:
     # everything they read is either captured now or constant within the step (the chemistry).
 
     def _stone(self, latent: int):
-        key = ("stone", latent)
-        message = self._properties.get(key)
-        if message is None:
-            from alchemy_gym.rpc.events import fill_message, messages
-
-            message = messages().StoneProperties()
-            fill_message(message, _stone_properties(self.game, latent))
-            self._properties[key] = message
-        return message
+        return self._cached_properties("StoneProperties", _stone_properties, latent)
 
     def _potion(self, latent: int):
-        key = ("potion", latent)
+        return self._cached_properties("PotionProperties", _potion_properties, latent)
+
+    def _cached_properties(self, message_name: str, describe, latent: int):
+        """The ``StoneProperties``/``PotionProperties`` message of a latent item, built once per chemistry."""
+        key = (message_name, latent)
         message = self._properties.get(key)
         if message is None:
             from alchemy_gym.rpc.events import fill_message, messages
 
-            message = messages().PotionProperties()
-            fill_message(message, _potion_properties(self.game, latent))
+            message = getattr(messages(), message_name)()
+            fill_message(message, describe(self.game, latent))
             self._properties[key] = message
         return message
 
