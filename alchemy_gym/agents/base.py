@@ -84,9 +84,9 @@ class SimplifiedActionAgent(Agent):
     def _end_trial_step(self, game: AlchemyGame) -> int:
         """One step of ``use_positive_stones``: cash the next positive stone, else end or burn the trial."""
         self._ending = True
-        for s, stone in enumerate(game.stones):
-            if stone >= 0 and game.values[stone] > 0:
-                return encode_action(s, -1, game.end_trial_action)
+        positive = game.stones_above(0)
+        if positive:
+            return encode_action(positive[0], -1, game.end_trial_action)
         return 0  # the end-trial action with end_trial_action=True, else the no-op
 
 
