@@ -7,6 +7,9 @@ Prints figures; asserts nothing. Figures:
 
 * ``grpc ceiling``: round trips/s of an empty ``StepRequest`` (answered with an error status) on
   one stream: what gRPC Python itself allows on this machine.
+* ``grpc echo ceiling``: the same with gRPC's asyncio API on both sides and a server that only
+  echoes (no dm_env_rpc code, no thread hand-offs): the most any Python dm_env_rpc client and
+  server pair can do here, whatever the game.
 * ``env steps/s``: ``RpcAlchemyEnv.step`` against ``alchemy-gym serve`` in another process
   (resets included), requesting only ``symbolic_obs`` + ``Score``, then every observation
   (``RGB_INTERLEAVED`` 96×72 and events too).
@@ -64,6 +67,63 @@ def grpc_ceiling(address: str, n: int) -> float:
     connection.close()
     channel.close()
     return best
+
+
+_ECHO_SERVER = """
+import asyncio, sys
+import grpc
+from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb, dm_env_rpc_pb2_grpc
+
+class Echo(dm_env_rpc_pb2_grpc.EnvironmentServicer):
+    async def Process(self, requests, context):
+        response = pb.EnvironmentResponse(step=pb.StepResponse())
+        async for _ in requests:
+            yield response
+
+async def main():
+    server = grpc.aio.server()
+    dm_env_rpc_pb2_grpc.add_EnvironmentServicer_to_server(Echo(), server)
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+def grpc_echo_ceiling(n: int) -> float:
+    """Round trips/s between an asyncio gRPC client and an asyncio echo server in another process."""
+    import asyncio
+
+    import grpc
+    from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
+    from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
+
+    from alchemy_gym.rpc.launchers import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(port)])
+    request = pb.EnvironmentRequest(step=pb.StepRequest())
+
+    async def run() -> float:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            call = dm_env_rpc_pb2_grpc.EnvironmentStub(channel).Process()
+            best = 0.0
+            for _ in range(3):
+                start = time.perf_counter()
+                for _ in range(n):
+                    await call.write(request)
+                    await call.read()
+                best = max(best, n / (time.perf_counter() - start))
+            await call.done_writing()
+            return best
+
+    try:
+        return asyncio.run(run())
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def env_steps(address: str, n: int, observations) -> float:
@@ -133,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     process, address = _start_server()
     try:
         print(f"grpc ceiling (empty StepRequest round trips, 1 stream): {grpc_ceiling(address, args.steps):8.0f} /s")
+        print(f"grpc echo ceiling (asyncio client + asyncio echo server): {grpc_echo_ceiling(args.steps):6.0f} /s")
         rate = env_steps(address, args.steps, ["symbolic_obs", "Score"])
         print(f"env steps/s, symbolic_obs + Score:                         {rate:8.0f}")
         rate = env_steps(address, args.steps, None)

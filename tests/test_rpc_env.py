@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import threading
@@ -193,6 +194,37 @@ def test_a_killed_server_gives_a_clear_error_and_restart_recovers():
         np.testing.assert_array_equal(obs, ref.reset(seed=info["world_seed"])[0])
     finally:
         env.close()
+
+
+def test_a_hung_server_times_out_per_request_and_restart_recovers():
+    env = RpcAlchemyEnv(
+        LEVEL, binary=PYTHON, binary_args=SERVER_ARGS, observations=["symbolic_obs"], request_timeout=1.0
+    )
+    process = env.launcher.process
+    try:
+        env.reset(seed=4)
+        os.kill(process.pid, signal.SIGSTOP)  # connected, but never answers
+        start = time.monotonic()
+        with pytest.raises(RpcEnvError, match=r"did not answer StepRequest within 1 s.*restart\(\)"):
+            env.step(0)
+        assert time.monotonic() - start < 5
+        with pytest.raises(RpcEnvError, match="no server"):
+            env.step(0)
+        env.restart()  # stops the hung process, starts a new one
+        assert process.poll() is not None
+        obs, info = env.reset(seed=4)
+        ref = SymbolicAlchemyEnv(LEVEL)
+        np.testing.assert_array_equal(obs, ref.reset(seed=info["world_seed"])[0])
+    finally:
+        env.close()
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "5", True])
+def test_bad_request_timeout_is_rejected_before_start(bad):
+    with pytest.raises(ValueError, match="request_timeout must be a positive number"):
+        RpcAlchemyEnv(LEVEL, binary=PYTHON, binary_args=SERVER_ARGS, request_timeout=bad)
 
 
 def _script(tmp_path, body: str) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from alchemy_gym.envs.options import episode_option
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
+from alchemy_gym.rpc.connection import RequestTimeout
 from alchemy_gym.rpc.events import WorldEvent, decode_event
 from alchemy_gym.rpc.spaces import check_action_value, pack_value, specs_to_spaces, unpack_value
 
@@ -81,8 +82,10 @@ class RpcAlchemyEnv(gym.Env):
     If the server dies (e.g. its container is killed), the next call raises
     :class:`RpcEnvError` with the container's state and log tail. Recover
     with ``env.restart()`` (a new server; then ``reset()``) or ``env.close()``
-    and a new env. Start-up failures raise
-    :class:`alchemy_gym.rpc.launchers.LaunchError` within ``connect_timeout``.
+    and a new env. A server that stays connected but does not answer one
+    request within ``request_timeout`` seconds (hung) is treated the same way:
+    :class:`RpcEnvError` saying so, then ``env.restart()``. Start-up failures
+    raise :class:`alchemy_gym.rpc.launchers.LaunchError` within ``connect_timeout``.
 
     ## Arguments
 
@@ -98,6 +101,7 @@ class RpcAlchemyEnv(gym.Env):
     | num_action_repeats | 1 | server steps per ``step()`` |
     | render_mode | None | ``"rgb_array"`` returns the last ``RGB_INTERLEAVED`` |
     | connect_timeout | 60 | seconds to wait for the server |
+    | request_timeout | 300 | seconds one request may wait for its answer (None: forever) |
     | observations | None | names of the observations to request (default: all supported) |
     | event_regex | ``"DeepMind/.*"`` | ``EventSubscriptionRegex`` (None: no subscription) |
     | decode_events | True | decode events into dicts (else name and raw bytes only) |
@@ -124,6 +128,7 @@ class RpcAlchemyEnv(gym.Env):
         num_action_repeats: int = 1,
         render_mode: str | None = None,
         connect_timeout: float = 60.0,
+        request_timeout: float | None = 300.0,
         observations: Sequence[str] | None = None,
         event_regex: str | None = "DeepMind/.*",
         decode_events: bool = True,
@@ -149,12 +154,19 @@ class RpcAlchemyEnv(gym.Env):
             raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None or 'rgb_array'")
         if not isinstance(connect_timeout, numbers.Real) or connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
+        if request_timeout is not None and (
+            isinstance(request_timeout, bool) or not isinstance(request_timeout, numbers.Real) or request_timeout <= 0
+        ):
+            raise ValueError(
+                f"request_timeout must be a positive number of seconds or None, got {request_timeout!r}"
+            )
         if sum(x is not None for x in (address, binary)) > 1:
             raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
         self.width, self.height = int(width), int(height)
         self.num_action_repeats = int(num_action_repeats)
         self.render_mode = render_mode
         self.connect_timeout = float(connect_timeout)
+        self.request_timeout = None if request_timeout is None else float(request_timeout)
         self._requested_names = None if observations is None else list(observations)
         self.event_regex = event_regex
         self.decode_events = bool(decode_events)
@@ -206,7 +218,7 @@ class RpcAlchemyEnv(gym.Env):
         try:
             address = self.launcher.start(timeout=self.connect_timeout)
             self._channel = launchers.open_channel(address)
-            self._connection = RpcConnection(self._channel)
+            self._connection = RpcConnection(self._channel, timeout=self.request_timeout)
             seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
             level = self._episode_level(self._fixed_episode if self._evaluation else None)
             self._create_world(level, seed)
@@ -231,11 +243,18 @@ class RpcAlchemyEnv(gym.Env):
             raise ValueError(
                 f"the dm_env_rpc server rejected {type(request).__name__}: {exc.message} (code {exc.code})"
             ) from None
+        except RequestTimeout as exc:
+            raise self._dead(exc) from None
         except (grpc.RpcError, StopIteration) as exc:
             raise self._dead(exc) from None
 
     def _dead(self, exc) -> RpcEnvError:
-        detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else type(exc).__name__
+        if isinstance(exc, RequestTimeout):
+            detail = f"{exc}; request_timeout={self.request_timeout:g}"
+        elif isinstance(exc, grpc.RpcError):
+            detail = f"{exc.code().name}: {exc.details()}"
+        else:
+            detail = type(exc).__name__
         launcher = self.launcher
         state = ""
         if launcher is not None and hasattr(launcher, "status"):
