@@ -65,6 +65,7 @@ node). The full evaluation is therefore still hours, not minutes.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -82,6 +83,11 @@ from alchemy_gym.core.items import (
     PERCEIVED_STONE,
     STONE_REWARD_INDICATOR,
 )
+
+try:  # the C kernel of the search (optional: built by setup.py when a compiler is available)
+    from alchemy_gym.agents import _search as _search_ext
+except ImportError:  # pragma: no cover - depends on the build
+    _search_ext = None
 
 #: Number of distinct perceived stones: 27 coordinate triples × 4 reward indicators.
 NUM_STONE_OBS = 27 * 4
@@ -394,6 +400,8 @@ class Planner:
         self._s0: tuple[int, ...] = ()
         self._canon_stones: dict = {}
         self._canon_potions: dict = {}
+        #: The trial's C search kernel (created lazily, dropped at each new trial; see _search_entry).
+        self._kernel = None
 
     # ---------------------------------------------------------------- frames
 
@@ -438,6 +446,7 @@ class Planner:
         self._canon_stones.clear()
         self._canon_potions.clear()
         self._bound_cache.clear()
+        self._kernel = None
 
     def _local_to_global(self, local: int) -> int:
         index = self.frame.index
@@ -513,10 +522,64 @@ class Planner:
         """
         if colour_order is not None:
             self.colour_order = tuple(colour_order) + tuple(c for c in range(NUM_POTION_TYPES) if c not in colour_order)
-        value, depth, action = self._search(
+        value, depth, action = self._search_entry(
             tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched, self.facts, True
         )
         return action, value, depth
+
+    def kernel_active(self) -> bool:
+        """Whether searches run in the C kernel: built, not the ideal explorer, ``ALCHEMY_GYM_PURE_PYTHON`` unset."""
+        return _search_ext is not None and not self.minimise and not os.environ.get("ALCHEMY_GYM_PURE_PYTHON")
+
+    def _get_kernel(self):
+        """The trial's C kernel: the frame's per-bit tables, the symmetry tables; its memos live for the trial."""
+        if self._kernel is None:
+            model, index = self.model, self.frame.index
+            sym = model.symmetries()
+            stone_sym = np.ascontiguousarray(np.array(sym[0], dtype=np.int32)).tobytes() if sym is not None else b""
+            colour_sym = np.ascontiguousarray(np.array(sym[1], dtype=np.int32)).tobytes() if sym is not None else b""
+            self._kernel = _search_ext.Kernel(
+                int(index.size),
+                np.ascontiguousarray(model.graph[index], dtype=np.int32).tobytes(),
+                np.ascontiguousarray(model.latent_potion[index], dtype=np.uint8).tobytes(),
+                np.ascontiguousarray(model.latent[index], dtype=np.int8).tobytes(),
+                np.ascontiguousarray(model.obs[index], dtype=np.uint8).tobytes(),
+                len(model.graph_masks),
+                np.ascontiguousarray(model._trans, dtype=np.int8).tobytes(),
+                np.ascontiguousarray(model.reach_value, dtype=np.int8).tobytes(),
+                self.bonus,
+                self.max_memo,
+                bytes(self._s0),
+                stone_sym,
+                colour_sym,
+            )
+            self._kernel_nbytes = (index.size + 63) // 64 * 8
+        return self._kernel
+
+    def _search_entry(self, stones, potions, belief, total, touched, facts=(), root=False):
+        """``_search`` from outside the search: in the C kernel when active (same values, depths, actions and
+        node semantics), else in Python (also when the kernel declines the state, e.g. too many stones)."""
+        if self.kernel_active():
+            kernel = self._get_kernel()
+            try:
+                value, depth, action, nodes = kernel.search(
+                    stones,
+                    potions,
+                    belief.to_bytes(self._kernel_nbytes, "little"),
+                    total,
+                    touched,
+                    facts,
+                    root,
+                    -INF,
+                    self.sym_mode,
+                    self.colour_order,
+                )
+            except ValueError:
+                pass
+            else:
+                self.nodes += nodes
+                return value, depth, action
+        return self._search(stones, potions, belief, total, touched, facts, root)
 
     def _bound_masks(self, o: int, colours: int, steps: int) -> tuple[int, int]:
         key = (o, colours, steps)
@@ -586,7 +649,7 @@ class Planner:
                     facts = self.facts
                     if len(children) > 1:
                         facts = tuple(sorted(facts + ((p * NUM_STONE_OBS + o) * NUM_STONE_OBS + res,)))
-                    v, d, _ = self._search(new_stones, new_potions, child, w, touched, facts)
+                    v, d, _ = self._search_entry(new_stones, new_potions, child, w, touched, facts)
                     value += w / total * v
                     depth += w / total * (d + 1.0)
                 out[(o, p)] = (value, depth)

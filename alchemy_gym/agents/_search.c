@@ -1,0 +1,1273 @@
+/* C kernel of the ideal observer's expectimax (alchemy_gym.agents.ideal_observer.Planner._search).
+ *
+ * A line-by-line port of the Python search in non-minimise mode (the ideal observer and the search oracle):
+ * same floors and fail-low upper bounds, same two memos (more than two potions left / two left) bounded by
+ * ``max_memo`` and cleared when full, same symmetry keys, same colour-class skipping, same bound ordering and
+ * the same floating point operations in the same order, so values, expected depths and decisions are those
+ * of the Python code. Beliefs are bitsets of 64-bit words over the trial's frame; memo keys are 128-bit
+ * hashes (the Python version uses 128-bit blake2b digests and tuple hashes).
+ *
+ * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
+ * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
+ * and bound masks lazily, and keeps its memos across the decisions of the trial.
+ *
+ * Compile without floating point contraction (setup.py passes -ffp-contract=off): fused multiply-adds
+ * would change the last bits of the sums.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOBS 108
+#define NPOT 6
+#define NLAT 8
+#define NSYM 48
+#define MAX_PATH 7
+#define MAXST 16
+#define MAXF 64
+#define TIE_TOLERANCE 1e-9
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define HOT __attribute__((target_clones("popcnt", "default")))
+#else
+#define HOT
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define POPCNT(x) ((uint64_t)__builtin_popcountll(x))
+#else
+static inline uint64_t POPCNT(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (x * 0x0101010101010101ULL) >> 56;
+}
+#endif
+
+/* ------------------------------------------------------------------ hashing (128 bits, two lanes) */
+
+#define P1 0x9E3779B185EBCA87ULL
+#define P2 0xC2B2AE3D27D4EB4FULL
+#define P3 0x165667B19E3779F9ULL
+#define P4 0xD6E8FEB86659FD93ULL
+#define P5 0xA0761D6478BD642FULL
+
+typedef struct {
+    uint64_t a, b, n;
+} Hasher;
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static inline uint64_t fmix64(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xFF51AFD7ED558CCDULL;
+    k ^= k >> 33;
+    k *= 0xC4CEB9FE1A85EC53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static inline void h_init(Hasher *h, uint64_t domain) {
+    h->a = P5 ^ (domain * P1);
+    h->b = P4 + (domain * P3);
+    h->n = 0;
+}
+
+static inline void h_add(Hasher *h, uint64_t w) {
+    h->a = rotl64(h->a + w * P2, 31) * P1;
+    h->b = (rotl64(h->b ^ (w * P4), 27) + P5) * P3;
+    h->n++;
+}
+
+static inline void h_final(Hasher *h, uint64_t *k0, uint64_t *k1) {
+    uint64_t a = fmix64(h->a ^ (h->n * P3));
+    uint64_t b = fmix64(h->b + rotl64(a, 17) + h->n);
+    *k0 = a;
+    *k1 = b | 1; /* never the empty key (0, 0) */
+}
+
+/* ------------------------------------------------------------------ memo tables (open addressing) */
+
+typedef struct {
+    uint64_t k0, k1;
+    double v, d;
+} Entry;
+
+typedef struct {
+    Entry *t;
+    size_t cap, count;
+} Table;
+
+static int table_alloc(Table *t, size_t cap) {
+    t->t = (Entry *)calloc(cap, sizeof(Entry));
+    if (!t->t) return -1;
+    t->cap = cap;
+    t->count = 0;
+    return 0;
+}
+
+static Entry *table_find(Table *t, uint64_t k0, uint64_t k1) {
+    size_t mask = t->cap - 1, i = (size_t)(k0 ^ (k1 >> 7)) & mask;
+    for (;;) {
+        Entry *e = &t->t[i];
+        if (e->k0 == k0 && e->k1 == k1) return e;
+        if (e->k1 == 0) return NULL;
+        i = (i + 1) & mask;
+    }
+}
+
+static int table_grow(Table *t) {
+    size_t ncap = t->cap * 2, mask = ncap - 1;
+    Entry *n = (Entry *)calloc(ncap, sizeof(Entry));
+    if (!n) return -1;
+    for (size_t j = 0; j < t->cap; j++) {
+        Entry *e = &t->t[j];
+        if (e->k1 == 0) continue;
+        size_t i = (size_t)(e->k0 ^ (e->k1 >> 7)) & mask;
+        while (n[i].k1 != 0) i = (i + 1) & mask;
+        n[i] = *e;
+    }
+    free(t->t);
+    t->t = n;
+    t->cap = ncap;
+    return 0;
+}
+
+/* Insert or overwrite; the count is the number of distinct keys (Python's len(dict)). */
+static int table_put(Table *t, uint64_t k0, uint64_t k1, double v, double d) {
+    if ((t->count + 1) * 10 > t->cap * 7 && table_grow(t) < 0) return -1;
+    size_t mask = t->cap - 1, i = (size_t)(k0 ^ (k1 >> 7)) & mask;
+    for (;;) {
+        Entry *e = &t->t[i];
+        if (e->k1 == 0) {
+            e->k0 = k0;
+            e->k1 = k1;
+            e->v = v;
+            e->d = d;
+            t->count++;
+            return 0;
+        }
+        if (e->k0 == k0 && e->k1 == k1) {
+            e->v = v;
+            e->d = d;
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static void table_clear(Table *t) {
+    memset(t->t, 0, t->cap * sizeof(Entry));
+    t->count = 0;
+}
+
+/* Small exact map: 128-bit key -> three 64-bit values (caches of canonical forms and joint gains). */
+typedef struct {
+    uint64_t k0, k1, x, y, z;
+    int used;
+} SEntry;
+
+typedef struct {
+    SEntry *t;
+    size_t cap, count;
+} SMap;
+
+static int smap_alloc(SMap *m, size_t cap) {
+    m->t = (SEntry *)calloc(cap, sizeof(SEntry));
+    if (!m->t) return -1;
+    m->cap = cap;
+    m->count = 0;
+    return 0;
+}
+
+static inline size_t smap_slot(uint64_t k0, uint64_t k1, size_t mask) {
+    return (size_t)fmix64(k0 * P1 ^ k1) & mask;
+}
+
+static SEntry *smap_find(SMap *m, uint64_t k0, uint64_t k1) {
+    size_t mask = m->cap - 1, i = smap_slot(k0, k1, mask);
+    for (;;) {
+        SEntry *e = &m->t[i];
+        if (!e->used) return NULL;
+        if (e->k0 == k0 && e->k1 == k1) return e;
+        i = (i + 1) & mask;
+    }
+}
+
+static SEntry *smap_insert(SMap *m, uint64_t k0, uint64_t k1) {
+    if ((m->count + 1) * 2 > m->cap) {
+        size_t ncap = m->cap * 2, mask = ncap - 1;
+        SEntry *n = (SEntry *)calloc(ncap, sizeof(SEntry));
+        if (!n) return NULL;
+        for (size_t j = 0; j < m->cap; j++) {
+            if (!m->t[j].used) continue;
+            size_t i = smap_slot(m->t[j].k0, m->t[j].k1, mask);
+            while (n[i].used) i = (i + 1) & mask;
+            n[i] = m->t[j];
+        }
+        free(m->t);
+        m->t = n;
+        m->cap = ncap;
+    }
+    size_t mask = m->cap - 1, i = smap_slot(k0, k1, mask);
+    while (m->t[i].used) i = (i + 1) & mask;
+    SEntry *e = &m->t[i];
+    e->used = 1;
+    e->k0 = k0;
+    e->k1 = k1;
+    m->count++;
+    return e;
+}
+
+/* ------------------------------------------------------------------ kernel */
+
+typedef struct {
+    int n;           /* outcomes */
+    int res[NOBS];   /* resulting perceived stone of each outcome (unchanged stone first, then by index) */
+    int lo[NOBS], hi[NOBS];
+    uint64_t *masks; /* n * nw words */
+} Outc;
+
+typedef struct {
+    double neg_ub;
+    int order, o, p, i, nk, kid0, new_touched, fp;
+} Cand;
+
+typedef struct {
+    uint8_t st[MAXST];
+    int res, oc;
+    int64_t w;
+    double b;
+} Kid;
+
+typedef struct {
+    Cand *c;
+    int ccap;
+    Kid *k;
+    int kcap;
+} Scratch;
+
+typedef struct {
+    double v, d;
+    int upper;    /* v is only an upper bound (d meaningless) */
+    int has_action;
+    int ao, ap;   /* action (-1, -1) = END */
+} Res;
+
+typedef struct {
+    PyObject_HEAD
+    int n, nw, ngraphs;
+    int32_t *graph;
+    uint8_t *latpot;  /* n x 6 */
+    int8_t *latent;   /* n x 108 */
+    uint8_t *obs;     /* n x 8 */
+    int8_t *trans;    /* G x 8 x 6 */
+    int8_t *reach;    /* G x 8 x 64 x 8 */
+    double bonus, gold;
+    Py_ssize_t max_memo;
+    int has_sym;
+    int stone_sym[NSYM][NOBS];
+    int colour_sym[NSYM][NPOT];
+    int ns0;
+    int s0[NOBS];
+    Outc *outc[NOBS * NPOT];
+    uint64_t **bmask; /* NOBS * 64 * 8 */
+    Table deep, shallow, upper;
+    SMap canon_st, canon_pot, joint;
+    int sym_mode;
+    int colour_order[NPOT];
+    long long nodes;
+    int maxdepth;
+    uint64_t *bel; /* maxdepth * nw */
+    Scratch *scr;
+    int err;
+} Kernel;
+
+static double end_value(const Kernel *K, const uint8_t *st, int nst) {
+    double total = 0.0;
+    for (int i = 0; i < nst; i++) {
+        int r = 2 * (st[i] % 4) - 3;
+        if (r == 3)
+            total += 3.0 + K->bonus;
+        else if (r > 0)
+            total += (double)r;
+    }
+    return total;
+}
+
+static int replace_stone(const uint8_t *s, int n, int i, int nw, uint8_t *out) {
+    uint8_t rest[MAXST];
+    int m = 0, last = -1;
+    for (int k = 0; k < n; k++)
+        if (k != i) rest[m++] = s[k];
+    for (int k = 0; k < m; k++)
+        if (rest[k] == nw) last = k;
+    if (last >= 0) {
+        int j = last + 1, q = 0;
+        for (int k = 0; k < j; k++) out[q++] = rest[k];
+        out[q++] = (uint8_t)nw;
+        for (int k = j; k < m; k++) out[q++] = rest[k];
+    } else {
+        memcpy(out, rest, m);
+        out[m] = (uint8_t)nw;
+    }
+    return n;
+}
+
+static double cash(const Kernel *K, int r) { return r >= 3 ? 3.0 + K->bonus : (r == 1 ? 1.0 : 0.0); }
+
+static double joint_gain(Kernel *K, const uint8_t *st, int nst, int moves) {
+    int cnt[4] = {0, 0, 0, 0};
+    for (int i = 0; i < nst; i++) cnt[st[i] % 4]++;
+    uint64_t k0 = (uint64_t)cnt[0] | (uint64_t)cnt[1] << 8 | (uint64_t)cnt[2] << 16 | (uint64_t)cnt[3] << 24;
+    uint64_t k1 = (uint64_t)moves;
+    SEntry *e = smap_find(&K->joint, k0, k1);
+    if (e) {
+        double g;
+        memcpy(&g, &e->x, sizeof g);
+        return g;
+    }
+    double *best = (double *)calloc((size_t)moves + 1, sizeof(double));
+    double *nb = (double *)calloc((size_t)moves + 1, sizeof(double));
+    double *gains = (double *)calloc((size_t)moves + 1, sizeof(double));
+    if (!best || !nb || !gains) {
+        free(best); free(nb); free(gains);
+        K->err = 1;
+        return 0.0;
+    }
+    for (int ri = 0; ri < 4; ri++) {
+        int r = 2 * ri - 3; /* sorted rewards: ascending */
+        for (int c = 0; c < cnt[ri]; c++) {
+            for (int k = 0; k <= moves; k++) {
+                int t = r + 2 * k;
+                gains[k] = cash(K, t < 3 ? t : 3) - cash(K, r);
+            }
+            for (int k = 0; k <= moves; k++) {
+                double m = best[k] + gains[0];
+                for (int j = 1; j <= k; j++) {
+                    double x = best[k - j] + gains[j];
+                    if (x > m) m = x;
+                }
+                nb[k] = m;
+            }
+            memcpy(best, nb, sizeof(double) * ((size_t)moves + 1));
+        }
+    }
+    double g = best[moves];
+    free(best); free(nb); free(gains);
+    e = smap_insert(&K->joint, k0, k1);
+    if (!e) {
+        K->err = 1;
+        return g;
+    }
+    memcpy(&e->x, &g, sizeof g);
+    return g;
+}
+
+static Outc *get_outc(Kernel *K, int o, int p) {
+    Outc *oc = K->outc[o * NPOT + p];
+    if (oc) return oc;
+    int n = K->n, nw = K->nw;
+    int16_t *rb = (int16_t *)malloc(sizeof(int16_t) * (size_t)(n ? n : 1));
+    oc = (Outc *)calloc(1, sizeof(Outc));
+    if (!rb || !oc) {
+        free(rb); free(oc);
+        K->err = 1;
+        return NULL;
+    }
+    int present[NOBS];
+    memset(present, 0, sizeof present);
+    for (int b = 0; b < n; b++) {
+        int lat = K->latent[(size_t)b * NOBS + o];
+        if (lat < 0) {
+            rb[b] = -1;
+            continue;
+        }
+        int g = K->graph[b];
+        int nl = K->trans[(g * NLAT + lat) * NPOT + K->latpot[(size_t)b * NPOT + p]];
+        int r = K->obs[(size_t)b * NLAT + nl];
+        rb[b] = (int16_t)r;
+        present[r] = 1;
+    }
+    int idx[NOBS], m = 0;
+    if (present[o]) {
+        idx[o] = m;
+        oc->res[m++] = o;
+    }
+    for (int r = 0; r < NOBS; r++)
+        if (present[r] && r != o) {
+            idx[r] = m;
+            oc->res[m++] = r;
+        }
+    oc->n = m;
+    oc->masks = (uint64_t *)calloc((size_t)(m ? m : 1) * nw, sizeof(uint64_t));
+    if (!oc->masks) {
+        free(rb); free(oc);
+        K->err = 1;
+        return NULL;
+    }
+    for (int b = 0; b < n; b++)
+        if (rb[b] >= 0) oc->masks[(size_t)idx[rb[b]] * nw + (b >> 6)] |= 1ULL << (b & 63);
+    for (int j = 0; j < m; j++) {
+        const uint64_t *mk = oc->masks + (size_t)j * nw;
+        int lo = 0, hi = nw;
+        while (lo < hi && !mk[lo]) lo++;
+        while (hi > lo && !mk[hi - 1]) hi--;
+        oc->lo[j] = lo;
+        oc->hi[j] = hi;
+    }
+    free(rb);
+    K->outc[o * NPOT + p] = oc;
+    return oc;
+}
+
+/* (r == 1, r == 3) masks of the best indicator stone o can reach with these colours in at most steps moves. */
+static const uint64_t *get_bmask(Kernel *K, int o, int colours, int steps) {
+    size_t key = ((size_t)o * 64 + (size_t)colours) * 8 + (size_t)steps;
+    uint64_t *m = K->bmask[key];
+    if (m) return m;
+    int n = K->n, nw = K->nw;
+    m = (uint64_t *)calloc((size_t)2 * nw, sizeof(uint64_t));
+    if (!m) {
+        K->err = 1;
+        return NULL;
+    }
+    for (int b = 0; b < n; b++) {
+        int lat = K->latent[(size_t)b * NOBS + o];
+        if (lat < 0) continue;
+        int s = 0;
+        for (int p = 0; p < NPOT; p++)
+            if (colours >> p & 1) s |= 1 << K->latpot[(size_t)b * NPOT + p];
+        int r = K->reach[(((size_t)K->graph[b] * NLAT + lat) * 64 + s) * 8 + steps];
+        if (r == 1) m[b >> 6] |= 1ULL << (b & 63);
+        else if (r == 3) m[nw + (b >> 6)] |= 1ULL << (b & 63);
+    }
+    K->bmask[key] = m;
+    return m;
+}
+
+/* ------------------------------------------------------------------ bit loops */
+
+HOT static uint64_t pc_and(const uint64_t *a, const uint64_t *b, int lo, int hi) {
+    uint64_t c = 0;
+    for (int i = lo; i < hi; i++) c += POPCNT(a[i] & b[i]);
+    return c;
+}
+
+/* For each of nm stones: popcount(bel & mask & m1[s]) and popcount(bel & mask & m3[s]). */
+HOT static void pc_bound(const uint64_t *bel, const uint64_t *mask, int lo, int hi, const uint64_t *const *m, int nm,
+                         int nw, uint64_t *a1, uint64_t *a3) {
+    if (nm == 3) {
+        const uint64_t *x0 = m[0], *x1 = m[1], *x2 = m[2];
+        const uint64_t *y0 = m[0] + nw, *y1 = m[1] + nw, *y2 = m[2] + nw;
+        uint64_t s0 = 0, s1 = 0, s2 = 0, t0 = 0, t1 = 0, t2 = 0;
+        for (int i = lo; i < hi; i++) {
+            uint64_t c = bel[i] & mask[i];
+            if (!c) continue;
+            s0 += POPCNT(c & x0[i]);
+            t0 += POPCNT(c & y0[i]);
+            s1 += POPCNT(c & x1[i]);
+            t1 += POPCNT(c & y1[i]);
+            s2 += POPCNT(c & x2[i]);
+            t2 += POPCNT(c & y2[i]);
+        }
+        a1[0] = s0; a1[1] = s1; a1[2] = s2;
+        a3[0] = t0; a3[1] = t1; a3[2] = t2;
+        return;
+    }
+    for (int s = 0; s < nm; s++) a1[s] = a3[s] = 0;
+    for (int i = lo; i < hi; i++) {
+        uint64_t c = bel[i] & mask[i];
+        if (!c) continue;
+        for (int s = 0; s < nm; s++) {
+            a1[s] += POPCNT(c & m[s][i]);
+            a3[s] += POPCNT(c & m[s][nw + i]);
+        }
+    }
+}
+
+HOT static uint64_t and_into(uint64_t *dst, const uint64_t *a, const uint64_t *b, int lo, int hi, int *nlo, int *nhi) {
+    uint64_t c = 0;
+    int first = -1, last = -1;
+    for (int i = lo; i < hi; i++) {
+        uint64_t x = a[i] & b[i];
+        dst[i] = x;
+        if (x) {
+            if (first < 0) first = i;
+            last = i;
+        }
+    }
+    *nlo = first < 0 ? lo : first;
+    *nhi = first < 0 ? lo : last + 1;
+    return c;
+}
+
+/* ------------------------------------------------------------------ canonical (symmetry) keys */
+
+static int cmp_lex(const int *a, const int *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+    return 0;
+}
+
+static void isort(int *a, int n) {
+    for (int i = 1; i < n; i++) {
+        int x = a[i], j = i - 1;
+        while (j >= 0 && a[j] > x) {
+            a[j + 1] = a[j];
+            j--;
+        }
+        a[j + 1] = x;
+    }
+}
+
+/* sym key of (sorted stones, potions, facts): least image under the group, as _canonical. */
+static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const int *facts, int nf,
+                     uint64_t *k0, uint64_t *k1) {
+    uint64_t sk0 = 0, sk1 = 0;
+    for (int i = 0; i < nst; i++) {
+        if (i < 8) sk0 |= (uint64_t)(sorted[i] + 1) << (8 * i);
+        else sk1 |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
+    }
+    SEntry *es = smap_find(&K->canon_st, sk0, sk1);
+    if (!es) {
+        int best[MAXST + NOBS], img[MAXST + NOBS], len = nst + K->ns0, have = 0;
+        uint64_t elements = 0;
+        for (int g = 0; g < NSYM; g++) {
+            const int *t = K->stone_sym[g];
+            for (int i = 0; i < nst; i++) img[i] = t[sorted[i]];
+            isort(img, nst);
+            for (int i = 0; i < K->ns0; i++) img[nst + i] = t[K->s0[i]];
+            isort(img + nst, K->ns0);
+            int c = have ? cmp_lex(img, best, len) : -1;
+            if (c < 0) {
+                memcpy(best, img, sizeof(int) * len);
+                elements = 1ULL << g;
+                have = 1;
+            } else if (c == 0) {
+                elements |= 1ULL << g;
+            }
+        }
+        Hasher h;
+        h_init(&h, 11);
+        h_add(&h, (uint64_t)nst);
+        h_add(&h, (uint64_t)K->ns0);
+        for (int i = 0; i < len; i++) h_add(&h, (uint64_t)best[i]);
+        es = smap_insert(&K->canon_st, sk0, sk1);
+        if (!es) {
+            K->err = 1;
+            return -1;
+        }
+        h_final(&h, &es->x, &es->y);
+        es->z = elements;
+    }
+    uint64_t pk = 0;
+    for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
+    SEntry *ep = smap_find(&K->canon_pot, pk, 0);
+    if (!ep) {
+        int best[NPOT], img[NPOT], have = 0;
+        uint64_t elements = 0;
+        for (int g = 0; g < NSYM; g++) {
+            for (int p = 0; p < NPOT; p++) img[K->colour_sym[g][p]] = pot[p];
+            int c = have ? cmp_lex(img, best, NPOT) : -1;
+            if (c < 0) {
+                memcpy(best, img, sizeof best);
+                elements = 1ULL << g;
+                have = 1;
+            } else if (c == 0) {
+                elements |= 1ULL << g;
+            }
+        }
+        Hasher h;
+        h_init(&h, 12);
+        for (int p = 0; p < NPOT; p++) h_add(&h, (uint64_t)best[p]);
+        ep = smap_insert(&K->canon_pot, pk, 0);
+        if (!ep) {
+            K->err = 1;
+            return -1;
+        }
+        h_final(&h, &ep->x, &ep->y);
+        ep->z = elements;
+    }
+    Hasher h;
+    h_init(&h, 13);
+    h_add(&h, es->x);
+    h_add(&h, es->y);
+    h_add(&h, ep->x);
+    h_add(&h, ep->y);
+    h_add(&h, (uint64_t)nf);
+    if (nf) {
+        const int n = NOBS, nn = NOBS * NOBS;
+        int best[MAXF], img[MAXF], have = 0;
+        uint64_t ge = es->z, pe = ep->z;
+        for (int g = 0; g < NSYM; g++) {
+            if (!(ge >> g & 1)) continue;
+            const int *st = K->stone_sym[g];
+            for (int hh = 0; hh < NSYM; hh++) {
+                if (!(pe >> hh & 1)) continue;
+                const int *ct = K->colour_sym[hh];
+                for (int i = 0; i < nf; i++) {
+                    int c = facts[i];
+                    img[i] = ct[c / nn] * nn + st[c / n % n] * n + st[c % n];
+                }
+                isort(img, nf);
+                if (!have || cmp_lex(img, best, nf) < 0) {
+                    memcpy(best, img, sizeof(int) * nf);
+                    have = 1;
+                }
+            }
+        }
+        for (int i = 0; i < nf; i++) h_add(&h, (uint64_t)best[i]);
+    }
+    h_final(&h, k0, k1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ search */
+
+static void last_potion(Kernel *K, const uint8_t *st, int nst, const int *pot, const uint64_t *bel, int lo, int hi,
+                        int64_t total, Res *out) {
+    double best_value = end_value(K, st, nst), best_depth = 0.0;
+    int ao = -1, ap = -1, p = 0;
+    while (pot[p] != 1) p++;
+    double tol = TIE_TOLERANCE * fmax(1.0, fabs(best_value));
+    uint8_t tmp[MAXST];
+    for (int i = 0; i < nst; i++) {
+        int o = st[i], dup = 0;
+        for (int j = 0; j < i; j++)
+            if (st[j] == o) dup = 1;
+        if (dup) continue;
+        Outc *oc = get_outc(K, o, p);
+        if (!oc) return;
+        double value = 0.0;
+        int moved = 0;
+        for (int j = 0; j < oc->n; j++) {
+            int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
+            uint64_t w = l < h ? pc_and(bel, oc->masks + (size_t)j * K->nw, l, h) : 0;
+            if (w) {
+                int res = oc->res[j];
+                double ev;
+                if (res != o) {
+                    moved = 1;
+                    replace_stone(st, nst, i, res, tmp);
+                    ev = end_value(K, tmp, nst);
+                } else {
+                    ev = end_value(K, st, nst);
+                }
+                value += (double)w * ev;
+            }
+        }
+        if (!moved) continue;
+        value /= (double)total;
+        if (value > best_value + tol) {
+            best_value = value;
+            best_depth = 1.0;
+            ao = o;
+            ap = p;
+            tol = TIE_TOLERANCE * fmax(1.0, fabs(best_value));
+        }
+    }
+    out->v = best_value;
+    out->d = best_depth;
+    out->upper = 0;
+    out->has_action = 1;
+    out->ao = ao;
+    out->ap = ap;
+}
+
+static int ensure_scratch(Kernel *K, int depth, int ncand, int nkids) {
+    Scratch *s = &K->scr[depth];
+    if (ncand > s->ccap) {
+        Cand *c = (Cand *)realloc(s->c, sizeof(Cand) * (size_t)ncand);
+        if (!c) return -1;
+        s->c = c;
+        s->ccap = ncand;
+    }
+    if (nkids > s->kcap) {
+        int cap = s->kcap ? s->kcap : 64;
+        while (cap < nkids) cap *= 2;
+        Kid *k = (Kid *)realloc(s->k, sizeof(Kid) * (size_t)cap);
+        if (!k) return -1;
+        s->k = k;
+        s->kcap = cap;
+    }
+    return 0;
+}
+
+static void memo_store(Kernel *K, Table *t, uint64_t k0, uint64_t k1, uint64_t s0, uint64_t s1, int sym, double v,
+                       double d) {
+    if ((Py_ssize_t)t->count >= K->max_memo) table_clear(t);
+    if (table_put(t, k0, k1, v, d) < 0) K->err = 1;
+    if (sym && table_put(t, s0, s1, v, d) < 0) K->err = 1;
+}
+
+static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const int *pot, int lo, int hi,
+                   int64_t total, int touched, const int *facts, int nf, int root, double floor, Res *out) {
+    const int nw = K->nw;
+    const uint64_t *bel = K->bel + (size_t)depth * nw;
+    int left = 0;
+    for (int p = 0; p < NPOT; p++) left += pot[p];
+    out->has_action = 0;
+    out->upper = 0;
+    if (left <= 1) {
+        if (left) {
+            last_potion(K, stones, nst, pot, bel, lo, hi, total, out);
+        } else {
+            out->v = end_value(K, stones, nst);
+            out->d = 0.0;
+            out->has_action = 1;
+            out->ao = out->ap = -1;
+        }
+        return;
+    }
+    uint8_t sorted[MAXST];
+    memcpy(sorted, stones, nst);
+    for (int i = 1; i < nst; i++) {
+        uint8_t x = sorted[i];
+        int j = i - 1;
+        while (j >= 0 && sorted[j] > x) {
+            sorted[j + 1] = sorted[j];
+            j--;
+        }
+        sorted[j + 1] = x;
+    }
+    uint64_t k0, k1, s0 = 0, s1 = 0;
+    {
+        Hasher h;
+        h_init(&h, 1);
+        h_add(&h, (uint64_t)lo << 32 | (uint64_t)hi);
+        for (int i = lo; i < hi; i++) h_add(&h, bel[i]);
+        uint64_t a = 0, b = 0;
+        for (int i = 0; i < nst; i++) {
+            if (i < 8) a |= (uint64_t)(sorted[i] + 1) << (8 * i);
+            else b |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
+        }
+        h_add(&h, a);
+        h_add(&h, b);
+        uint64_t pk = 0;
+        for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
+        h_add(&h, pk);
+        h_final(&h, &k0, &k1);
+    }
+    Table *memo = left > 2 ? &K->deep : &K->shallow;
+    if (!root) {
+        Entry *e = table_find(memo, k0, k1);
+        if (e) {
+            out->v = e->v;
+            out->d = e->d;
+            return;
+        }
+    }
+    int sym = K->sym_mode;
+    if (sym) {
+        if (canonical(K, sorted, nst, pot, facts, nf, &s0, &s1) < 0) return;
+        if (!root) {
+            Entry *e = table_find(memo, s0, s1);
+            if (e) {
+                double v = e->v, d = e->d;
+                if (table_put(memo, k0, k1, v, d) < 0) K->err = 1;
+                out->v = v;
+                out->d = d;
+                return;
+            }
+        }
+    }
+    if (floor > -INFINITY) {
+        Entry *e = table_find(&K->upper, k0, k1);
+        if (!e && sym) e = table_find(&K->upper, s0, s1);
+        if (e && e->v < floor) {
+            out->v = e->v;
+            out->upper = 1;
+            return;
+        }
+    }
+    K->nodes++;
+    double best_value = end_value(K, stones, nst), best_depth = 0.0;
+    int best_order = -1, bao = -1, bap = -1;
+
+    int avail[NPOT], navail = 0, classes[NPOT][2], ncls = 0;
+    for (int q = 0; q < NPOT; q++) {
+        int p = K->colour_order[q];
+        if (!pot[p]) continue;
+        if (!(touched >> (p >> 1) & 1)) {
+            int a = pot[p], b = pot[p ^ 1], found = 0;
+            for (int c = 0; c < ncls; c++)
+                if (classes[c][0] == a && classes[c][1] == b) found = 1;
+            if (found) continue;
+            classes[ncls][0] = a;
+            classes[ncls][1] = b;
+            ncls++;
+        }
+        avail[navail++] = p;
+    }
+    if (ensure_scratch(K, depth, nst * navail, 64) < 0) {
+        K->err = 1;
+        return;
+    }
+    Scratch *S = &K->scr[depth];
+    int ncand = 0, nkids = 0, order = 0;
+    const int steps = left - 1 < MAX_PATH ? left - 1 : MAX_PATH;
+    int new_pot[NPOT];
+    for (int i = 0; i < nst; i++) {
+        int o = stones[i], dup = 0;
+        for (int j = 0; j < i; j++)
+            if (stones[j] == o) dup = 1;
+        if (dup) continue;
+        for (int ai = 0; ai < navail; ai++) {
+            int p = avail[ai];
+            order++;
+            Outc *oc = get_outc(K, o, p);
+            if (!oc) return;
+            if (ensure_scratch(K, depth, 0, nkids + oc->n) < 0) {
+                K->err = 1;
+                return;
+            }
+            S = &K->scr[depth];
+            int kid0 = nkids, nch = 0;
+            for (int j = 0; j < oc->n; j++) {
+                int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
+                uint64_t w = l < h ? pc_and(bel, oc->masks + (size_t)j * nw, l, h) : 0;
+                if (w) {
+                    Kid *kd = &S->k[kid0 + nch++];
+                    kd->res = oc->res[j];
+                    kd->oc = j;
+                    kd->w = (int64_t)w;
+                }
+            }
+            if (nch == 1 && S->k[kid0].res == o) continue; /* certainly no effect */
+            memcpy(new_pot, pot, sizeof new_pot);
+            new_pot[p]--;
+            int colours = 0;
+            for (int q = 0; q < NPOT; q++)
+                if (new_pot[q]) colours |= 1 << q;
+            double ub = 0.0;
+            const uint64_t *m[MAXST];
+            uint64_t a1[MAXST], a3[MAXST];
+            for (int c = 0; c < nch; c++) {
+                Kid *kd = &S->k[kid0 + c];
+                if (kd->res == o) memcpy(kd->st, stones, nst);
+                else replace_stone(stones, nst, i, kd->res, kd->st);
+                if (nch == 1) kd->w = total;
+                int j = kd->oc;
+                for (int s = 0; s < nst; s++) {
+                    m[s] = get_bmask(K, kd->st[s], colours, steps);
+                    if (!m[s]) return;
+                }
+                int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
+                pc_bound(bel, oc->masks + (size_t)j * nw, l, h, m, nst, nw, a1, a3);
+                double b = 0.0;
+                for (int s = 0; s < nst; s++) b += (double)a1[s] + K->gold * (double)a3[s];
+                double joint = end_value(K, kd->st, nst) + joint_gain(K, kd->st, nst, left - 1);
+                joint *= (double)kd->w;
+                if (joint < b) b = joint;
+                kd->b = b;
+                ub += b;
+            }
+            if (nch > 1) { /* stable sort, likeliest outcome first */
+                Kid *ks = S->k + kid0;
+                for (int a = 1; a < nch; a++) {
+                    Kid x = ks[a];
+                    int b = a - 1;
+                    while (b >= 0 && ks[b].w < x.w) {
+                        ks[b + 1] = ks[b];
+                        b--;
+                    }
+                    ks[b + 1] = x;
+                }
+            }
+            Cand *cd = &S->c[ncand++];
+            cd->neg_ub = -ub / (double)total;
+            cd->order = order;
+            cd->o = o;
+            cd->p = p;
+            cd->i = i;
+            cd->nk = nch;
+            cd->kid0 = kid0;
+            cd->new_touched = nch == 1 ? touched : touched | 1 << (p >> 1);
+            cd->fp = (nch > 1 && sym) ? (p * NOBS + o) * NOBS : -1;
+            nkids += nch;
+        }
+    }
+    /* sort candidates by (neg_ub, order) */
+    for (int a = 1; a < ncand; a++) {
+        Cand x = S->c[a];
+        int b = a - 1;
+        while (b >= 0 && (S->c[b].neg_ub > x.neg_ub || (S->c[b].neg_ub == x.neg_ub && S->c[b].order > x.order))) {
+            S->c[b + 1] = S->c[b];
+            b--;
+        }
+        S->c[b + 1] = x;
+    }
+    if (K->err) return;
+    double pruned_ub = -INFINITY;
+    int kfacts[MAXF];
+    for (int ci = 0; ci < ncand; ci++) {
+        S = &K->scr[depth];
+        Cand cd = S->c[ci];
+        double tol = TIE_TOLERANCE * fmax(1.0, fabs(best_value));
+        double level = best_value >= floor ? best_value : floor;
+        double ub = -cd.neg_ub;
+        if (ub < level - tol) {
+            if (ub >= best_value - tol && ub > pruned_ub) pruned_ub = ub;
+            break;
+        }
+        if (ub <= best_value + tol && best_depth <= 1.0) continue;
+        double value = 0.0, dep = 0.0, remaining = -cd.neg_ub * (double)total, bound = 0.0;
+        int cut = 0;
+        double target = (level - tol) * (double)total;
+        memcpy(new_pot, pot, sizeof new_pot);
+        new_pot[cd.p]--;
+        Outc *oc = get_outc(K, cd.o, cd.p);
+        for (int c = 0; c < cd.nk; c++) {
+            Kid kd = K->scr[depth].k[cd.kid0 + c];
+            const int *cf = facts;
+            int ncf = nf;
+            if (cd.fp >= 0) {
+                if (nf + 1 > MAXF) {
+                    K->err = 2;
+                    return;
+                }
+                memcpy(kfacts, facts, sizeof(int) * nf);
+                kfacts[nf] = cd.fp + kd.res;
+                isort(kfacts, nf + 1);
+                cf = kfacts;
+                ncf = nf + 1;
+            }
+            /* the child belief, in the next depth's buffer */
+            int j = kd.oc;
+            int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
+            int clo, chi;
+            and_into(K->bel + (size_t)(depth + 1) * nw, bel, oc->masks + (size_t)j * nw, l, h, &clo, &chi);
+            double w = (double)kd.w;
+            double rest = remaining - kd.b;
+            Res r;
+            search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, cf, ncf, 0,
+                   (target - value * (double)total - rest) / w, &r);
+            if (K->err) return;
+            if (r.upper) {
+                if (value * (double)total + w * r.v + rest < target) {
+                    bound = (value * (double)total + w * r.v + rest) / (double)total;
+                    cut = 1;
+                    break;
+                }
+                search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, cf, ncf, 0, -INFINITY, &r);
+                if (K->err) return;
+            }
+            double prob = w / (double)total;
+            value += prob * r.v;
+            dep += prob * (r.d + 1.0);
+            remaining -= kd.b;
+            if (value * (double)total + remaining < target) {
+                bound = value + remaining / (double)total;
+                cut = 1;
+                break;
+            }
+        }
+        if (cut) {
+            if (bound >= best_value - tol && bound > pruned_ub) pruned_ub = bound;
+            continue;
+        }
+        if (value > best_value + tol ||
+            (fabs(value - best_value) <= tol &&
+             (dep < best_depth - 1e-9 || (fabs(dep - best_depth) <= 1e-9 && cd.order < best_order)))) {
+            best_value = value;
+            best_depth = dep;
+            best_order = cd.order;
+            bao = cd.o;
+            bap = cd.p;
+        }
+    }
+    if (pruned_ub >= best_value - TIE_TOLERANCE * fmax(1.0, fabs(best_value))) {
+        double upper = pruned_ub > best_value ? pruned_ub : best_value;
+        memo_store(K, &K->upper, k0, k1, s0, s1, sym, upper, 0.0);
+        out->v = upper;
+        out->upper = 1;
+        return;
+    }
+    memo_store(K, memo, k0, k1, s0, s1, sym, best_value, best_depth);
+    out->v = best_value;
+    out->d = best_depth;
+    out->has_action = 1;
+    out->ao = bao;
+    out->ap = bap;
+}
+
+/* ------------------------------------------------------------------ Python type */
+
+static void Kernel_dealloc(Kernel *K) {
+    free(K->graph);
+    free(K->latpot);
+    free(K->latent);
+    free(K->obs);
+    free(K->trans);
+    free(K->reach);
+    for (int i = 0; i < NOBS * NPOT; i++)
+        if (K->outc[i]) {
+            free(K->outc[i]->masks);
+            free(K->outc[i]);
+        }
+    if (K->bmask) {
+        for (size_t i = 0; i < (size_t)NOBS * 64 * 8; i++) free(K->bmask[i]);
+        free(K->bmask);
+    }
+    free(K->deep.t);
+    free(K->shallow.t);
+    free(K->upper.t);
+    free(K->canon_st.t);
+    free(K->canon_pot.t);
+    free(K->joint.t);
+    free(K->bel);
+    if (K->scr) {
+        for (int d = 0; d < K->maxdepth; d++) {
+            free(K->scr[d].c);
+            free(K->scr[d].k);
+        }
+        free(K->scr);
+    }
+    Py_TYPE(K)->tp_free((PyObject *)K);
+}
+
+static void *copy_bytes(const char *src, Py_ssize_t len) {
+    void *p = malloc(len ? (size_t)len : 1);
+    if (p) memcpy(p, src, (size_t)len);
+    return p;
+}
+
+/* Kernel(n, graph int32[n], latpot uint8[n*6], latent int8[n*108], obs uint8[n*8], ngraphs, trans int8[G*8*6],
+ *        reach int8[G*8*64*8], bonus, max_memo, s0 bytes, stone_sym int32[48*108] or b"", colour_sym int32[48*6]
+ *        or b"") */
+static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
+    int n, ngraphs;
+    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym;
+    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, max_memo;
+    double bonus;
+    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla, &obs, &lob,
+                          &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &max_memo, &s0, &ls0, &ssym, &lss, &csym,
+                          &lcs))
+        return -1;
+    if (n <= 0 || lg != (Py_ssize_t)n * 4 || llp != (Py_ssize_t)n * NPOT || lla != (Py_ssize_t)n * NOBS ||
+        lob != (Py_ssize_t)n * NLAT || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT ||
+        lre != (Py_ssize_t)ngraphs * NLAT * 64 * 8 || ls0 > NOBS ||
+        (lss && lss != NSYM * NOBS * 4) || (lcs && lcs != NSYM * NPOT * 4) || (!lss) != (!lcs) || max_memo < 1) {
+        PyErr_SetString(PyExc_ValueError, "_search.Kernel: inconsistent table sizes");
+        return -1;
+    }
+    K->n = n;
+    K->nw = (n + 63) / 64;
+    K->ngraphs = ngraphs;
+    K->graph = (int32_t *)copy_bytes(graph, lg);
+    K->latpot = (uint8_t *)copy_bytes(latpot, llp);
+    K->latent = (int8_t *)copy_bytes(latent, lla);
+    K->obs = (uint8_t *)copy_bytes(obs, lob);
+    K->trans = (int8_t *)copy_bytes(trans, ltr);
+    K->reach = (int8_t *)copy_bytes(reach, lre);
+    K->bmask = (uint64_t **)calloc((size_t)NOBS * 64 * 8, sizeof(uint64_t *));
+    if (!K->graph || !K->latpot || !K->latent || !K->obs || !K->trans || !K->reach || !K->bmask) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int b = 0; b < n; b++)
+        if (K->graph[b] < 0 || K->graph[b] >= ngraphs) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: graph index out of range");
+            return -1;
+        }
+    K->bonus = bonus;
+    K->gold = 3.0 + bonus;
+    K->max_memo = max_memo;
+    K->ns0 = (int)ls0;
+    for (int i = 0; i < K->ns0; i++) K->s0[i] = (uint8_t)s0[i];
+    K->has_sym = lss > 0;
+    if (K->has_sym) {
+        const int32_t *ss = (const int32_t *)ssym, *cs = (const int32_t *)csym;
+        for (int g = 0; g < NSYM; g++) {
+            for (int o = 0; o < NOBS; o++) K->stone_sym[g][o] = ss[g * NOBS + o];
+            for (int p = 0; p < NPOT; p++) K->colour_sym[g][p] = cs[g * NPOT + p];
+        }
+    }
+    if (table_alloc(&K->deep, 1 << 12) < 0 || table_alloc(&K->shallow, 1 << 12) < 0 ||
+        table_alloc(&K->upper, 1 << 12) < 0 || smap_alloc(&K->canon_st, 64) < 0 ||
+        smap_alloc(&K->canon_pot, 64) < 0 || smap_alloc(&K->joint, 64) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int p = 0; p < NPOT; p++) K->colour_order[p] = p;
+    return 0;
+}
+
+static int ensure_depth(Kernel *K, int need) {
+    if (need <= K->maxdepth) return 0;
+    uint64_t *bel = (uint64_t *)realloc(K->bel, sizeof(uint64_t) * (size_t)need * K->nw);
+    if (!bel) return -1;
+    K->bel = bel;
+    Scratch *s = (Scratch *)realloc(K->scr, sizeof(Scratch) * (size_t)need);
+    if (!s) return -1;
+    memset(s + K->maxdepth, 0, sizeof(Scratch) * (size_t)(need - K->maxdepth));
+    K->scr = s;
+    K->maxdepth = need;
+    return 0;
+}
+
+static int int_seq(PyObject *seq, int *out, int maxn, const char *what) {
+    PyObject *f = PySequence_Fast(seq, what);
+    if (!f) return -1;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(f);
+    if (m > maxn) {
+        Py_DECREF(f);
+        PyErr_Format(PyExc_ValueError, "too many %s", what);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(f, i));
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(f);
+            return -1;
+        }
+        out[i] = (int)v;
+    }
+    Py_DECREF(f);
+    return (int)m;
+}
+
+/* search(stones, potions, belief bytes (little endian, nw*8 bytes), total, touched, facts, root, floor,
+ *        sym_mode, colour_order) -> (value, depth or None, action or None, nodes) */
+static PyObject *Kernel_search(Kernel *K, PyObject *args) {
+    PyObject *ost, *opot, *ofacts, *ocol;
+    const char *belief;
+    Py_ssize_t lb;
+    long long total;
+    int touched, root, sym_mode;
+    double floor;
+    if (!PyArg_ParseTuple(args, "OOy#LiOpdpO", &ost, &opot, &belief, &lb, &total, &touched, &ofacts, &root, &floor,
+                          &sym_mode, &ocol))
+        return NULL;
+    int st[MAXST], pot[NPOT], facts[MAXF], col[NPOT];
+    int nst = int_seq(ost, st, MAXST, "stones");
+    if (nst < 0) return NULL;
+    if (int_seq(opot, pot, NPOT, "potions") != NPOT) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "potions: six counts");
+        return NULL;
+    }
+    int nf = int_seq(ofacts, facts, MAXF - 16, "facts");
+    if (nf < 0) return NULL;
+    if (int_seq(ocol, col, NPOT, "colour_order") != NPOT) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "colour_order: six colours");
+        return NULL;
+    }
+    uint8_t stones[MAXST];
+    int left = 0;
+    for (int i = 0; i < nst; i++) {
+        if (st[i] < 0 || st[i] >= NOBS) {
+            PyErr_SetString(PyExc_ValueError, "stone index out of range");
+            return NULL;
+        }
+        stones[i] = (uint8_t)st[i];
+    }
+    for (int p = 0; p < NPOT; p++) {
+        if (pot[p] < 0 || pot[p] > 255) {
+            PyErr_SetString(PyExc_ValueError, "potion count out of range");
+            return NULL;
+        }
+        left += pot[p];
+        if (col[p] < 0 || col[p] >= NPOT) {
+            PyErr_SetString(PyExc_ValueError, "colour out of range");
+            return NULL;
+        }
+    }
+    if (left + nf >= MAXF - 1) {
+        PyErr_SetString(PyExc_ValueError, "too many potions");
+        return NULL;
+    }
+    if (sym_mode && !K->has_sym) {
+        PyErr_SetString(PyExc_ValueError, "sym_mode without symmetry tables");
+        return NULL;
+    }
+    if (lb != (Py_ssize_t)K->nw * 8) {
+        PyErr_SetString(PyExc_ValueError, "belief: wrong number of bytes");
+        return NULL;
+    }
+    if (ensure_depth(K, left + 2) < 0) return PyErr_NoMemory();
+    uint64_t *bel = K->bel;
+    const unsigned char *ub = (const unsigned char *)belief;
+    int lo = -1, hi = 0;
+    for (int i = 0; i < K->nw; i++) {
+        uint64_t w = 0;
+        for (int j = 7; j >= 0; j--) w = w << 8 | ub[i * 8 + j];
+        bel[i] = w;
+        if (w) {
+            if (lo < 0) lo = i;
+            hi = i + 1;
+        }
+    }
+    if (lo < 0) lo = hi = 0;
+    K->sym_mode = sym_mode;
+    for (int p = 0; p < NPOT; p++) K->colour_order[p] = col[p];
+    K->err = 0;
+    long long before = K->nodes;
+    Res r;
+    search(K, 0, stones, nst, pot, lo, hi, (int64_t)total, touched, facts, nf, root, floor, &r);
+    if (K->err) {
+        if (K->err == 2) PyErr_SetString(PyExc_ValueError, "too many facts");
+        else PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *d, *a;
+    if (r.upper) {
+        d = Py_None;
+        Py_INCREF(d);
+    } else {
+        d = PyFloat_FromDouble(r.d);
+    }
+    if (r.has_action && !r.upper) a = Py_BuildValue("(ii)", r.ao, r.ap);
+    else {
+        a = Py_None;
+        Py_INCREF(a);
+    }
+    if (!d || !a) {
+        Py_XDECREF(d);
+        Py_XDECREF(a);
+        return NULL;
+    }
+    return Py_BuildValue("(dNNL)", r.v, d, a, K->nodes - before);
+}
+
+static PyObject *Kernel_stats(Kernel *K, PyObject *unused) {
+    return Py_BuildValue("{s:n,s:n,s:n,s:L}", "memo", (Py_ssize_t)K->deep.count, "memo_shallow",
+                         (Py_ssize_t)K->shallow.count, "upper", (Py_ssize_t)K->upper.count, "nodes", K->nodes);
+}
+
+static PyMethodDef Kernel_methods[] = {
+    {"search", (PyCFunction)Kernel_search, METH_VARARGS, "One search (see Planner._search)."},
+    {"stats", (PyCFunction)Kernel_stats, METH_NOARGS, "Sizes of the memos and nodes searched."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject KernelType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "alchemy_gym.agents._search.Kernel",
+    .tp_basicsize = sizeof(Kernel),
+    .tp_dealloc = (destructor)Kernel_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Per-trial search kernel of the ideal observer.",
+    .tp_methods = Kernel_methods,
+    .tp_init = (initproc)Kernel_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_search", "C kernel of the ideal observer's expectimax.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__search(void) {
+    if (PyType_Ready(&KernelType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&KernelType);
+    if (PyModule_AddObject(m, "Kernel", (PyObject *)&KernelType) < 0) {
+        Py_DECREF(&KernelType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
