@@ -1,0 +1,274 @@
+"""The C search kernel (``alchemy_gym.agents._search``) against the pure Python search of the ideal observer.
+
+Both paths must give the same values, expected depths and actions (every tie-break), and the same node
+semantics: the same number of nodes searched and the same memo sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import pytest
+
+from alchemy_gym.agents import ideal_observer as io
+from alchemy_gym.agents.ideal_observer import IdealObserver, Planner, stone_obs, world_model
+from alchemy_gym.core.chemistry import ChemistrySampler, LevelRules
+from alchemy_gym.core.game import AlchemyGame, encode_action
+
+pytestmark = pytest.mark.skipif(
+    io._search_ext is None, reason="the C extension alchemy_gym.agents._search is not built (no compiler)"
+)
+
+RANDOM_BOTTLENECK = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
+PURE = "ALCHEMY_GYM_PURE_PYTHON"
+
+
+@contextlib.contextmanager
+def python_search(pure: bool):
+    """Run the block with the pure Python search (``pure``) or the kernel."""
+    old = os.environ.pop(PURE, None)
+    if pure:
+        os.environ[PURE] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(PURE, None)
+        if old is not None:
+            os.environ[PURE] = old
+
+
+def _memo_sizes(planner: Planner) -> tuple[int, int, int]:
+    if planner._kernel is not None:
+        s = planner._kernel.stats()
+        return s["memo"], s["memo_shallow"], s["upper"]
+    return len(planner.memo), len(planner._memo_shallow), len(planner._upper)
+
+
+def _same(a, b):
+    """Same (action, value, depth): value and depth within 1e-12 relative, the action exactly."""
+    assert a[0] == b[0]
+    assert a[1] == pytest.approx(b[1], rel=1e-12, abs=1e-12)
+    assert a[2] == pytest.approx(b[2], rel=1e-12, abs=1e-12)
+
+
+def _first_decision(i: int):
+    from alchemy_gym.data import evaluation_episodes
+
+    out = []
+    for pure in (False, True):
+        with python_search(pure):
+            eps = evaluation_episodes()
+            agent, game = IdealObserver(), AlchemyGame()
+            game.start_episode(eps[i].chemistry, items=eps[i].trials)
+            agent.reset(game, i)
+            action = agent.act(game)
+            planner = agent.planner
+            assert (planner._kernel is None) == pure
+            out.append((action, agent.last_value, planner.nodes, _memo_sizes(planner)))
+    (a1, v1, n1, m1), (a2, v2, n2, m2) = out
+    assert a1 == a2 and v1 == pytest.approx(v2, rel=1e-12) and n1 == n2 and m1 == m2
+    return out
+
+
+def test_first_decision_episode_1():
+    out = _first_decision(1)
+    assert out[0][2] == 44049 and out[0][1] == 5.09375
+
+
+def test_first_decision_episode_4_kernel():
+    """The kernel alone (about 1 s) against the pure Python figures of the same decision (about 30 s, checked by
+    the next test when ALCHEMY_GYM_SLOW_TESTS=1): value, depth and action bit-identical, same nodes and memos."""
+    from alchemy_gym.data import evaluation_episodes
+
+    with python_search(False):
+        eps = evaluation_episodes()
+        agent, game = IdealObserver(), AlchemyGame()
+        game.start_episode(eps[4].chemistry, items=eps[4].trials)
+        agent.reset(game, 4)
+        stones, potions = agent._sync(game)
+        counts = tuple(sum(1 for q in potions if q == p) for p in range(6))
+        planner = agent.planner
+        action, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
+    assert planner._kernel is not None
+    assert (action, value, depth) == ((74, 3), 35.19281684027778, 7.168511284722221)
+    assert planner.nodes == 401718 and _memo_sizes(planner) == (458037, 119346, 217904)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("ALCHEMY_GYM_SLOW_TESTS"), reason="about 30 s: set ALCHEMY_GYM_SLOW_TESTS=1")
+def test_first_decision_episode_4():
+    out = _first_decision(4)
+    assert out[0][2] == 401718
+
+
+def _planners(model, stones, sym=None):
+    out = []
+    for _ in range(2):
+        planner = Planner(model)
+        planner.new_trial(list(stones))
+        if sym is not None:
+            planner.sym_mode = sym
+        out.append(planner)
+    return out
+
+
+@pytest.mark.parametrize("sym", [True, False])
+def test_planner_states_and_action_values(sym):
+    """Hand-made first-trial states (symmetry keys on and off), with and without an observation, and
+    action_values (no pruning at the top)."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    cases = [
+        ((stone_obs((-1, -1, 1), -1), stone_obs((1, 1, -1), 1), stone_obs((-1, -1, 1), -1)), (1, 1, 1, 1, 1, 0)),
+        ((stone_obs((-1, -1, 1), -1), stone_obs((1, 1, -1), 1), stone_obs((-1, -1, 1), -1)), (0, 3, 2, 0, 0, 1)),
+        ((stone_obs((1, -1, -1), -1), stone_obs((-1, -1, -1), -3)), (2, 1, 0, 1, 2, 1)),
+        ((stone_obs((1, 1, 1), 3), stone_obs((-1, 1, 1), 1), stone_obs((-1, -1, -1), -3)), (1, 1, 2, 0, 1, 1)),
+    ]
+    for stones, potions in cases:
+        for observe in (False, True):
+            pk, pp = _planners(model, stones, sym)
+            if observe:
+                o = stones[0]
+                res, _ = pk._outcomes(o, 1)[-1]  # some move of the stone that is possible
+                for planner in (pk, pp):
+                    planner.observe(o, 1, res)
+                    planner.sym_mode = sym and planner.sym_mode
+                stones = (res,) + stones[1:]
+                potions = potions[:1] + (max(potions[1] - 1, 0),) + potions[2:]
+            order = (3, 1, 0, 5, 2, 4)
+            with python_search(False):
+                ka = pk.best_action(stones, potions, order)
+                kv = pk.action_values(stones, potions)
+            with python_search(True):
+                pa = pp.best_action(stones, potions, order)
+                pv = pp.action_values(stones, potions)
+            _same(ka, pa)
+            assert pk.nodes == pp.nodes and _memo_sizes(pk) == _memo_sizes(pp)
+            assert kv.keys() == pv.keys()
+            for key in kv:
+                assert kv[key] == pytest.approx(pv[key], rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("level", "potions", "bonus", "seeds"),
+    [
+        (RANDOM_BOTTLENECK, 7, 12.0, range(4)),
+        (RANDOM_BOTTLENECK, 6, 12.37, range(4, 8)),  # a bonus that makes the order of float sums matter
+        ("alchemy/perceptual_mapping_randomized", 7, 0.1, range(3)),
+        ("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", 5, 12.0, range(3)),
+    ],
+)
+def test_random_first_trial_states_bit_identical(level, potions, bonus, seeds):
+    """Random stones, potion counts and colour orders at a trial start: bit-identical values and depths, the
+    same action, nodes and memo sizes."""
+    model = world_model(LevelRules.from_level_name(level))
+    possible = np.flatnonzero((model.latent >= 0).any(axis=0))
+    for seed in seeds:
+        rs = np.random.RandomState(seed)
+        while True:
+            stones = tuple(int(x) for x in rs.choice(possible, 3))
+            planners = [Planner(model, bonus=bonus) for _ in range(2)]
+            try:
+                for planner in planners:
+                    planner.new_trial(list(stones))
+                break
+            except RuntimeError:  # stones that no chemistry allows together
+                continue
+        counts = tuple(int(x) for x in np.bincount(rs.randint(0, 6, potions), minlength=6))
+        order = tuple(int(x) for x in rs.permutation(6))
+        out = []
+        for pure, planner in zip((False, True), planners):
+            with python_search(pure):
+                out.append((planner.best_action(stones, counts, order), planner.nodes, _memo_sizes(planner)))
+        assert out[0] == out[1]
+
+
+def _noop_or_end(game: AlchemyGame) -> int:
+    return 1 if game.end_trial_action else 0
+
+
+@pytest.mark.parametrize(
+    ("level", "stones", "potions", "trials", "oracle", "seed"),
+    [
+        (RANDOM_BOTTLENECK, 3, 8, 4, False, 0),
+        (RANDOM_BOTTLENECK, 2, 9, 3, False, 1),
+        ("alchemy/perceptual_mapping_randomized", 3, 8, 3, False, 2),
+        ("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", 3, 6, 3, False, 3),
+        ("alchemy/all_fixed", 3, 10, 2, False, 4),
+        (RANDOM_BOTTLENECK, 3, 12, 3, True, 5),
+    ],
+)
+def test_random_walks_decide_alike(level, stones, potions, trials, oracle, seed):
+    """Two observers (kernel, Python) follow the same game: half the moves are theirs (which must agree), half
+    random (to reach varied beliefs); every decision, later ones of a trial from the memo, must be the same."""
+    rs = np.random.RandomState(seed)
+    game = AlchemyGame(num_trials=trials, num_stones_per_trial=stones, num_potions_per_trial=potions)
+    game.start_episode(ChemistrySampler(LevelRules.from_level_name(level)).sample(rs), rs)
+    agents = (IdealObserver(level, oracle=oracle), IdealObserver(level, oracle=oracle))
+    for agent in agents:
+        agent.reset(game)
+    decisions = 0
+    while not game.episode_over:
+        present = [s for s, x in enumerate(game.stones) if x >= 0]
+        full = [q for q, x in enumerate(game.potions) if x >= 0]
+        if rs.rand() < 0.5 and present and full:
+            action = encode_action(int(rs.choice(present)), int(rs.choice(full)), game.end_trial_action)
+            for agent in agents:
+                agent.follow(game, action)
+            game.step(action)
+            continue
+        out = []
+        for pure, agent in zip((False, True), agents):
+            with python_search(pure):
+                nodes = agent.planner.nodes
+                action = agent.act(game)
+                out.append((action, agent.last_value, agent.planner.nodes - nodes, agent.ending_trial))
+        assert out[0][0] == out[1][0] and out[0][3] == out[1][3] and out[0][2] == out[1][2]
+        if out[0][1] is not None:
+            assert out[0][1] == pytest.approx(out[1][1], rel=1e-12, abs=1e-12)
+        decisions += 1
+        action = out[0][0]
+        if action == _noop_or_end(game) and agents[0].ending_trial:
+            game.end_trial()
+        else:
+            game.step(action)
+    assert decisions > 0
+    print(level, "decisions", decisions, "nodes", agents[0].planner.nodes)
+    assert agents[0].planner._kernel is not None and agents[1].planner._kernel is None
+
+
+def test_episode_end_to_end_same_events():
+    """A whole evaluation episode (1) played by the kernel and by the Python search: same matrix events."""
+    from alchemy_gym.agents.base import run_episode
+    from alchemy_gym.data import evaluation_episodes
+
+    games = []
+    for pure in (False, True):
+        with python_search(pure):
+            eps = evaluation_episodes()
+            game = AlchemyGame()
+            game.start_episode(eps[1].chemistry, items=eps[1].trials)
+            run_episode(IdealObserver(), game, 1)
+            games.append(game)
+    assert games[0].trial_rewards == games[1].trial_rewards
+    assert (np.asarray(games[0].matrix_events) == np.asarray(games[1].matrix_events)).all()
+
+
+def test_python_path_when_disabled():
+    """``ALCHEMY_GYM_PURE_PYTHON`` and the ideal explorer keep the Python search."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    o = stone_obs((1, 1, 1), 1)
+    with python_search(True):
+        planner = Planner(model)
+        planner.new_trial([o])
+        planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+        assert planner._kernel is None
+    planner = Planner(model, minimise_world_states=True)
+    planner.new_trial([o])
+    planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+    assert planner._kernel is None
+    planner = Planner(model)
+    planner.new_trial([o])
+    planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+    assert planner._kernel is not None
