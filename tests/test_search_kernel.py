@@ -272,3 +272,19 @@ def test_python_path_when_disabled():
     planner.new_trial([o])
     planner.best_action((o,), (1, 1, 0, 0, 0, 0))
     assert planner._kernel is not None
+
+
+def test_planner_copies_without_the_kernel():
+    """A copied (or pickled) planner drops the C kernel and builds its own: same decision."""
+    import copy
+    import pickle
+
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    o = stone_obs((1, 1, 1), 1)
+    planner = Planner(model)
+    planner.new_trial([o])
+    first = planner.best_action((o,), (1, 1, 1, 0, 0, 0))
+    for other in (copy.deepcopy(planner), pickle.loads(pickle.dumps(planner))):
+        assert other._kernel is None
+        assert other.best_action((o,), (1, 1, 1, 0, 0, 0)) == first
+        assert other._kernel is not None

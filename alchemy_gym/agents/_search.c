@@ -30,7 +30,9 @@
 #define MAXF 64
 #define TIE_TOLERANCE 1e-9
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* Portable builds (no -march): the bit loops get a POPCNT clone chosen at load time where GCC and glibc allow
+ * it (ifunc), else the compiler's generic popcount. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
 #define HOT __attribute__((target_clones("popcnt", "default")))
 #else
 #define HOT

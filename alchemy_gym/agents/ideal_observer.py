@@ -527,6 +527,11 @@ class Planner:
         )
         return action, value, depth
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_kernel"] = None  # a C object: a copy builds its own (with empty memos) when it next searches
+        return state
+
     def kernel_active(self) -> bool:
         """Whether searches run in the C kernel: built, not the ideal explorer, ``ALCHEMY_GYM_PURE_PYTHON`` unset."""
         return _search_ext is not None and not self.minimise and not os.environ.get("ALCHEMY_GYM_PURE_PYTHON")
