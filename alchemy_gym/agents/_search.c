@@ -786,7 +786,10 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             return;
         }
     }
-    K->nodes++;
+    if ((++K->nodes & 0xFFFF) == 0 && PyErr_CheckSignals() < 0) {
+        K->err = 3; /* e.g. KeyboardInterrupt: the memos keep only finished nodes, so they stay valid */
+        return;
+    }
     double best_value = end_value(K, stones, nst), best_depth = 0.0;
     int best_order = -1, bao = -1, bap = -1;
 
@@ -1212,7 +1215,7 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
     search(K, 0, stones, nst, pot, lo, hi, (int64_t)total, touched, facts, nf, root, floor, &r);
     if (K->err) {
         if (K->err == 2) PyErr_SetString(PyExc_ValueError, "too many facts");
-        else PyErr_NoMemory();
+        else if (K->err != 3 || !PyErr_Occurred()) PyErr_NoMemory();
         return NULL;
     }
     PyObject *d, *a;
