@@ -605,16 +605,16 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
         const int n = NOBS, nn = NOBS * NOBS;
         int best[MAXF], img[MAXF], have = 0;
         uint64_t ge = es->z, pe = ep->z;
+        int fp[MAXF], spart[MAXF];
+        for (int i = 0; i < nf; i++) fp[i] = facts[i] / nn;
         for (int g = 0; g < NSYM; g++) {
             if (!(ge >> g & 1)) continue;
             const int *st = K->stone_sym[g];
+            for (int i = 0; i < nf; i++) spart[i] = st[facts[i] / n % n] * n + st[facts[i] % n];
             for (int hh = 0; hh < NSYM; hh++) {
                 if (!(pe >> hh & 1)) continue;
                 const int *ct = K->colour_sym[hh];
-                for (int i = 0; i < nf; i++) {
-                    int c = facts[i];
-                    img[i] = ct[c / nn] * nn + st[c / n % n] * n + st[c % n];
-                }
+                for (int i = 0; i < nf; i++) img[i] = ct[fp[i]] * nn + spart[i];
                 isort(img, nf);
                 if (!have || cmp_lex(img, best, nf) < 0) {
                     memcpy(best, img, sizeof(int) * nf);
