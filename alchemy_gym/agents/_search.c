@@ -1053,6 +1053,10 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
                           &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &max_memo, &s0, &ls0, &ssym, &lss, &csym,
                           &lcs))
         return -1;
+    if (K->graph) {
+        PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: already initialised");
+        return -1;
+    }
     if (n <= 0 || lg != (Py_ssize_t)n * 4 || llp != (Py_ssize_t)n * NPOT || lla != (Py_ssize_t)n * NOBS ||
         lob != (Py_ssize_t)n * NLAT || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT ||
         lre != (Py_ssize_t)ngraphs * NLAT * 64 * 8 || ls0 > NOBS ||
@@ -1148,6 +1152,10 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOy#LiOpdpO", &ost, &opot, &belief, &lb, &total, &touched, &ofacts, &root, &floor,
                           &sym_mode, &ocol))
         return NULL;
+    if (!K->deep.t) {
+        PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: not initialised");
+        return NULL;
+    }
     int st[MAXST], pot[NPOT], facts[MAXF], col[NPOT];
     int nst = int_seq(ost, st, MAXST, "stones");
     if (nst < 0) return NULL;
