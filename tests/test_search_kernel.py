@@ -1,7 +1,8 @@
 """The C search kernel (``alchemy_gym.agents._search``) against the pure Python search of the ideal observer.
 
 Both paths must give the same values, expected depths and actions (every tie-break), and the same node
-semantics: the same number of nodes searched and the same memo sizes.
+semantics: the same number of nodes searched and the same memo sizes (as long as the kernel's memo budget is
+not reached; beyond it the kernel replaces entries where Python clears a whole memo).
 """
 
 from __future__ import annotations
@@ -75,6 +76,32 @@ def _first_decision(i: int):
 def test_first_decision_episode_1():
     out = _first_decision(1)
     assert out[0][2] == 44049 and out[0][1] == 5.09375
+
+
+def test_a_full_memo_replaces_entries_and_keeps_decisions():
+    """With a 1 MB budget the kernel's memos overflow (entries are replaced, nodes searched again), yet the
+    value, depth and action of the decision are those of the default budget."""
+    from alchemy_gym.data import evaluation_episodes
+
+    eps = evaluation_episodes()
+    results = []
+    with python_search(False):
+        for mb in (256, 1):
+            game = AlchemyGame()
+            game.start_episode(eps[1].chemistry, items=eps[1].trials)
+            agent = IdealObserver()
+            agent.reset(game, 1)
+            agent.planner.memo_mb = mb
+            stones, potions = agent._sync(game)
+            counts = tuple(sum(1 for q in potions if q == p) for p in range(6))
+            results.append(agent.planner.best_action(agent._stone_order, counts, agent._colour_order))
+            results.append(agent.planner._kernel.stats())
+    (big, big_stats), (small, small_stats) = results[:2], results[2:]
+    assert big_stats["replaced"] == 0 and small_stats["replaced"] > 0
+    assert small_stats["nodes"] > big_stats["nodes"]
+    _same(small, big)
+    with pytest.raises(ValueError, match="memo_mb"):
+        Planner(world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK)), memo_mb=0)
 
 
 def test_first_decision_episode_4_kernel():

@@ -1,10 +1,12 @@
 /* C kernel of the ideal observer's expectimax (alchemy_gym.agents.ideal_observer.Planner._search).
  *
  * A line-by-line port of the Python search in non-minimise mode (the ideal observer and the search oracle):
- * same floors and fail-low upper bounds, same two memos (more than two potions left / two left) bounded by
- * ``max_memo`` and cleared when full, same symmetry keys, same colour-class skipping, same bound ordering and
+ * same floors and fail-low upper bounds, same two memos (more than two potions left / two left) and the same
+ * keys in them (symmetry keys included), same colour-class skipping, same bound ordering and
  * the same floating point operations in the same order, so values, expected depths and decisions are those
- * of the Python code. Beliefs are bitsets of 64-bit words over the trial's frame; memo keys are 128-bit
+ * of the Python code. The memos differ in how they are bounded: Python clears a dict when it holds
+ * ``max_memo`` entries; here each table has a byte budget and, once full, replaces the entries of nodes with
+ * the fewest potions left (see Table). Until a budget is reached both search the same nodes. Beliefs are bitsets of 64-bit words over the trial's frame; memo keys are 128-bit
  * hashes (the Python version uses 128-bit blake2b digests and tuple hashes).
  *
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
@@ -96,92 +98,134 @@ static inline void h_final(Hasher *h, uint64_t *k0, uint64_t *k1) {
 
 /* ------------------------------------------------------------------ memo tables (open addressing) */
 
+/* A memo entry. The low byte of k1 holds the entry's priority + 1 (the potions left at the node: the more,
+ * the costlier to search again); keys compare on k0 and the other 56 bits of k1 (120 bits in all). k1 == 0
+ * marks an empty slot. */
 typedef struct {
     uint64_t k0, k1;
     double v, d;
 } Entry;
 
+/* Open addressing with a bounded probe window: an entry lives within WINDOW slots of its home slot. A table
+ * doubles (at load 0.7) up to ``max_cap`` slots; once there, a new key whose window is full replaces the
+ * window's entry of lowest priority (the oldest of those, first in the window, on ties). Entries are never
+ * removed otherwise, so a lookup stops at the first empty slot. Bounded memory; values stay exact (a lost entry
+ * only means a node is searched again). */
+#define WINDOW 16
+#define KEYMASK (~(uint64_t)0xFF)
+
 typedef struct {
     Entry *t;
-    size_t cap, count;
+    size_t cap, count, max_cap, replaced;
 } Table;
 
-/* Zeroed memory for a memo table; large tables ask Linux for transparent huge pages (the memos are probed at
- * random: fewer TLB misses). Freed with free(). */
+/* Zeroed memory for a memo table, committed by the kernel as it is written (mmap); large tables ask Linux for
+ * transparent huge pages (the memos are probed at random: fewer TLB misses). */
 static void *table_mem(size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= ((size_t)4 << 20)) {
-        void *p = NULL;
-        if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0) return NULL;
-        madvise(p, bytes, MADV_HUGEPAGE);
-        memset(p, 0, bytes);
-        return p;
-    }
+#if defined(__linux__) && defined(MAP_ANONYMOUS)
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#if defined(MADV_HUGEPAGE)
+    if (bytes >= ((size_t)4 << 20)) madvise(p, bytes, MADV_HUGEPAGE);
 #endif
+    return p;
+#else
     return calloc(1, bytes);
+#endif
 }
 
-static int table_alloc(Table *t, size_t cap) {
+static void table_mem_free(void *p, size_t bytes) {
+    if (!p) return;
+#if defined(__linux__) && defined(MAP_ANONYMOUS)
+    munmap(p, bytes);
+#else
+    (void)bytes;
+    free(p);
+#endif
+}
+
+static int table_alloc(Table *t, size_t cap, size_t max_cap) {
+    if (cap > max_cap) cap = max_cap;
     t->t = (Entry *)table_mem(cap * sizeof(Entry));
     if (!t->t) return -1;
     t->cap = cap;
+    t->max_cap = max_cap;
     t->count = 0;
+    t->replaced = 0;
     return 0;
 }
+
+static void table_free(Table *t) {
+    table_mem_free(t->t, t->cap * sizeof(Entry));
+    t->t = NULL;
+    t->cap = t->count = 0;
+}
+
+static inline size_t table_home(uint64_t k0, uint64_t k1, size_t mask) { return (size_t)(k0 ^ (k1 >> 9)) & mask; }
 
 static Entry *table_find(Table *t, uint64_t k0, uint64_t k1) {
-    size_t mask = t->cap - 1, i = (size_t)(k0 ^ (k1 >> 7)) & mask;
-    for (;;) {
+    size_t mask = t->cap - 1, i = table_home(k0, k1, mask);
+    k1 &= KEYMASK;
+    for (int j = 0; j < WINDOW; j++) {
         Entry *e = &t->t[i];
-        if (e->k0 == k0 && e->k1 == k1) return e;
         if (e->k1 == 0) return NULL;
+        if (e->k0 == k0 && (e->k1 & KEYMASK) == k1) return e;
         i = (i + 1) & mask;
     }
+    return NULL;
 }
 
-static int table_grow(Table *t) {
-    size_t ncap = t->cap * 2, mask = ncap - 1;
-    Entry *n = (Entry *)table_mem(ncap * sizeof(Entry));
-    if (!n) return -1;
-    for (size_t j = 0; j < t->cap; j++) {
-        Entry *e = &t->t[j];
-        if (e->k1 == 0) continue;
-        size_t i = (size_t)(e->k0 ^ (e->k1 >> 7)) & mask;
-        while (n[i].k1 != 0) i = (i + 1) & mask;
-        n[i] = *e;
-    }
-    free(t->t);
-    t->t = n;
-    t->cap = ncap;
-    return 0;
-}
-
-/* Insert or overwrite; the count is the number of distinct keys (Python's len(dict)). */
-static int table_put(Table *t, uint64_t k0, uint64_t k1, double v, double d) {
-    if ((t->count + 1) * 10 > t->cap * 7 && table_grow(t) < 0) return -1;
-    size_t mask = t->cap - 1, i = (size_t)(k0 ^ (k1 >> 7)) & mask;
-    for (;;) {
+/* Place an entry (key not present): the first empty slot of its window, else over the window's lowest priority
+ * if ``replace``; returns 0 when placed, 1 when the window is full and ``replace`` is 0. */
+static int table_place(Table *t, const Entry *n, int replace) {
+    size_t mask = t->cap - 1, i = table_home(n->k0, n->k1, mask), worst = i;
+    for (int j = 0; j < WINDOW; j++) {
         Entry *e = &t->t[i];
         if (e->k1 == 0) {
-            e->k0 = k0;
-            e->k1 = k1;
-            e->v = v;
-            e->d = d;
+            *e = *n;
             t->count++;
             return 0;
         }
-        if (e->k0 == k0 && e->k1 == k1) {
-            e->v = v;
-            e->d = d;
-            return 0;
-        }
+        if ((e->k1 & 0xFF) < (t->t[worst].k1 & 0xFF)) worst = i;
         i = (i + 1) & mask;
     }
+    if (!replace) return 1;
+    t->t[worst] = *n;
+    t->replaced++;
+    return 0;
 }
 
-static void table_clear(Table *t) {
-    memset(t->t, 0, t->cap * sizeof(Entry));
+static int table_grow(Table *t) {
+    size_t ocap = t->cap, ncap = ocap * 2;
+    Entry *old = t->t, *n = (Entry *)table_mem(ncap * sizeof(Entry));
+    if (!n) return -1;
+    t->t = n;
+    t->cap = ncap;
     t->count = 0;
+    for (size_t j = 0; j < ocap; j++)
+        if (old[j].k1 != 0) table_place(t, &old[j], 1);
+    table_mem_free(old, ocap * sizeof(Entry));
+    return 0;
+}
+
+/* Insert or overwrite. ``prio``: potions left at the node. */
+static int table_put(Table *t, uint64_t k0, uint64_t k1, int prio, double v, double d) {
+    Entry *e = table_find(t, k0, k1);
+    if (e) {
+        e->v = v;
+        e->d = d;
+        return 0;
+    }
+    Entry n = {k0, (k1 & KEYMASK) | (uint64_t)(prio < 0 ? 1 : prio > 254 ? 255 : prio + 1), v, d};
+    for (;;) {
+        int grow = (t->count + 1) * 10 > t->cap * 7 && t->cap < t->max_cap;
+        if (!grow && table_place(t, &n, 0) == 0) return 0;
+        if (t->cap < t->max_cap) {
+            if (table_grow(t) < 0) return -1;
+            continue;
+        }
+        return table_place(t, &n, 1);
+    }
 }
 
 /* Small exact map: 128-bit key -> three 64-bit values (caches of canonical forms and joint gains). */
@@ -287,7 +331,7 @@ typedef struct {
     int8_t *trans;    /* G x 8 x 6 */
     int8_t *reach;    /* G x 8 x 64 x 8 */
     double bonus, gold;
-    Py_ssize_t max_memo;
+    Py_ssize_t memo_bytes;
     int has_sym;
     int stone_sym[NSYM][NOBS];
     int colour_sym[NSYM][NPOT];
@@ -717,11 +761,10 @@ static int ensure_scratch(Kernel *K, int depth, int ncand, int nkids) {
     return 0;
 }
 
-static void memo_store(Kernel *K, Table *t, uint64_t k0, uint64_t k1, uint64_t s0, uint64_t s1, int sym, double v,
-                       double d) {
-    if ((Py_ssize_t)t->count >= K->max_memo) table_clear(t);
-    if (table_put(t, k0, k1, v, d) < 0) K->err = 1;
-    if (sym && table_put(t, s0, s1, v, d) < 0) K->err = 1;
+static void memo_store(Kernel *K, Table *t, uint64_t k0, uint64_t k1, uint64_t s0, uint64_t s1, int sym, int prio,
+                       double v, double d) {
+    if (table_put(t, k0, k1, prio, v, d) < 0) K->err = 1;
+    if (sym && table_put(t, s0, s1, prio, v, d) < 0) K->err = 1;
 }
 
 static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const int *pot, int lo, int hi,
@@ -788,7 +831,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             Entry *e = table_find(memo, s0, s1);
             if (e) {
                 double v = e->v, d = e->d;
-                if (table_put(memo, k0, k1, v, d) < 0) K->err = 1;
+                if (table_put(memo, k0, k1, left, v, d) < 0) K->err = 1;
                 out->v = v;
                 out->d = d;
                 return;
@@ -1005,12 +1048,12 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     }
     if (pruned_ub >= best_value - TIE_TOLERANCE * fmax(1.0, fabs(best_value))) {
         double upper = pruned_ub > best_value ? pruned_ub : best_value;
-        memo_store(K, &K->upper, k0, k1, s0, s1, sym, upper, 0.0);
+        memo_store(K, &K->upper, k0, k1, s0, s1, sym, left, upper, 0.0);
         out->v = upper;
         out->upper = 1;
         return;
     }
-    memo_store(K, memo, k0, k1, s0, s1, sym, best_value, best_depth);
+    memo_store(K, memo, k0, k1, s0, s1, sym, left, best_value, best_depth);
     out->v = best_value;
     out->d = best_depth;
     out->has_action = 1;
@@ -1036,9 +1079,9 @@ static void Kernel_dealloc(Kernel *K) {
         for (size_t i = 0; i < (size_t)NOBS * 64 * 8; i++) free(K->bmask[i]);
         free(K->bmask);
     }
-    free(K->deep.t);
-    free(K->shallow.t);
-    free(K->upper.t);
+    table_free(&K->deep);
+    table_free(&K->shallow);
+    table_free(&K->upper);
     free(K->canon_st.t);
     free(K->canon_pot.t);
     free(K->joint.t);
@@ -1060,15 +1103,15 @@ static void *copy_bytes(const char *src, Py_ssize_t len) {
 }
 
 /* Kernel(n, graph int32[n], latpot uint8[n*6], latent int8[n*108], obs uint8[n*8], ngraphs, trans int8[G*8*6],
- *        reach int8[G*8*64*8], bonus, max_memo, s0 bytes, stone_sym int32[48*108] or b"", colour_sym int32[48*6]
+ *        reach int8[G*8*64*8], bonus, memo_bytes (budget of the three memos), s0 bytes, stone_sym int32[48*108] or b"", colour_sym int32[48*6]
  *        or b"") */
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     int n, ngraphs;
     const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym;
-    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, max_memo;
+    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, memo_bytes;
     double bonus;
     if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla, &obs, &lob,
-                          &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &max_memo, &s0, &ls0, &ssym, &lss, &csym,
+                          &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym, &lss, &csym,
                           &lcs))
         return -1;
     if (K->graph) {
@@ -1078,7 +1121,7 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     if (n <= 0 || lg != (Py_ssize_t)n * 4 || llp != (Py_ssize_t)n * NPOT || lla != (Py_ssize_t)n * NOBS ||
         lob != (Py_ssize_t)n * NLAT || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT ||
         lre != (Py_ssize_t)ngraphs * NLAT * 64 * 8 || ls0 > NOBS ||
-        (lss && lss != NSYM * NOBS * 4) || (lcs && lcs != NSYM * NPOT * 4) || (!lss) != (!lcs) || max_memo < 1) {
+        (lss && lss != NSYM * NOBS * 4) || (lcs && lcs != NSYM * NPOT * 4) || (!lss) != (!lcs) || memo_bytes < 1) {
         PyErr_SetString(PyExc_ValueError, "_search.Kernel: inconsistent table sizes");
         return -1;
     }
@@ -1103,7 +1146,7 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
         }
     K->bonus = bonus;
     K->gold = 3.0 + bonus;
-    K->max_memo = max_memo;
+    K->memo_bytes = memo_bytes;
     K->ns0 = (int)ls0;
     for (int i = 0; i < K->ns0; i++) K->s0[i] = (uint8_t)s0[i];
     K->has_sym = lss > 0;
@@ -1114,8 +1157,11 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             for (int p = 0; p < NPOT; p++) K->colour_sym[g][p] = cs[g * NPOT + p];
         }
     }
-    if (table_alloc(&K->deep, 1 << 12) < 0 || table_alloc(&K->shallow, 1 << 12) < 0 ||
-        table_alloc(&K->upper, 1 << 12) < 0 || smap_alloc(&K->canon_st, 64) < 0 ||
+    /* memo budget: half for the deep memo, a quarter each for the shallow memo and the upper bounds */
+    size_t slots = 1 << 12;
+    while (slots * 2 * sizeof(Entry) * 4 <= (size_t)memo_bytes) slots *= 2; /* largest power of two within a quarter */
+    if (table_alloc(&K->deep, 1 << 12, slots * 2) < 0 || table_alloc(&K->shallow, 1 << 12, slots) < 0 ||
+        table_alloc(&K->upper, 1 << 12, slots) < 0 || smap_alloc(&K->canon_st, 64) < 0 ||
         smap_alloc(&K->canon_pot, 64) < 0 || smap_alloc(&K->joint, 64) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -1265,8 +1311,9 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
 }
 
 static PyObject *Kernel_stats(Kernel *K, PyObject *unused) {
-    return Py_BuildValue("{s:n,s:n,s:n,s:L}", "memo", (Py_ssize_t)K->deep.count, "memo_shallow",
-                         (Py_ssize_t)K->shallow.count, "upper", (Py_ssize_t)K->upper.count, "nodes", K->nodes);
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:L}", "memo", (Py_ssize_t)K->deep.count, "memo_shallow",
+                         (Py_ssize_t)K->shallow.count, "upper", (Py_ssize_t)K->upper.count, "replaced",
+                         (Py_ssize_t)(K->deep.replaced + K->shallow.replaced + K->upper.replaced), "nodes", K->nodes);
 }
 
 static PyMethodDef Kernel_methods[] = {

@@ -52,21 +52,21 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   values and decisions are those of the plain search;
 * nodes with one potion left are solved in closed form.
 
-The first trial of an episode (nothing known, 3 stones, 12 potions) is still the
+The first trial of an episode (nothing known, 3 stones, 12 potions) is the
 expensive part (see ``benchmarks/bench_ideal_observer.py``); later trials take
-milliseconds to a few seconds. Measured on this 2-core machine (first trial;
-the first decision is nearly all of it, later decisions hit the memo):
-evaluation episodes 1, 4, 3, 0 take 3.4 s, 27 s, 123 s and 300 s (before the
-symmetry keys and floors: 4 s, 89 s, over 13 min, 8-14 min), episode 2 over 24
-CPU-minutes; the tree is what costs (episode 4: 1.7M -> 0.4M nodes, ~70 µs a
-node). The full evaluation is therefore still hours, not minutes.
+milliseconds to a few seconds. The tree is what costs: in pure Python (~65 µs a
+node) the first decision of evaluation episodes 1, 4, 3, 0 takes 3 s, 27 s,
+100 s and 300 s, episode 2 over 24 CPU-minutes.
 
 For the ideal observer and the search oracle the search runs in an optional C kernel
 (``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a compiler is available): a port of
-``Planner._search`` with bit-identical values and expected depths, the same decisions and the same nodes and
-memos (see ``tests/test_search_kernel.py``), about 25 times faster per node (first decision of evaluation
-episodes 1, 4, 3, 0: 0.12 s, 1.1 s, 4 s, 11 s; episode 2: 5 min, 63M nodes). ``ALCHEMY_GYM_PURE_PYTHON=1``
-selects the Python search; the ideal explorer always uses it.
+``Planner._search`` with bit-identical values and expected depths, the same decisions and the same nodes
+(see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memos have a memory budget
+(``memo_mb``, default 256 MB) and, once full, replace the entries of the nodes with the fewest potions left
+instead of clearing everything as the Python memo does: the hard first trials stop searching the same
+subtrees again (episode 2: 63M nodes with Python's 2M-entry memos, 9.8M with the kernel's). First decision
+of evaluation episodes 1, 4, 3, 0, 8, 2 with the kernel: 0.12 s, 1.1 s, 4 s, 8 s, 28 s, 35 s.
+``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search; the ideal explorer always uses it.
 """
 
 from __future__ import annotations
@@ -362,7 +362,9 @@ class Planner:
         model: the world states and the prior.
         bonus: extra reward of the best stone (the value of indicator 3 is ``3 + bonus``).
         minimise_world_states: objective of the ideal explorer (fewest world states at trial end).
-        max_memo: bound on the memoised states of a trial (the memo is cleared when full).
+        max_memo: bound on the memoised states of a trial in the Python search (a memo is cleared when full).
+        memo_mb: memory budget of the C kernel's memos in MB (once full, the entries of nodes with the fewest
+            potions left make room; values and decisions never depend on it, only speed does).
     """
 
     def __init__(
@@ -371,7 +373,10 @@ class Planner:
         bonus: float = 12.0,
         minimise_world_states: bool = False,
         max_memo: int = 2_000_000,
+        memo_mb: int = 256,
     ) -> None:
+        if isinstance(memo_mb, bool) or not isinstance(memo_mb, int) or memo_mb < 1:
+            raise ValueError(f"memo_mb must be a positive int (MB), got {memo_mb!r}")
         self.model = model
         self.bonus = float(bonus)
         self.minimise = minimise_world_states
@@ -384,6 +389,7 @@ class Planner:
         #: Each memo is cleared when it holds this many entries (about 130 bytes each; a node has two keys in the
         #: first trial, its belief digest and its symmetry key).
         self.max_memo = max_memo
+        self.memo_mb = memo_mb
         self._nbytes = 1
         self._outcome_cache: dict = {}
         self._consistent_cache: dict = {}
@@ -560,7 +566,7 @@ class Planner:
                 np.ascontiguousarray(model._trans, dtype=np.int8).tobytes(),
                 np.ascontiguousarray(model.reach_value, dtype=np.int8).tobytes(),
                 self.bonus,
-                self.max_memo,
+                self.memo_mb << 20,
                 bytes(self._s0),
                 stone_sym,
                 colour_sym,
