@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGALRM, _alarm)
     first_decisions = []
     per_episode, per_trial, matches, compared, timeouts, rewards_equal = [], [], 0, 0, 0, 0
+    totals: list[tuple[float, float]] = []  # (ours, published) per episode played in full
     for i in range(start, stop):
         game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
         agent.reset(game, i)
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     replay_trial(agent, game, published[i, u])
             else:
                 mine = game.matrix_events[t].copy()
+                rewards_equal += game.trial_rewards[t] == published_rewards(episodes[i], published[i])[t]
             seconds += dt
             per_trial.append(dt)
             same = bool((mine == published[i, t]).all())
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             if not same:
                 print(f"episode {i} trial {t}: differs from the published events, {dt:.2f} s")
         per_episode.append(seconds)
+        if not args.forced:
+            totals.append((sum(game.trial_rewards), sum(published_rewards(episodes[i], published[i]))))
         print(f"episode {i}: {seconds:.2f} s, rewards {[int(r) for r in game.trial_rewards]}", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"trials timed: {len(per_trial)}, timeouts: {timeouts}")
@@ -143,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seconds per episode (trials {first}..{last - 1}): median {med:.2f}, max {mx:.2f}, mean {mean:.2f}")
         print(f"projected 1000 episodes on {args.cores} cores: {mean * 1000 / args.cores / 60:.1f} min")
     print(f"matrix events identical to the published ideal_observer: {matches}/{compared} trials")
-    if args.forced:
-        print(f"trial rewards equal to the published ones: {rewards_equal}/{compared} trials")
+    print(f"trial rewards equal to the published ones: {rewards_equal}/{compared} trials")
+    if totals:
+        ours, theirs = (statistics.fmean(x) for x in zip(*totals))
+        same = sum(a == b for a, b in totals)
+        print(f"episode totals: mean {ours:.2f} (published ideal_observer {theirs:.2f}), equal in {same}/{len(totals)}")
     print(f"peak memory: {rss:.0f} MB")
     return 0
 

@@ -37,3 +37,13 @@ def test_the_repository_dockerfile_runs_the_server_as_non_root_on_10000():
     text = (image._SOURCE_ROOT / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE" in text and "USER 10001" in text
     assert '"--host", "0.0.0.0", "--port", "10000"' in text
+
+
+def test_the_image_gets_a_pure_python_copy_of_the_sources(tmp_path):
+    """The server image installs our wheel on its own Python: the copy has no setup.py (so no C extension
+    is compiled into a wheel tied to the host's Python) and no built extension files."""
+    image._copy_sources(tmp_path)
+    assert (tmp_path / "pyproject.toml").exists() and (tmp_path / "alchemy_gym" / "rpc" / "server.py").exists()
+    assert not (tmp_path / "setup.py").exists()
+    assert not list(tmp_path.rglob("*.so"))
+    assert (tmp_path / "alchemy_gym" / "agents" / "ideal_observer.py").exists()

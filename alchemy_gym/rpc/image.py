@@ -93,7 +93,9 @@ def _platforms(info: dict) -> list[str]:
 
 
 def _copy_sources(dest: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_generated")
+    # No setup.py and no built extension: the server does not use the ideal observer's C kernel, and a
+    # pure-Python wheel installs on whatever Python the base image has.
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_generated", "*.so", "*.pyd")
     shutil.copytree(_SOURCE_ROOT / "alchemy_gym", dest / "alchemy_gym", ignore=ignore)
     shutil.copy2(_SOURCE_ROOT / "pyproject.toml", dest / "pyproject.toml")
     for extra in ("README.md", "LICENSE"):
@@ -112,7 +114,7 @@ def source_hash(base_id: str, dockerfile: Path) -> str:
     h.update((_SOURCE_ROOT / "pyproject.toml").read_bytes())
     h.update(" ".join(SERVER_REQUIREMENTS).encode())
     for path in sorted((_SOURCE_ROOT / "alchemy_gym").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".so", ".pyd"):
             h.update(str(path.relative_to(_SOURCE_ROOT)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
