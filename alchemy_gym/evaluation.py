@@ -381,10 +381,19 @@ def main(argv: list[str] | None = None) -> int:
 
     for spec in agents:
         if spec in ("ideal-observer", "ideal-explorer") and level.prior != "alchemy/all_fixed":
+            from alchemy_gym.agents.ideal_observer import kernel_available
+
+            fast = spec == "ideal-observer" and kernel_available()
             print(
                 f"note: {spec} searches each first trial (nothing known, 3 stones, 12 potions) exhaustively; "
-                "that takes minutes per episode (later trials take about a second): "
-                "see benchmarks/bench_ideal_observer.py",
+                + (
+                    "with the C kernel that takes from under a second to a few minutes per episode "
+                    "(about 30 s on average here)"
+                    if fast
+                    else "in pure Python that takes minutes to hours per episode"
+                    + (" (the C kernel is not built)" if spec == "ideal-observer" else "")
+                )
+                + ": see benchmarks/bench_ideal_observer.py",
                 file=sys.stderr,
             )
     results = []

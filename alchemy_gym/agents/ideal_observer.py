@@ -355,6 +355,11 @@ class _Frame:
     first: int  # one bit per distinct world state (to count world states)
 
 
+def kernel_available() -> bool:
+    """Whether the C search kernel is built and not disabled by ``ALCHEMY_GYM_PURE_PYTHON``."""
+    return _search_ext is not None and not os.environ.get("ALCHEMY_GYM_PURE_PYTHON")
+
+
 class Planner:
     """Expectimax over one trial on a set-of-world-states belief (dm_alchemy's search, exact and memoised).
 
@@ -547,7 +552,7 @@ class Planner:
 
     def kernel_active(self) -> bool:
         """Whether searches run in the C kernel: built, not the ideal explorer, ``ALCHEMY_GYM_PURE_PYTHON`` unset."""
-        return _search_ext is not None and not self.minimise and not os.environ.get("ALCHEMY_GYM_PURE_PYTHON")
+        return not self.minimise and kernel_available()
 
     def _get_kernel(self):
         """The trial's C kernel: the frame's per-bit tables, the symmetry tables; its memos live for the trial."""
