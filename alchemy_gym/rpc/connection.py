@@ -43,7 +43,9 @@ class _Watchdog:
     def _run(self) -> None:
         period = min(max(self.timeout / 4, 0.01), 1.0)
         while not self._stop.wait(period):
-            started, sequence = self.started, self.sequence
+            # sequence first: if a new request starts while we look, the sequences differ and nothing fires
+            sequence = self.sequence
+            started = self.started
             if started is not None and time.monotonic() - started > self.timeout and sequence == self.sequence:
                 self.fired = True
                 self._cancel()
