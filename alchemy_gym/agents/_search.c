@@ -589,6 +589,18 @@ static void isort(int *a, int n) {
 }
 
 /* sym key of (sorted stones, potions, facts): least image under the group, as _canonical. */
+/* Least image so far (``best``) and the group elements reaching it (bit g of ``elements``). */
+static inline void keep_least(const int *img, int *best, int len, int g, int *have, uint64_t *elements) {
+    int c = *have ? cmp_lex(img, best, len) : -1;
+    if (c < 0) {
+        memcpy(best, img, sizeof(int) * (size_t)len);
+        *elements = 1ULL << g;
+        *have = 1;
+    } else if (c == 0) {
+        *elements |= 1ULL << g;
+    }
+}
+
 static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const int *facts, int nf,
                      uint64_t *k0, uint64_t *k1) {
     uint64_t sk0 = 0, sk1 = 0;
@@ -606,14 +618,7 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
             isort(img, nst);
             for (int i = 0; i < K->ns0; i++) img[nst + i] = t[K->s0[i]];
             isort(img + nst, K->ns0);
-            int c = have ? cmp_lex(img, best, len) : -1;
-            if (c < 0) {
-                memcpy(best, img, sizeof(int) * len);
-                elements = 1ULL << g;
-                have = 1;
-            } else if (c == 0) {
-                elements |= 1ULL << g;
-            }
+            keep_least(img, best, len, g, &have, &elements);
         }
         Hasher h;
         h_init(&h, 11);
@@ -636,14 +641,7 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
         uint64_t elements = 0;
         for (int g = 0; g < NSYM; g++) {
             for (int p = 0; p < NPOT; p++) img[K->colour_sym[g][p]] = pot[p];
-            int c = have ? cmp_lex(img, best, NPOT) : -1;
-            if (c < 0) {
-                memcpy(best, img, sizeof best);
-                elements = 1ULL << g;
-                have = 1;
-            } else if (c == 0) {
-                elements |= 1ULL << g;
-            }
+            keep_least(img, best, NPOT, g, &have, &elements);
         }
         Hasher h;
         h_init(&h, 12);
