@@ -23,8 +23,8 @@ import argparse
 import collections
 import sys
 
-from alchemy_gym.agents.ideal_observer import END, IdealObserver
-from alchemy_gym.core.game import AlchemyGame, encode_action
+from alchemy_gym.agents.ideal_observer import IdealObserver, follow_trial
+from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.data import evaluation_episodes, events_to_actions, load_agent_events
 
 
@@ -42,30 +42,18 @@ def explain_episode(i: int, episodes, published, kinds: collections.Counter) -> 
     game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
     agent = IdealObserver()
     agent.reset(game, i)
-    for stone, potion in events_to_actions(published[i, 0]) + [(None, None)]:
-        stones, potions = agent._sync(game)
-        counts = tuple(sum(1 for q in potions if q == p) for p in range(6))
-        planner = agent.planner
-        best, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
-        ended = stone is None or potion == -1  # the published agent cashes in: our END
-        theirs = END if ended else (stones[stone], potions[potion])
-        if theirs == best:
+    for d in follow_trial(agent, game, events_to_actions(published[i, 0])):
+        if d.their_value is None:
             kinds["same"] += 1
-        else:
-            values = planner.action_values(agent._stone_order, counts)
-            kind = classify((value, depth), values[theirs])
-            kinds[kind] += 1
-            pv, pd = values[theirs]
-            print(
-                f"episode {i}: ours {best} (reward {value:.6f}, potions {depth:.4f}), "
-                f"published {theirs} (reward {pv:.6f}, potions {pd:.4f}): {kind}",
-                flush=True,
-            )
-        if ended:
-            break
-        action = encode_action(stone, potion, game.end_trial_action)
-        agent.follow(game, action)
-        game.step(action)
+            continue
+        kind = classify((d.value, d.potions), d.their_value)
+        kinds[kind] += 1
+        pv, pd = d.their_value
+        print(
+            f"episode {i}: ours {d.ours} (reward {d.value:.6f}, potions {d.potions:.4f}), "
+            f"published {d.theirs} (reward {pv:.6f}, potions {pd:.4f}): {kind}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,7 +278,7 @@ def test_published_first_trial_decisions_are_ours_or_ties(episode):
     """Along dm_alchemy's published ideal_observer events of trial 0 (nothing known yet), each published decision
     is ours or ties with ours in expected reward (within 1e-9): never better (a search error on our side), never
     worse. Where they tie, ours never expects more potions (the spec's secondary objective)."""
-    from alchemy_gym.core.game import encode_action
+    from alchemy_gym.agents.ideal_observer import follow_trial
     from alchemy_gym.data import evaluation_episodes, events_to_actions, load_agent_events
 
     eps, published = evaluation_episodes(), load_agent_events("ideal_observer")
@@ -286,24 +286,14 @@ def test_published_first_trial_decisions_are_ours_or_ties(episode):
     game.start_episode(eps[episode].chemistry, items=eps[episode].trials)
     agent = IdealObserver()
     agent.reset(game, episode)
-    same = differ = 0
-    for stone, potion in events_to_actions(published[episode, 0]) + [(None, None)]:
-        stones, potions = agent._sync(game)
-        counts = tuple(sum(1 for q in potions if q == p) for p in range(6))
-        planner = agent.planner
-        best, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
-        ended = stone is None or potion == -1
-        theirs = END if ended else (stones[stone], potions[potion])
-        if theirs == best:
-            same += 1
-        else:
-            differ += 1
-            their_value, their_depth = planner.action_values(agent._stone_order, counts)[theirs]
-            assert their_value == pytest.approx(value, rel=1e-9, abs=1e-9)
-            assert their_depth >= depth - 1e-9
-        if ended:
-            break
-        action = encode_action(stone, potion, game.end_trial_action)
-        agent.follow(game, action)
-        game.step(action)
+    decisions = follow_trial(agent, game, events_to_actions(published[episode, 0]))
+    assert decisions[-1].theirs == END
+    same = sum(d.their_value is None for d in decisions)
+    differ = len(decisions) - same
+    for d in decisions:
+        if d.their_value is not None:
+            their_value, their_depth = d.their_value
+            assert d.theirs != d.ours
+            assert their_value == pytest.approx(d.value, rel=1e-9, abs=1e-9)
+            assert their_depth >= d.potions - 1e-9
     assert same >= 3 and differ >= 1  # these episodes' published first trials do contain ties

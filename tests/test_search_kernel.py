@@ -26,6 +26,12 @@ RANDOM_BOTTLENECK = "alchemy/perceptual_mapping_randomized_with_random_bottlenec
 PURE = "ALCHEMY_GYM_PURE_PYTHON"
 
 
+@pytest.fixture(autouse=True)
+def _kernel_by_default(monkeypatch):
+    """Each test starts with the kernel enabled, even when the suite runs with ALCHEMY_GYM_PURE_PYTHON set."""
+    monkeypatch.delenv(PURE, raising=False)
+
+
 @contextlib.contextmanager
 def python_search(pure: bool):
     """Run the block with the pure Python search (``pure``) or the kernel."""
@@ -294,10 +300,11 @@ def test_python_path_when_disabled():
     planner.new_trial([o])
     planner.best_action((o,), (1, 1, 0, 0, 0, 0))
     assert planner._kernel is None
-    planner = Planner(model)
-    planner.new_trial([o])
-    planner.best_action((o,), (1, 1, 0, 0, 0, 0))
-    assert planner._kernel is not None
+    with python_search(False):
+        planner = Planner(model)
+        planner.new_trial([o])
+        planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+        assert planner._kernel is not None
 
 
 def test_planner_copies_without_the_kernel():

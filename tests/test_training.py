@@ -46,4 +46,3 @@ def test_cleanrl_style_ppo_script():
     # 2 envs x 400 steps: each env finishes one 200-step episode (the vector env's next step is the reset)
     assert len(returns) == 2
     assert all(-90 <= r <= 450 for r in returns)
-

@@ -214,9 +214,7 @@ def _colour_symmetries() -> list[np.ndarray]:
     return out
 
 
-def _is_symmetry(
-    table: np.ndarray, stones: np.ndarray, weight: np.ndarray, smap: np.ndarray, cmap: np.ndarray
-) -> bool:
+def _is_symmetry(table: np.ndarray, stones: np.ndarray, weight: np.ndarray, smap: np.ndarray, cmap: np.ndarray) -> bool:
     """Whether relabelling stones by ``smap`` and colours by ``cmap`` maps the prior onto itself.
 
     ``table[w, i, p]`` is the perceived stone that stone ``stones[i]`` becomes in colour ``p`` under world
@@ -244,7 +242,7 @@ def _is_symmetry(
     return bool((a[0] == b[0]).all() and (a[1] == b[1]).all())
 
 
-def _symmetry_tables(model: "WorldModel"):
+def _symmetry_tables(model: WorldModel):
     """``(stone maps, colour maps)`` of the symmetry group of the prior (stone cube × colour relabelling), or
     None when some generator is not a symmetry (levels with rotations, restricted maps, one chemistry)."""
     if model.size < 2 or len(set(model.rotation.tolist())) > 1 or not model.all_potion_maps:
@@ -831,7 +829,8 @@ class Planner:
                         jkey = (new_stones, left)
                         joint = joint_cache.get(jkey)
                         if joint is None:
-                            joint = joint_cache[jkey] = self.end_value(new_stones) + self._joint_gain(new_stones, left - 1)
+                            joint = self.end_value(new_stones) + self._joint_gain(new_stones, left - 1)
+                            joint_cache[jkey] = joint
                         joint *= w
                         if joint < b:
                             b = joint
@@ -872,7 +871,14 @@ class Planner:
                 else:
                     rest = remaining - b
                     v, d, _ = self._search(
-                        new_stones, new_potions, child, w, new_touched, kfacts, False, (target - value * total - rest) / w
+                        new_stones,
+                        new_potions,
+                        child,
+                        w,
+                        new_touched,
+                        kfacts,
+                        False,
+                        (target - value * total - rest) / w,
                     )
                     if d is None:  # an upper bound only
                         if value * total + w * v + rest < target:
@@ -1035,3 +1041,40 @@ def ideal_explorer(level: str = "alchemy/perceptual_mapping_randomized_with_rand
 def search_oracle(level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck") -> IdealObserver:
     """The search oracle: the ideal observer whose prior is the true chemistry."""
     return IdealObserver(level, oracle=True)
+
+
+@dataclass
+class Decision:
+    """One decision along someone else's trial (see :func:`follow_trial`)."""
+
+    ours: tuple[int, int]  # (perceived stone, colour) or END
+    value: float  # our expected objective
+    potions: float  # our expected number of potions still used
+    theirs: tuple[int, int]  # what they did, in the same terms
+    #: (expected objective, expected potions) of their action: only where it differs from ours
+    their_value: tuple[float, float] | None = None
+
+
+def follow_trial(agent: IdealObserver, game: AlchemyGame, actions) -> list[Decision]:
+    """Play one trial's ``(stone slot, potion slot or -1 for the cauldron)`` actions (e.g.
+    ``alchemy_gym.data.events_to_actions`` of published matrix events) on ``game`` while ``agent`` watches,
+    comparing each with the agent's own choice at that point. Their first cauldron action (or the end of the
+    list) counts as ending the trial; the game is left just before it."""
+    out = []
+    for stone, potion in list(actions) + [(None, None)]:
+        stones, potions = agent._sync(game)
+        counts = tuple(sum(1 for q in potions if q == p) for p in range(NUM_POTION_TYPES))
+        planner = agent.planner
+        ours, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
+        ended = stone is None or potion == -1
+        theirs = END if ended else (stones[stone], potions[potion])
+        decision = Decision(ours, value, depth, theirs)
+        if theirs != ours:
+            decision.their_value = planner.action_values(agent._stone_order, counts)[theirs]
+        out.append(decision)
+        if ended:
+            break
+        action = encode_action(stone, potion, game.end_trial_action)
+        agent.follow(game, action)
+        game.step(action)
+    return out

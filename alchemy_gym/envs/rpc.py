@@ -157,9 +157,7 @@ class RpcAlchemyEnv(gym.Env):
         if request_timeout is not None and (
             isinstance(request_timeout, bool) or not isinstance(request_timeout, numbers.Real) or request_timeout <= 0
         ):
-            raise ValueError(
-                f"request_timeout must be a positive number of seconds or None, got {request_timeout!r}"
-            )
+            raise ValueError(f"request_timeout must be a positive number of seconds or None, got {request_timeout!r}")
         if sum(x is not None for x in (address, binary)) > 1:
             raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
         self.width, self.height = int(width), int(height)
