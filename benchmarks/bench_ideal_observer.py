@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(start, stop):
         game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
         agent.reset(game, i)
+        theirs = published_rewards(episodes[i], published[i])  # trial rewards of the published events
         seconds = 0.0
         for t in range(10):
             if not first <= t < last:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             dt = time.perf_counter() - tic
             if args.forced:  # back onto the published history, so every trial is compared on an equal footing
-                same_reward = game.trial_rewards[t] == published_rewards(episodes[i], published[i])[t]
+                same_reward = game.trial_rewards[t] == theirs[t]
                 rewards_equal += same_reward
                 mine = game.matrix_events[t].copy()
                 agent.reset(game, i)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     replay_trial(agent, game, published[i, u])
             else:
                 mine = game.matrix_events[t].copy()
-                rewards_equal += game.trial_rewards[t] == published_rewards(episodes[i], published[i])[t]
+                rewards_equal += game.trial_rewards[t] == theirs[t]
             seconds += dt
             per_trial.append(dt)
             same = bool((mine == published[i, t]).all())
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"episode {i} trial {t}: differs from the published events, {dt:.2f} s")
         per_episode.append(seconds)
         if not args.forced:
-            totals.append((sum(game.trial_rewards), sum(published_rewards(episodes[i], published[i]))))
+            totals.append((sum(game.trial_rewards), sum(theirs)))
         print(f"episode {i}: {seconds:.2f} s, rewards {[int(r) for r in game.trial_rewards]}", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"trials timed: {len(per_trial)}, timeouts: {timeouts}")
@@ -149,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matrix events identical to the published ideal_observer: {matches}/{compared} trials")
     print(f"trial rewards equal to the published ones: {rewards_equal}/{compared} trials")
     if totals:
-        ours, theirs = (statistics.fmean(x) for x in zip(*totals))
+        mean_ours, mean_theirs = (statistics.fmean(x) for x in zip(*totals))
         same = sum(a == b for a, b in totals)
-        print(f"episode totals: mean {ours:.2f} (published ideal_observer {theirs:.2f}), equal in {same}/{len(totals)}")
+        print(
+            f"episode totals: mean {mean_ours:.2f} (published ideal_observer {mean_theirs:.2f}), "
+            f"equal in {same}/{len(totals)}"
+        )
     print(f"peak memory: {rss:.0f} MB")
     return 0
 

@@ -690,6 +690,13 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
 
 /* ------------------------------------------------------------------ search */
 
+/* Whether the stone at ``i`` already appeared earlier (each stone type is tried once, at its first slot). */
+static inline int seen_before(const uint8_t *stones, int i) {
+    for (int j = 0; j < i; j++)
+        if (stones[j] == stones[i]) return 1;
+    return 0;
+}
+
 static void last_potion(Kernel *K, const uint8_t *st, int nst, const int *pot, const uint64_t *bel, int lo, int hi,
                         int64_t total, Res *out) {
     double best_value = end_value(K, st, nst), best_depth = 0.0;
@@ -698,10 +705,8 @@ static void last_potion(Kernel *K, const uint8_t *st, int nst, const int *pot, c
     double tol = TIE_TOLERANCE * fmax(1.0, fabs(best_value));
     uint8_t tmp[MAXST];
     for (int i = 0; i < nst; i++) {
-        int o = st[i], dup = 0;
-        for (int j = 0; j < i; j++)
-            if (st[j] == o) dup = 1;
-        if (dup) continue;
+        int o = st[i];
+        if (seen_before(st, i)) continue;
         Outc *oc = get_outc(K, o, p);
         if (!oc) return;
         double value = 0.0;
@@ -876,10 +881,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     const int steps = left - 1 < MAX_PATH ? left - 1 : MAX_PATH;
     int new_pot[NPOT];
     for (int i = 0; i < nst; i++) {
-        int o = stones[i], dup = 0;
-        for (int j = 0; j < i; j++)
-            if (stones[j] == o) dup = 1;
-        if (dup) continue;
+        int o = stones[i];
+        if (seen_before(stones, i)) continue;
         for (int ai = 0; ai < navail; ai++) {
             int p = avail[ai];
             order++;
