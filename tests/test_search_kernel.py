@@ -81,7 +81,7 @@ def _first_decision(i: int):
 
 def test_first_decision_episode_1():
     out = _first_decision(1)
-    assert out[0][2] == 44049 and out[0][1] == 5.09375
+    assert out[0][2] == 44097 and out[0][1] == 5.09375
 
 
 def test_a_full_memo_replaces_entries_and_keeps_decisions():
@@ -126,13 +126,13 @@ def test_first_decision_episode_4_kernel():
         action, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
     assert planner._kernel is not None
     assert (action, value, depth) == ((74, 3), 35.19281684027778, 7.168511284722221)
-    assert planner.nodes == 401718 and _memo_sizes(planner) == (458037, 119346, 217904)
+    assert planner.nodes == 272188 and _memo_sizes(planner) == (282114, 65235, 185316)
 
 
 def test_first_decision_episode_4():
     """Kernel and pure Python search on the same decision (the Python half takes about 30 s)."""
     out = _first_decision(4)
-    assert out[0][2] == 401718
+    assert out[0][2] == 272188
 
 
 def _planners(model, stones, sym=None):

@@ -296,7 +296,7 @@ typedef struct {
 } Outc;
 
 typedef struct {
-    double neg_ub;
+    double neg_ub, key;
     int order, o, p, i, nk, kid0, new_touched, fp;
 } Cand;
 
@@ -770,6 +770,43 @@ static void memo_store(Kernel *K, Table *t, uint64_t k0, uint64_t k1, uint64_t s
     if (sym && table_put(t, s0, s1, prio, v, d) < 0) K->err = 1;
 }
 
+/* Digest of a node: the belief's words lo..hi-1 (``bel & mask`` when ``mask`` is given, else ``bel``), its
+ * sorted stones and its potion counts. */
+static inline void node_key(const uint64_t *bel, const uint64_t *mask, int lo, int hi, const uint8_t *sorted, int nst,
+                            const int *pot, uint64_t *k0, uint64_t *k1) {
+    Hasher h;
+    h_init(&h, 1);
+    h_add(&h, (uint64_t)lo << 32 | (uint64_t)hi);
+    if (mask)
+        for (int i = lo; i < hi; i++) h_add(&h, bel[i] & mask[i]);
+    else
+        for (int i = lo; i < hi; i++) h_add(&h, bel[i]);
+    uint64_t a = 0, b = 0;
+    for (int i = 0; i < nst; i++) {
+        if (i < 8) a |= (uint64_t)(sorted[i] + 1) << (8 * i);
+        else b |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
+    }
+    h_add(&h, a);
+    h_add(&h, b);
+    uint64_t pk = 0;
+    for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
+    h_add(&h, pk);
+    h_final(&h, k0, k1);
+}
+
+static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) {
+    memcpy(sorted, stones, nst);
+    for (int i = 1; i < nst; i++) {
+        uint8_t x = sorted[i];
+        int j = i - 1;
+        while (j >= 0 && sorted[j] > x) {
+            sorted[j + 1] = sorted[j];
+            j--;
+        }
+        sorted[j + 1] = x;
+    }
+}
+
 static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const int *pot, int lo, int hi,
                    int64_t total, int touched, const int *facts, int nf, int root, double floor, Res *out) {
     const int nw = K->nw;
@@ -790,34 +827,9 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         return;
     }
     uint8_t sorted[MAXST];
-    memcpy(sorted, stones, nst);
-    for (int i = 1; i < nst; i++) {
-        uint8_t x = sorted[i];
-        int j = i - 1;
-        while (j >= 0 && sorted[j] > x) {
-            sorted[j + 1] = sorted[j];
-            j--;
-        }
-        sorted[j + 1] = x;
-    }
+    sort_stones(stones, nst, sorted);
     uint64_t k0, k1, s0 = 0, s1 = 0;
-    {
-        Hasher h;
-        h_init(&h, 1);
-        h_add(&h, (uint64_t)lo << 32 | (uint64_t)hi);
-        for (int i = lo; i < hi; i++) h_add(&h, bel[i]);
-        uint64_t a = 0, b = 0;
-        for (int i = 0; i < nst; i++) {
-            if (i < 8) a |= (uint64_t)(sorted[i] + 1) << (8 * i);
-            else b |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
-        }
-        h_add(&h, a);
-        h_add(&h, b);
-        uint64_t pk = 0;
-        for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
-        h_add(&h, pk);
-        h_final(&h, &k0, &k1);
-    }
+    node_key(bel, NULL, lo, hi, sorted, nst, pot, &k0, &k1);
     Table *memo = left > 2 ? &K->deep : &K->shallow;
     if (!root) {
         Entry *e = table_find(memo, k0, k1);
@@ -910,7 +922,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             int colours = 0;
             for (int q = 0; q < NPOT; q++)
                 if (new_pot[q]) colours |= 1 << q;
-            double ub = 0.0;
+            double ub = 0.0, my = 0.0;
             const uint64_t *m[MAXST];
             uint64_t a1[MAXST], a3[MAXST];
             for (int c = 0; c < nch; c++) {
@@ -927,11 +939,13 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 pc_bound(bel, oc->masks + (size_t)j * nw, l, h, m, nst, nw, a1, a3);
                 double b = 0.0;
                 for (int s = 0; s < nst; s++) b += (double)a1[s] + K->gold * (double)a3[s];
-                double joint = end_value(K, kd->st, nst) + joint_gain(K, kd->st, nst, left - 1);
+                double ev = end_value(K, kd->st, nst);
+                double joint = ev + joint_gain(K, kd->st, nst, left - 1);
                 joint *= (double)kd->w;
                 if (joint < b) b = joint;
                 kd->b = b;
                 ub += b;
+                my += (double)kd->w * ev;
             }
             if (nch > 1) { /* stable sort, likeliest outcome first */
                 Kid *ks = S->k + kid0;
@@ -947,6 +961,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             }
             Cand *cd = &S->c[ncand++];
             cd->neg_ub = -ub / (double)total;
+            cd->key = cd->neg_ub - my / (double)total;
             cd->order = order;
             cd->o = o;
             cd->p = p;
@@ -958,11 +973,11 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             nkids += nch;
         }
     }
-    /* sort candidates by (neg_ub, order) */
+    /* sort candidates by (key, order): the midpoint of the bound and of the value of cashing after the move */
     for (int a = 1; a < ncand; a++) {
         Cand x = S->c[a];
         int b = a - 1;
-        while (b >= 0 && (S->c[b].neg_ub > x.neg_ub || (S->c[b].neg_ub == x.neg_ub && S->c[b].order > x.order))) {
+        while (b >= 0 && (S->c[b].key > x.key || (S->c[b].key == x.key && S->c[b].order > x.order))) {
             S->c[b + 1] = S->c[b];
             b--;
         }
@@ -979,10 +994,49 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         double ub = -cd.neg_ub;
         if (ub < level - tol) {
             if (ub >= best_value - tol && ub > pruned_ub) pruned_ub = ub;
-            break;
+            continue;
         }
-        if (ub <= best_value + tol && best_depth <= 1.0) continue;
-        double value = 0.0, dep = 0.0, remaining = -cd.neg_ub * (double)total, bound = 0.0;
+        /* at best a tie in reward, and never fewer potions (nor an earlier action on equal potions) */
+        if (ub <= best_value + tol && (best_depth < 1.0 - 1e-9 || (best_depth <= 1.0 + 1e-9 && cd.order > best_order)))
+            continue;
+        double remaining = -cd.neg_ub * (double)total;
+        if (left - 1 >= 2) {
+            /* Children already searched give better bounds than the static one: their memoised value, or the
+             * upper bound they returned under an earlier floor. The candidate may then be refuted at once. */
+            Outc *ocr = get_outc(K, cd.o, cd.p);
+            Table *cm = left - 1 > 2 ? &K->deep : &K->shallow;
+            int rp[NPOT];
+            memcpy(rp, pot, sizeof rp);
+            rp[cd.p]--;
+            double nub = 0.0;
+            for (int c = 0; c < cd.nk; c++) {
+                Kid *kd = &K->scr[depth].k[cd.kid0 + c];
+                int j = kd->oc;
+                int l = lo > ocr->lo[j] ? lo : ocr->lo[j], h = hi < ocr->hi[j] ? hi : ocr->hi[j];
+                const uint64_t *mk = ocr->masks + (size_t)j * nw;
+                while (l < h && !(bel[l] & mk[l])) l++;
+                while (h > l && !(bel[h - 1] & mk[h - 1])) h--;
+                uint8_t cs[MAXST];
+                sort_stones(kd->st, nst, cs);
+                uint64_t c0, c1;
+                node_key(bel, mk, l, h, cs, nst, rp, &c0, &c1);
+                Entry *e = table_find(cm, c0, c1);
+                if (e) {
+                    kd->b = (double)kd->w * e->v;
+                } else {
+                    e = table_find(&K->upper, c0, c1);
+                    if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
+                }
+                nub += kd->b;
+            }
+            remaining = nub;
+            double rub = nub / (double)total;
+            if (rub < level - tol) {
+                if (rub >= best_value - tol && rub > pruned_ub) pruned_ub = rub;
+                continue;
+            }
+        }
+        double value = 0.0, dep = 0.0, bound = 0.0;
         int cut = 0;
         double target = (level - tol) * (double)total;
         memcpy(new_pot, pot, sizeof new_pot);

@@ -750,6 +750,24 @@ class Planner:
         # two 64-bit tuple hashes (deterministic for ints), offset by 2**128 to stay apart from _node_key digests
         return (1 << 128) | (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
 
+    def _refine(self, kids, potions, left):
+        """Kids with their bounds tightened from the memos, and the sum of those bounds (unnormalised)."""
+        memo = self.memo if left > 2 else self._memo_shallow
+        out = []
+        nub = 0.0
+        for new_stones, child, w, b, res in kids:
+            key = _node_key(new_stones, potions, child, self._nbytes)
+            hit = memo.get(key)
+            if hit is not None:
+                b = w * hit.real
+            else:
+                upper = self._upper.get(key)
+                if upper is not None and w * upper < b:
+                    b = w * upper
+            out.append((new_stones, child, w, b, res))
+            nub += b
+        return out, nub
+
     def _search(self, stones, potions, belief, total, touched, facts=(), root=False, floor=-float("inf")):
         left = sum(potions)
         if left <= 1 and not self.minimise:
@@ -817,7 +835,7 @@ class Planner:
                 steps = min(sum(new_potions), MAX_PATH)
                 colours = sum(1 << q for q in range(NUM_POTION_TYPES) if new_potions[q])
                 kids = []
-                ub = 0.0
+                ub = my = 0.0
                 for res, child in children:
                     new_stones = stones if res == o else replace_stone(stones, i, res)
                     w = total if len(children) == 1 else child.bit_count()
@@ -834,34 +852,46 @@ class Planner:
                         joint *= w
                         if joint < b:
                             b = joint
+                        my += w * self.end_value(new_stones)
                     kids.append((new_stones, child, w, b, res))
                     ub += b
                 if len(kids) > 1:
                     kids.sort(key=lambda k: -k[2])  # likeliest outcome first: its value decides most cuts
                 new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
                 fp = (p * NUM_STONE_OBS + o) * NUM_STONE_OBS if len(children) > 1 and self.sym_mode else -1
-                candidates.append(
-                    (-ub / total if not self.minimise else 0.0, order, (o, p), new_potions, kids, new_touched, fp)
-                )
+                neg_ub = -ub / total if not self.minimise else 0.0
+                candidates.append((neg_ub - my / total, order, neg_ub, (o, p), new_potions, kids, new_touched, fp))
         if not self.minimise:
+            # the midpoint of the bound and of the value of cashing right after the move: the likeliest best first
             candidates.sort(key=lambda c: (c[0], c[1]))
         # ``floor``: the caller only needs this node's value if it reaches ``floor``; actions that provably stay
         # below it are skipped, and the node then returns an upper bound instead of its value (depth None).
         pruned_ub = -INF  # highest bound of an action skipped only thanks to the floor
-        for neg_ub, order, action, new_potions, kids, new_touched, fp in candidates:
+        for _, order, neg_ub, action, new_potions, kids, new_touched, fp in candidates:
             tol = TIE_TOLERANCE * max(1.0, abs(best_value))
             level = best_value if best_value >= floor else floor
+            remaining = -neg_ub * total
             if not self.minimise:
                 ub = -neg_ub
                 if ub < level - tol:
                     if ub >= best_value - tol and ub > pruned_ub:
                         pruned_ub = ub
-                    break
-                if ub <= best_value + tol and best_depth <= 1.0:
-                    continue  # at best a tie in reward, and never fewer potions
+                    continue
+                if ub <= best_value + tol and (
+                    best_depth < 1.0 - 1e-9 or (best_depth <= 1.0 + 1e-9 and order > best_order)
+                ):
+                    continue  # at best a tie in reward, and never fewer potions (nor an earlier action)
+                if left - 1 >= 2:
+                    # Children already searched bound better than the static bound: their memoised value, or the
+                    # upper bound they returned under an earlier floor. The action may then be refuted at once.
+                    kids, remaining = self._refine(kids, new_potions, left - 1)
+                    rub = remaining / total
+                    if rub < level - tol:
+                        if rub >= best_value - tol and rub > pruned_ub:
+                            pruned_ub = rub
+                        continue
             value = 0.0
             depth = 0.0
-            remaining = -neg_ub * total
             cut = False
             target = (level - tol) * total  # unnormalised: the action is cut once it provably stays below
             for new_stones, child, w, b, res in kids:
