@@ -50,6 +50,12 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   floor returns an upper bound instead of its value (kept in a bounded dict);
   if that bound cannot cut the action the outcome is searched exactly, so the
   values and decisions are those of the plain search;
+* actions are tried in the order of the midpoint between their bound and the
+  value of cashing right after them (fewer actions are searched exactly only to
+  be overtaken later), and just before an action is searched its outcomes'
+  bounds are replaced by what the memos already know of them (an exact value,
+  or the upper bound an outcome returned under an earlier floor), which often
+  refutes the action at once: 15–30 % fewer nodes on hard first trials;
 * nodes with one potion left are solved in closed form.
 
 The first trial of an episode (nothing known, 3 stones, 12 potions) is the
