@@ -135,10 +135,10 @@ def test_first_decision_episode_4():
     assert out[0][2] == 272188
 
 
-def _planners(model, stones, sym=None):
+def _planners(model, stones, sym=None, minimise=False):
     out = []
     for _ in range(2):
-        planner = Planner(model)
+        planner = Planner(model, minimise_world_states=minimise)
         planner.new_trial(list(stones))
         if sym is not None:
             planner.sym_mode = sym
@@ -180,6 +180,65 @@ def test_planner_states_and_action_values(sym):
             assert kv.keys() == pv.keys()
             for key in kv:
                 assert kv[key] == pytest.approx(pv[key], rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("sym", [True, False])
+def test_explorer_states_and_action_values(sym):
+    """The ideal explorer (fewest world states at trial end: no bounds, no floors) on hand-made first-trial
+    states, before and after an observation: the same values, depths, actions, nodes and memos in both paths."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    cases = [
+        ((stone_obs((-1, -1, 1), -1), stone_obs((1, 1, -1), 1), stone_obs((-1, -1, 1), -1)), (1, 1, 1, 1, 0, 0)),
+        ((stone_obs((1, -1, -1), -1), stone_obs((-1, -1, -1), -3)), (2, 1, 0, 1, 0, 1)),
+        ((stone_obs((1, 1, 1), 3), stone_obs((-1, 1, 1), 1), stone_obs((-1, -1, -1), -3)), (0, 1, 2, 0, 1, 1)),
+    ]
+    for stones, potions in cases:
+        for observe in (False, True):
+            pk, pp = _planners(model, stones, sym, minimise=True)
+            if observe:
+                o = stones[0]
+                res, _ = pk._outcomes(o, 1)[-1]
+                for planner in (pk, pp):
+                    planner.observe(o, 1, res)
+                    planner.sym_mode = sym and planner.sym_mode
+                stones = (res,) + stones[1:]
+                potions = potions[:1] + (max(potions[1] - 1, 0),) + potions[2:]
+            order = (3, 1, 0, 5, 2, 4)
+            with python_search(False):
+                ka = pk.best_action(stones, potions, order)
+                kv = pk.action_values(stones, potions)
+            with python_search(True):
+                pa = pp.best_action(stones, potions, order)
+                pv = pp.action_values(stones, potions)
+            assert pk._kernel is not None and pp._kernel is None
+            _same(ka, pa)
+            assert ka[1] <= -1  # at least one world state is always left
+            assert pk.nodes == pp.nodes > 0 and _memo_sizes(pk) == _memo_sizes(pp)
+            assert kv.keys() == pv.keys()
+            for key in kv:
+                assert kv[key] == pytest.approx(pv[key], rel=1e-12, abs=1e-12)
+
+
+def test_explorer_first_decision_episode_1():
+    """A full-size first decision of the ideal explorer (3 stones, 12 potions; about 6 s in Python): same action,
+    value and nodes in both paths, and its value is what the explorer expects to leave: fewer world states than
+    the ideal observer's decision leads to."""
+    from alchemy_gym.data import evaluation_episodes
+
+    eps = evaluation_episodes()
+    out = []
+    for pure in (False, True):
+        with python_search(pure):
+            agent, game = io.ideal_explorer(), AlchemyGame()
+            game.start_episode(eps[1].chemistry, items=eps[1].trials)
+            agent.reset(game, 1)
+            action = agent.act(game)
+            assert (agent.planner._kernel is None) == pure
+            out.append((action, agent.last_value, agent.planner.nodes))
+    assert out[0][0] == out[1][0] and out[0][2] == out[1][2]
+    assert out[0][1] == pytest.approx(out[1][1], rel=1e-12)
+    planner = agent.planner
+    assert -planner.num_world_states() < out[0][1] < -1  # it expects to learn something, not everything
 
 
 @pytest.mark.parametrize(
@@ -229,6 +288,8 @@ def _noop_or_end(game: AlchemyGame) -> int:
         ("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", 3, 6, 3, False, 3),
         ("alchemy/all_fixed", 3, 10, 2, False, 4),
         (RANDOM_BOTTLENECK, 3, 12, 3, True, 5),
+        (RANDOM_BOTTLENECK, 3, 7, 3, "explorer", 6),
+        ("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", 2, 6, 2, "explorer", 7),
     ],
 )
 def test_random_walks_decide_alike(level, stones, potions, trials, oracle, seed):
@@ -237,7 +298,10 @@ def test_random_walks_decide_alike(level, stones, potions, trials, oracle, seed)
     rs = np.random.RandomState(seed)
     game = AlchemyGame(num_trials=trials, num_stones_per_trial=stones, num_potions_per_trial=potions)
     game.start_episode(ChemistrySampler(LevelRules.from_level_name(level)).sample(rs), rs)
-    agents = (IdealObserver(level, oracle=oracle), IdealObserver(level, oracle=oracle))
+    if oracle == "explorer":
+        agents = (IdealObserver(level, minimise_world_states=True), IdealObserver(level, minimise_world_states=True))
+    else:
+        agents = (IdealObserver(level, oracle=oracle), IdealObserver(level, oracle=oracle))
     for agent in agents:
         agent.reset(game)
     decisions = 0
@@ -288,18 +352,20 @@ def test_episode_end_to_end_same_events():
 
 
 def test_python_path_when_disabled():
-    """``ALCHEMY_GYM_PURE_PYTHON`` and the ideal explorer keep the Python search."""
+    """``ALCHEMY_GYM_PURE_PYTHON`` keeps the Python search (the ideal explorer's too)."""
     model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
     o = stone_obs((1, 1, 1), 1)
-    with python_search(True):
-        planner = Planner(model)
-        planner.new_trial([o])
-        planner.best_action((o,), (1, 1, 0, 0, 0, 0))
-        assert planner._kernel is None
-    planner = Planner(model, minimise_world_states=True)
-    planner.new_trial([o])
-    planner.best_action((o,), (1, 1, 0, 0, 0, 0))
-    assert planner._kernel is None
+    for minimise in (False, True):
+        with python_search(True):
+            planner = Planner(model, minimise_world_states=minimise)
+            planner.new_trial([o])
+            planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+            assert planner._kernel is None
+        with python_search(False):
+            planner = Planner(model, minimise_world_states=minimise)
+            planner.new_trial([o])
+            planner.best_action((o,), (1, 1, 0, 0, 0, 0))
+            assert planner._kernel is not None
     with python_search(False):
         planner = Planner(model)
         planner.new_trial([o])

@@ -344,6 +344,8 @@ typedef struct {
     int sym_mode;
     int colour_order[NPOT];
     long long nodes;
+    int minimise;    /* the ideal explorer: value -(world states left at trial end); no bounds, floors or pruning */
+    uint64_t *first; /* one bit per distinct world state (nw words), to count world states */
     int maxdepth;
     uint64_t *bel; /* maxdepth * nw */
     Scratch *scr;
@@ -815,7 +817,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     for (int p = 0; p < NPOT; p++) left += pot[p];
     out->has_action = 0;
     out->upper = 0;
-    if (left <= 1) {
+    if (left <= 1 && !K->minimise) {
         if (left) {
             last_potion(K, stones, nst, pot, bel, lo, hi, total, out);
         } else {
@@ -866,7 +868,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         K->err = 3; /* e.g. KeyboardInterrupt: the memos keep only finished nodes, so they stay valid */
         return;
     }
-    double best_value = end_value(K, stones, nst), best_depth = 0.0;
+    double best_value = K->minimise ? -(double)pc_and(bel, K->first, lo, hi) : end_value(K, stones, nst);
+    double best_depth = 0.0;
     int best_order = -1, bao = -1, bap = -1;
 
     int avail[NPOT], navail = 0, classes[NPOT][2], ncls = 0;
@@ -930,6 +933,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 if (kd->res == o) memcpy(kd->st, stones, nst);
                 else replace_stone(stones, nst, i, kd->res, kd->st);
                 if (nch == 1) kd->w = total;
+                kd->b = 0.0;
+                if (K->minimise) continue; /* no bounds for the explorer */
                 int j = kd->oc;
                 for (int s = 0; s < nst; s++) {
                     m[s] = get_bmask(K, kd->st[s], colours, steps);
@@ -992,15 +997,16 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         double tol = TIE_TOLERANCE * fmax(1.0, fabs(best_value));
         double level = best_value >= floor ? best_value : floor;
         double ub = -cd.neg_ub;
-        if (ub < level - tol) {
+        if (!K->minimise && ub < level - tol) {
             if (ub >= best_value - tol && ub > pruned_ub) pruned_ub = ub;
             continue;
         }
         /* at best a tie in reward, and never fewer potions (nor an earlier action on equal potions) */
-        if (ub <= best_value + tol && (best_depth < 1.0 - 1e-9 || (best_depth <= 1.0 + 1e-9 && cd.order > best_order)))
+        if (!K->minimise && ub <= best_value + tol &&
+            (best_depth < 1.0 - 1e-9 || (best_depth <= 1.0 + 1e-9 && cd.order > best_order)))
             continue;
         double remaining = -cd.neg_ub * (double)total;
-        if (left - 1 >= 2) {
+        if (!K->minimise && left - 1 >= 2) {
             /* Children already searched give better bounds than the static one: their memoised value, or the
              * upper bound they returned under an earlier floor. The candidate may then be refuted at once. */
             Outc *ocr = get_outc(K, cd.o, cd.p);
@@ -1066,7 +1072,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             double rest = remaining - kd.b;
             Res r;
             search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, cf, ncf, 0,
-                   (target - value * (double)total - rest) / w, &r);
+                   K->minimise ? -INFINITY : (target - value * (double)total - rest) / w, &r);
             if (K->err) return;
             if (r.upper) {
                 if (value * (double)total + w * r.v + rest < target) {
@@ -1080,6 +1086,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             double prob = w / (double)total;
             value += prob * r.v;
             dep += prob * (r.d + 1.0);
+            if (K->minimise) continue;
             remaining -= kd.b;
             if (value * (double)total + remaining < target) {
                 bound = value + remaining / (double)total;
@@ -1120,6 +1127,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
 
 static void Kernel_dealloc(Kernel *K) {
     free(K->graph);
+    free(K->first);
     free(K->latpot);
     free(K->latent);
     free(K->obs);
@@ -1159,15 +1167,15 @@ static void *copy_bytes(const char *src, Py_ssize_t len) {
 
 /* Kernel(n, graph int32[n], latpot uint8[n*6], latent int8[n*108], obs uint8[n*8], ngraphs, trans int8[G*8*6],
  *        reach int8[G*8*64*8], bonus, memo_bytes (budget of the three memos), s0 bytes, stone_sym int32[48*108] or b"", colour_sym int32[48*6]
- *        or b"") */
+ *        or b""[, first uint64[nw]: the ideal explorer, whose objective counts the world states of these bits]) */
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     int n, ngraphs;
-    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym;
-    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, memo_bytes;
+    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym, *first = NULL;
+    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, memo_bytes, lfirst = 0;
     double bonus;
-    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla, &obs, &lob,
-                          &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym, &lss, &csym,
-                          &lcs))
+    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#|y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla, &obs,
+                          &lob, &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym, &lss,
+                          &csym, &lcs, &first, &lfirst))
         return -1;
     if (K->graph) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: already initialised");
@@ -1182,6 +1190,18 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     }
     K->n = n;
     K->nw = (n + 63) / 64;
+    if (first) { /* the ideal explorer: its objective counts world states with these bits */
+        if (lfirst != (Py_ssize_t)K->nw * 8) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: first must have one bit per world state bit");
+            return -1;
+        }
+        K->first = (uint64_t *)copy_bytes(first, lfirst);
+        if (!K->first) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        K->minimise = 1;
+    }
     K->ngraphs = ngraphs;
     K->graph = (int32_t *)copy_bytes(graph, lg);
     K->latpot = (uint8_t *)copy_bytes(latpot, llp);

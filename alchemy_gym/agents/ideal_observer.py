@@ -64,15 +64,15 @@ milliseconds to a few seconds. The tree is what costs: in pure Python (~65 µs a
 node) the first decision of evaluation episodes 1, 4, 3, 0 takes 3 s, 27 s,
 100 s and 300 s, episode 2 over 24 CPU-minutes.
 
-For the ideal observer and the search oracle the search runs in an optional C kernel
-(``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a compiler is available): a port of
+The search runs in an optional C kernel (``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a
+compiler is available), for the ideal observer, the search oracle and the ideal explorer: a port of
 ``Planner._search`` with bit-identical values and expected depths, the same decisions and the same nodes
 (see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memos have a memory budget
 (``memo_mb``, default 256 MB) and, once full, replace the entries of the nodes with the fewest potions left
 instead of clearing everything as the Python memo does: the hard first trials stop searching the same
-subtrees again (episode 2: 63M nodes with Python's 2M-entry memos, 9.8M with the kernel's). First decision
-of evaluation episodes 1, 4, 3, 0, 8, 2 with the kernel: 0.12 s, 1.1 s, 4 s, 8 s, 28 s, 35 s.
-``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search; the ideal explorer always uses it.
+subtrees again (episode 2: 63M nodes with Python's 2M-entry memos, 8.3M with the kernel's). First decision
+of evaluation episodes 1, 4, 3, 0, 8, 2, 13 with the kernel: 0.12 s, 0.8 s, 3.2 s, 6.7 s, 21 s, 35 s, 108 s.
+``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
 """
 
 from __future__ import annotations
@@ -555,8 +555,8 @@ class Planner:
         return state
 
     def kernel_active(self) -> bool:
-        """Whether searches run in the C kernel: built, not the ideal explorer, ``ALCHEMY_GYM_PURE_PYTHON`` unset."""
-        return not self.minimise and kernel_available()
+        """Whether searches run in the C kernel: built and ``ALCHEMY_GYM_PURE_PYTHON`` unset."""
+        return kernel_available()
 
     def _get_kernel(self):
         """The trial's C kernel: the frame's per-bit tables, the symmetry tables; its memos live for the trial."""
@@ -579,6 +579,7 @@ class Planner:
                 bytes(self._s0),
                 stone_sym,
                 colour_sym,
+                *((self.frame.first.to_bytes((index.size + 63) // 64 * 8, "little"),) if self.minimise else ()),
             )
             self._kernel_nbytes = (index.size + 63) // 64 * 8
         return self._kernel
