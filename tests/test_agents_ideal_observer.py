@@ -297,3 +297,55 @@ def test_published_first_trial_decisions_are_ours_or_ties(episode):
             assert their_value == pytest.approx(d.value, rel=1e-9, abs=1e-9)
             assert their_depth >= d.potions - 1e-9
     assert same >= 3 and differ >= 1  # these episodes' published first trials do contain ties
+
+
+def test_symmetry_class_permutations_map_observations():
+    """Each stone-cube symmetry and colour relabelling permutes the world-state classes so that observations
+    follow: the image world state turns the relabelled stone in the relabelled colour into the relabelled
+    result (checked on random world states, every possible stone and colour)."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    stone_maps, colour_maps, _, _, cls, sperm, cperm, _ = model.symmetries()
+    first_of_class = np.full(cls.max() + 1, -1)
+    first_of_class[cls[::-1]] = np.arange(model.size)[::-1]
+    possible = np.flatnonzero((model.latent >= 0).any(axis=0))
+    rs = np.random.RandomState(0)
+    worlds = rs.choice(model.size, 40, replace=False)
+    for g, h in [(5, 0), (0, 7), (17, 20), (40, 47), (24, 33)]:
+        smap, cmap = stone_maps[g], colour_maps[h]
+        images = first_of_class[cperm[h][sperm[g][cls[worlds]]]]
+        relabel = np.append(smap, -1)
+        for o in possible:
+            for p in range(6):
+                before = model.outcomes(worlds, int(o), p)
+                after = model.outcomes(images, int(smap[o]), int(cmap[p]))
+                assert (after == relabel[before]).all()
+    # the identity and a composition
+    assert (sperm[0] == np.arange(sperm.shape[1])).all() and (cperm[0] == np.arange(cperm.shape[1])).all()
+
+
+def test_symmetric_nodes_share_a_key():
+    """Two nodes that a symmetry maps onto each other (stones, potion counts and belief) get the same memo key,
+    after an informative observation too; a belief that is no image of it gets another key."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    stone_maps, colour_maps, _, _, cls, sperm, cperm, _ = model.symmetries()
+    stones = (stone_obs((1, 1, 1), 3), stone_obs((-1, 1, 1), 1))
+    g = next(g for g in range(1, 48) if all(stone_maps[g][x] == x for x in stones))  # fixes the stones seen
+    planner = Planner(model)
+    planner.new_trial(list(stones))
+    full = planner.belief
+    planner.observe(stones[0], 1, planner._outcomes(stones[0], 1)[-1][0])
+    index, bits = planner.frame.index, planner.belief
+    assert 0 < bits.bit_count() < full.bit_count()
+    member = np.array([(bits >> b) & 1 for b in range(index.size)], dtype=bool)
+    potions = (2, 1, 0, 3, 1, 1)
+    key = planner._canonical(stones, potions, bits)
+    for h in (0, 3, 9, 40):
+        image_potions = [0] * 6
+        for p in range(6):
+            image_potions[colour_maps[h][p]] = potions[p]
+        # the image belief: the frame bits whose world state's class is the image of a class of the belief
+        image_classes = set(cperm[h][sperm[g][cls[index[member]]]].tolist())
+        image = sum(1 << b for b in range(index.size) if cls[index[b]] in image_classes)
+        assert image.bit_count() == bits.bit_count()
+        assert planner._canonical(stones, tuple(image_potions), image) == key
+    assert planner._canonical(stones, potions, full) != key

@@ -1,13 +1,14 @@
 /* C kernel of the ideal observer's expectimax (alchemy_gym.agents.ideal_observer.Planner._search).
  *
- * A line-by-line port of the Python search in non-minimise mode (the ideal observer and the search oracle):
+ * A line-by-line port of the Python search (the ideal observer, the search oracle and the ideal explorer):
  * same floors and fail-low upper bounds, same two memos (more than two potions left / two left) and the same
- * keys in them (symmetry keys included), same colour-class skipping, same bound ordering and
+ * keys in them (symmetry keys: the same group element chosen), same colour-class skipping, same action order and
  * the same floating point operations in the same order, so values, expected depths and decisions are those
  * of the Python code. The memos differ in how they are bounded: Python clears a dict when it holds
  * ``max_memo`` entries; here each table has a byte budget and, once full, replaces the entries of nodes with
- * the fewest potions left (see Table). Until a budget is reached both search the same nodes. Beliefs are bitsets of 64-bit words over the trial's frame; memo keys are 128-bit
- * hashes (the Python version uses 128-bit blake2b digests and tuple hashes).
+ * the fewest potions left (see Table). Until a budget is reached both search the same nodes. Beliefs are
+ * bitsets of 64-bit words over the trial's frame; memo keys are 128-bit hashes (the Python version uses
+ * 128-bit blake2b digests and tuple hashes).
  *
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
  * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
@@ -32,7 +33,7 @@
 #define NSYM 48
 #define MAX_PATH 7
 #define MAXST 16
-#define MAXF 64
+#define MAXLEFT 48 /* potions at the root of a search (the depth of its scratch buffers) */
 #define TIE_TOLERANCE 1e-9
 
 /* Portable builds (no -march): the bit loops get a POPCNT clone chosen at load time where GCC and glibc allow
@@ -297,14 +298,15 @@ typedef struct {
 
 typedef struct {
     double neg_ub, key;
-    int order, o, p, i, nk, kid0, new_touched, fp;
+    int order, o, p, i, nk, kid0, new_touched;
 } Cand;
 
 typedef struct {
     uint8_t st[MAXST];
-    int res, oc;
+    int res, oc, keyed; /* keyed: k0, k1 hold the child's memo key (computed when its bound was refined) */
     int64_t w;
     double b;
+    uint64_t k0, k1;
 } Kid;
 
 typedef struct {
@@ -344,6 +346,12 @@ typedef struct {
     int sym_mode;
     int colour_order[NPOT];
     long long nodes;
+    int ncls;          /* world-state classes (see WorldModel.symmetries) */
+    int32_t *bitcls;   /* class of each bit (n; -1 for the copies after a world state's first bit) */
+    uint64_t *firstmask; /* nw words: the first bit of each world state */
+    int32_t *scperm, *ccperm; /* class permutation of each stone map, of each colour map (48 x ncls each) */
+    int *clbuf;        /* scratch: the classes of a belief */
+    uint64_t *mixa, *mixb; /* the two mixes of each class id summed by a belief's digest */
     int minimise;    /* the ideal explorer: value -(world states left at trial end); no bounds, floors or pruning */
     uint64_t *first; /* one bit per distinct world state (nw words), to count world states */
     int maxdepth;
@@ -590,7 +598,6 @@ static void isort(int *a, int n) {
     }
 }
 
-/* sym key of (sorted stones, potions, facts): least image under the group, as _canonical. */
 /* Least image so far (``best``) and the group elements reaching it (bit g of ``elements``). */
 static inline void keep_least(const int *img, int *best, int len, int g, int *have, uint64_t *elements) {
     int c = *have ? cmp_lex(img, best, len) : -1;
@@ -603,8 +610,11 @@ static inline void keep_least(const int *img, int *best, int len, int g, int *ha
     }
 }
 
-static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const int *facts, int nf,
-                     uint64_t *k0, uint64_t *k1) {
+/* Symmetry key of a node (as Planner._canonical): among the group elements giving the least image of the sorted
+ * stones (then of the stones seen) and of the potion counts, the image of the belief (``bel & mask`` when mask
+ * is given, words lo..hi-1) with the least order-free digest of its world-state classes. */
+static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const uint64_t *bel,
+                     const uint64_t *mask, int lo, int hi, uint64_t *k0, uint64_t *k1) {
     uint64_t sk0 = 0, sk1 = 0;
     for (int i = 0; i < nst; i++) {
         if (i < 8) sk0 |= (uint64_t)(sorted[i] + 1) << (8 * i);
@@ -662,30 +672,42 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
     h_add(&h, es->y);
     h_add(&h, ep->x);
     h_add(&h, ep->y);
-    h_add(&h, (uint64_t)nf);
-    if (nf) {
-        const int n = NOBS, nn = NOBS * NOBS;
-        int best[MAXF], img[MAXF], have = 0;
-        uint64_t ge = es->z, pe = ep->z;
-        int fp[MAXF], spart[MAXF];
-        for (int i = 0; i < nf; i++) fp[i] = facts[i] / nn;
-        for (int g = 0; g < NSYM; g++) {
-            if (!(ge >> g & 1)) continue;
-            const int *st = K->stone_sym[g];
-            for (int i = 0; i < nf; i++) spart[i] = st[facts[i] / n % n] * n + st[facts[i] % n];
-            for (int hh = 0; hh < NSYM; hh++) {
-                if (!(pe >> hh & 1)) continue;
-                const int *ct = K->colour_sym[hh];
-                for (int i = 0; i < nf; i++) img[i] = ct[fp[i]] * nn + spart[i];
-                isort(img, nf);
-                if (!have || cmp_lex(img, best, nf) < 0) {
-                    memcpy(best, img, sizeof(int) * nf);
-                    have = 1;
-                }
+    /* the belief's classes (one bit per world state: the first of its copies) */
+    int nc = 0;
+    int *cl = K->clbuf;
+    for (int i = lo; i < hi; i++) {
+        uint64_t x = bel[i] & K->firstmask[i];
+        if (mask) x &= mask[i];
+        while (x) {
+            cl[nc++] = K->bitcls[(size_t)i * 64 + (size_t)__builtin_ctzll(x)];
+            x &= x - 1;
+        }
+    }
+    uint64_t ga = 0, gb = 0;
+    int have = 0;
+    int *sc = cl + nc; /* the classes' images under the stone map */
+    for (int g = 0; g < NSYM; g++) {
+        if (!(es->z >> g & 1)) continue;
+        const int32_t *sp = K->scperm + (size_t)g * K->ncls;
+        for (int j = 0; j < nc; j++) sc[j] = sp[cl[j]];
+        for (int hh = 0; hh < NSYM; hh++) {
+            if (!(ep->z >> hh & 1)) continue;
+            const int32_t *cp = K->ccperm + (size_t)hh * K->ncls;
+            uint64_t a = 0, b = 0;
+            for (int j = 0; j < nc; j++) {
+                int32_t c = cp[sc[j]];
+                a += K->mixa[c];
+                b += K->mixb[c];
+            }
+            if (!have || a < ga || (a == ga && b < gb)) {
+                ga = a;
+                gb = b;
+                have = 1;
             }
         }
-        for (int i = 0; i < nf; i++) h_add(&h, (uint64_t)best[i]);
     }
+    h_add(&h, ga);
+    h_add(&h, gb);
     h_final(&h, k0, k1);
     return 0;
 }
@@ -766,11 +788,6 @@ static int ensure_scratch(Kernel *K, int depth, int ncand, int nkids) {
     return 0;
 }
 
-static void memo_store(Kernel *K, Table *t, uint64_t k0, uint64_t k1, uint64_t s0, uint64_t s1, int sym, int prio,
-                       double v, double d) {
-    if (table_put(t, k0, k1, prio, v, d) < 0) K->err = 1;
-    if (sym && table_put(t, s0, s1, prio, v, d) < 0) K->err = 1;
-}
 
 /* Digest of a node: the belief's words lo..hi-1 (``bel & mask`` when ``mask`` is given, else ``bel``), its
  * sorted stones and its potion counts. */
@@ -810,7 +827,7 @@ static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) 
 }
 
 static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const int *pot, int lo, int hi,
-                   int64_t total, int touched, const int *facts, int nf, int root, double floor, Res *out) {
+                   int64_t total, int touched, int root, double floor, const uint64_t *key, Res *out) {
     const int nw = K->nw;
     const uint64_t *bel = K->bel + (size_t)depth * nw;
     int left = 0;
@@ -830,8 +847,16 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     }
     uint8_t sorted[MAXST];
     sort_stones(stones, nst, sorted);
-    uint64_t k0, k1, s0 = 0, s1 = 0;
-    node_key(bel, NULL, lo, hi, sorted, nst, pot, &k0, &k1);
+    uint64_t k0, k1;
+    int sym = K->sym_mode;
+    if (key) { /* computed by the caller */
+        k0 = key[0];
+        k1 = key[1];
+    } else if (sym) {
+        if (canonical(K, sorted, nst, pot, bel, NULL, lo, hi, &k0, &k1) < 0) return;
+    } else {
+        node_key(bel, NULL, lo, hi, sorted, nst, pot, &k0, &k1);
+    }
     Table *memo = left > 2 ? &K->deep : &K->shallow;
     if (!root) {
         Entry *e = table_find(memo, k0, k1);
@@ -841,23 +866,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             return;
         }
     }
-    int sym = K->sym_mode;
-    if (sym) {
-        if (canonical(K, sorted, nst, pot, facts, nf, &s0, &s1) < 0) return;
-        if (!root) {
-            Entry *e = table_find(memo, s0, s1);
-            if (e) {
-                double v = e->v, d = e->d;
-                if (table_put(memo, k0, k1, left, v, d) < 0) K->err = 1;
-                out->v = v;
-                out->d = d;
-                return;
-            }
-        }
-    }
     if (floor > -INFINITY) {
         Entry *e = table_find(&K->upper, k0, k1);
-        if (!e && sym) e = table_find(&K->upper, s0, s1);
         if (e && e->v < floor) {
             out->v = e->v;
             out->upper = 1;
@@ -934,6 +944,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 else replace_stone(stones, nst, i, kd->res, kd->st);
                 if (nch == 1) kd->w = total;
                 kd->b = 0.0;
+                kd->keyed = 0;
                 if (K->minimise) continue; /* no bounds for the explorer */
                 int j = kd->oc;
                 for (int s = 0; s < nst; s++) {
@@ -974,7 +985,6 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             cd->nk = nch;
             cd->kid0 = kid0;
             cd->new_touched = nch == 1 ? touched : touched | 1 << (p >> 1);
-            cd->fp = (nch > 1 && sym) ? (p * NOBS + o) * NOBS : -1;
             nkids += nch;
         }
     }
@@ -990,7 +1000,6 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     }
     if (K->err) return;
     double pruned_ub = -INFINITY;
-    int kfacts[MAXF];
     for (int ci = 0; ci < ncand; ci++) {
         S = &K->scr[depth];
         Cand cd = S->c[ci];
@@ -1025,7 +1034,14 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 uint8_t cs[MAXST];
                 sort_stones(kd->st, nst, cs);
                 uint64_t c0, c1;
-                node_key(bel, mk, l, h, cs, nst, rp, &c0, &c1);
+                if (sym) {
+                    if (canonical(K, cs, nst, rp, bel, mk, l, h, &c0, &c1) < 0) return;
+                } else {
+                    node_key(bel, mk, l, h, cs, nst, rp, &c0, &c1);
+                }
+                kd->keyed = 1;
+                kd->k0 = c0;
+                kd->k1 = c1;
                 Entry *e = table_find(cm, c0, c1);
                 if (e) {
                     kd->b = (double)kd->w * e->v;
@@ -1050,19 +1066,6 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         Outc *oc = get_outc(K, cd.o, cd.p);
         for (int c = 0; c < cd.nk; c++) {
             Kid kd = K->scr[depth].k[cd.kid0 + c];
-            const int *cf = facts;
-            int ncf = nf;
-            if (cd.fp >= 0) {
-                if (nf + 1 > MAXF) {
-                    K->err = 2;
-                    return;
-                }
-                memcpy(kfacts, facts, sizeof(int) * nf);
-                kfacts[nf] = cd.fp + kd.res;
-                isort(kfacts, nf + 1);
-                cf = kfacts;
-                ncf = nf + 1;
-            }
             /* the child belief, in the next depth's buffer */
             int j = kd.oc;
             int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
@@ -1071,8 +1074,9 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             double w = (double)kd.w;
             double rest = remaining - kd.b;
             Res r;
-            search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, cf, ncf, 0,
-                   K->minimise ? -INFINITY : (target - value * (double)total - rest) / w, &r);
+            uint64_t kk[2] = {kd.k0, kd.k1};
+            search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, 0,
+                   K->minimise ? -INFINITY : (target - value * (double)total - rest) / w, kd.keyed ? kk : NULL, &r);
             if (K->err) return;
             if (r.upper) {
                 if (value * (double)total + w * r.v + rest < target) {
@@ -1080,7 +1084,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                     cut = 1;
                     break;
                 }
-                search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, cf, ncf, 0, -INFINITY, &r);
+                search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, 0, -INFINITY,
+                       kd.keyed ? kk : NULL, &r);
                 if (K->err) return;
             }
             double prob = w / (double)total;
@@ -1110,12 +1115,12 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     }
     if (pruned_ub >= best_value - TIE_TOLERANCE * fmax(1.0, fabs(best_value))) {
         double upper = pruned_ub > best_value ? pruned_ub : best_value;
-        memo_store(K, &K->upper, k0, k1, s0, s1, sym, left, upper, 0.0);
+        if (table_put(&K->upper, k0, k1, left, upper, 0.0) < 0) K->err = 1;
         out->v = upper;
         out->upper = 1;
         return;
     }
-    memo_store(K, memo, k0, k1, s0, s1, sym, left, best_value, best_depth);
+    if (table_put(memo, k0, k1, left, best_value, best_depth) < 0) K->err = 1;
     out->v = best_value;
     out->d = best_depth;
     out->has_action = 1;
@@ -1128,6 +1133,13 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
 static void Kernel_dealloc(Kernel *K) {
     free(K->graph);
     free(K->first);
+    free(K->bitcls);
+    free(K->firstmask);
+    free(K->scperm);
+    free(K->ccperm);
+    free(K->clbuf);
+    free(K->mixa);
+    free(K->mixb);
     free(K->latpot);
     free(K->latent);
     free(K->obs);
@@ -1166,16 +1178,19 @@ static void *copy_bytes(const char *src, Py_ssize_t len) {
 }
 
 /* Kernel(n, graph int32[n], latpot uint8[n*6], latent int8[n*108], obs uint8[n*8], ngraphs, trans int8[G*8*6],
- *        reach int8[G*8*64*8], bonus, memo_bytes (budget of the three memos), s0 bytes, stone_sym int32[48*108] or b"", colour_sym int32[48*6]
- *        or b""[, first uint64[nw]: the ideal explorer, whose objective counts the world states of these bits]) */
+ *        reach int8[G*8*64*8], bonus, memo_bytes (budget of the three memos), s0 bytes,
+ *        then the symmetry group or five b"": stone_sym int32[48*108], colour_sym int32[48*6], class of each bit
+ *        int32[n] (-1 after a world state's first bit), class permutations of the stone maps int32[48*C] and of
+ *        the colour maps int32[48*C],
+ *        [, first uint64[nw]: the ideal explorer, whose objective counts the world states of these bits]) */
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     int n, ngraphs;
-    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym, *first = NULL;
-    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, memo_bytes, lfirst = 0;
+    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym, *bcls, *scp, *ccp, *first = NULL;
+    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, lbc, lscp, lccp, memo_bytes, lfirst = 0;
     double bonus;
-    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#|y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla, &obs,
-                          &lob, &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym, &lss,
-                          &csym, &lcs, &first, &lfirst))
+    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#y#y#y#|y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla,
+                          &obs, &lob, &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym,
+                          &lss, &csym, &lcs, &bcls, &lbc, &scp, &lscp, &ccp, &lccp, &first, &lfirst))
         return -1;
     if (K->graph) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: already initialised");
@@ -1184,7 +1199,8 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     if (n <= 0 || lg != (Py_ssize_t)n * 4 || llp != (Py_ssize_t)n * NPOT || lla != (Py_ssize_t)n * NOBS ||
         lob != (Py_ssize_t)n * NLAT || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT ||
         lre != (Py_ssize_t)ngraphs * NLAT * 64 * 8 || ls0 > NOBS ||
-        (lss && lss != NSYM * NOBS * 4) || (lcs && lcs != NSYM * NPOT * 4) || (!lss) != (!lcs) || memo_bytes < 1) {
+        (lss && lss != NSYM * NOBS * 4) || (lcs && lcs != NSYM * NPOT * 4) || (!lss) != (!lcs) ||
+        (lss && (lbc != (Py_ssize_t)n * 4 || lscp == 0 || lscp % (NSYM * 4) || lccp != lscp)) || memo_bytes < 1) {
         PyErr_SetString(PyExc_ValueError, "_search.Kernel: inconsistent table sizes");
         return -1;
     }
@@ -1231,6 +1247,34 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             for (int o = 0; o < NOBS; o++) K->stone_sym[g][o] = ss[g * NOBS + o];
             for (int p = 0; p < NPOT; p++) K->colour_sym[g][p] = cs[g * NPOT + p];
         }
+        K->ncls = (int)(lscp / (NSYM * 4));
+        K->bitcls = (int32_t *)copy_bytes(bcls, lbc);
+        K->scperm = (int32_t *)copy_bytes(scp, lscp);
+        K->ccperm = (int32_t *)copy_bytes(ccp, lccp);
+        K->firstmask = (uint64_t *)calloc((size_t)K->nw, sizeof(uint64_t));
+        K->clbuf = (int *)malloc(sizeof(int) * (size_t)n * 2);
+        K->mixa = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->ncls);
+        K->mixb = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->ncls);
+        if (!K->bitcls || !K->scperm || !K->ccperm || !K->firstmask || !K->clbuf || !K->mixa || !K->mixb) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (int c = 0; c < K->ncls; c++) {
+            K->mixa[c] = fmix64((uint64_t)c * P1 + P3);
+            K->mixb[c] = fmix64((uint64_t)c * P2 + P4);
+        }
+        for (int b = 0; b < n; b++) {
+            if (K->bitcls[b] >= K->ncls) {
+                PyErr_SetString(PyExc_ValueError, "_search.Kernel: class index out of range");
+                return -1;
+            }
+            if (K->bitcls[b] >= 0) K->firstmask[b >> 6] |= 1ULL << (b & 63);
+        }
+        for (size_t i = 0; i < (size_t)NSYM * K->ncls; i++)
+            if (K->scperm[i] < 0 || K->scperm[i] >= K->ncls || K->ccperm[i] < 0 || K->ccperm[i] >= K->ncls) {
+                PyErr_SetString(PyExc_ValueError, "_search.Kernel: class permutation out of range");
+                return -1;
+            }
     }
     /* memo budget: half for the deep memo, a quarter each for the shallow memo and the upper bounds */
     size_t slots = 1 << 12;
@@ -1279,31 +1323,29 @@ static int int_seq(PyObject *seq, int *out, int maxn, const char *what) {
     return (int)m;
 }
 
-/* search(stones, potions, belief bytes (little endian, nw*8 bytes), total, touched, facts, root, floor,
+/* search(stones, potions, belief bytes (little endian, nw*8 bytes), total, touched, root, floor,
  *        sym_mode, colour_order) -> (value, depth or None, action or None, nodes) */
 static PyObject *Kernel_search(Kernel *K, PyObject *args) {
-    PyObject *ost, *opot, *ofacts, *ocol;
+    PyObject *ost, *opot, *ocol;
     const char *belief;
     Py_ssize_t lb;
     long long total;
     int touched, root, sym_mode;
     double floor;
-    if (!PyArg_ParseTuple(args, "OOy#LiOpdpO", &ost, &opot, &belief, &lb, &total, &touched, &ofacts, &root, &floor,
-                          &sym_mode, &ocol))
+    if (!PyArg_ParseTuple(args, "OOy#LipdpO", &ost, &opot, &belief, &lb, &total, &touched, &root, &floor, &sym_mode,
+                          &ocol))
         return NULL;
     if (!K->deep.t) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: not initialised");
         return NULL;
     }
-    int st[MAXST], pot[NPOT], facts[MAXF], col[NPOT];
+    int st[MAXST], pot[NPOT], col[NPOT];
     int nst = int_seq(ost, st, MAXST, "stones");
     if (nst < 0) return NULL;
     if (int_seq(opot, pot, NPOT, "potions") != NPOT) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "potions: six counts");
         return NULL;
     }
-    int nf = int_seq(ofacts, facts, MAXF - 16, "facts");
-    if (nf < 0) return NULL;
     if (int_seq(ocol, col, NPOT, "colour_order") != NPOT) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "colour_order: six colours");
         return NULL;
@@ -1328,7 +1370,7 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
             return NULL;
         }
     }
-    if (left + nf >= MAXF - 1) {
+    if (left > MAXLEFT) {
         PyErr_SetString(PyExc_ValueError, "too many potions");
         return NULL;
     }
@@ -1359,10 +1401,9 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
     K->err = 0;
     long long before = K->nodes;
     Res r;
-    search(K, 0, stones, nst, pot, lo, hi, (int64_t)total, touched, facts, nf, root, floor, &r);
+    search(K, 0, stones, nst, pot, lo, hi, (int64_t)total, touched, root, floor, NULL, &r);
     if (K->err) {
-        if (K->err == 2) PyErr_SetString(PyExc_ValueError, "too many facts");
-        else if (K->err != 3 || !PyErr_Occurred()) PyErr_NoMemory();
+        if (K->err != 3 || !PyErr_Occurred()) PyErr_NoMemory();
         return NULL;
     }
     PyObject *d, *a;

@@ -25,16 +25,17 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
 *and* cheaper than dm_alchemy's:
 
 * states are canonical (sorted stones, potion counts per colour, the belief
-  bitset) and memoised for the current trial in a bounded dict keyed by a
-  128-bit digest of the three;
-* while the episode has learnt nothing beyond which stones exist (the first
-  trial), the belief is the prior restricted by the stones seen and the facts
-  observed this trial, and the prior is invariant under the 48 symmetries of
-  the perceived stone cube and the 48 colour relabellings (checked on the
-  level's world states): nodes are also keyed by the least image of (stones,
-  stones seen, potion counts, facts) under that group, so symmetric nodes are
-  searched once. The root is always searched (a stored action belongs to the
-  representative);
+  bitset) and memoised for the current trial in bounded dicts;
+* the prior is invariant under the 48 symmetries of the perceived stone cube
+  and the 48 colour relabellings (checked on the level's world states, which
+  the group permutes): a node is keyed by its image under one group element
+  chosen from the node alone — among the elements giving the least image of
+  its stones (then of the stones seen in the episode) and of its potion
+  counts, the one whose image of the belief has the least 128-bit digest — so
+  nodes that a symmetry maps onto each other, or that reach the same belief
+  by different observations, are searched once (on hard first trials about
+  40 % fewer nodes than keying by the belief and by the observations made).
+  The root is always searched (a stored action belongs to the representative);
 * bitsets are re-indexed at each trial start over the world states still
   possible, a world state of prior weight ``k`` getting ``k`` bits, so a
   belief's mass is one ``bit_count``;
@@ -160,6 +161,25 @@ def _node_key(stones, potions, belief: int, nbytes: int) -> int:
 _MASK64 = (1 << 64) - 1
 
 
+def _fmix64(k: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser on uint64 arrays (wrapping arithmetic, as in the C kernel)."""
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xFF51AFD7ED558CCD)
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xC4CEB9FE1A85EC53)
+    return k ^ (k >> np.uint64(33))
+
+
+def _class_mixes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two 64-bit mixes of each class id 0..n-1 whose sums (mod 2**64) digest a set of classes, order-free
+    (the same values as the C kernel's)."""
+    c = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        a = _fmix64(c * np.uint64(0x9E3779B185EBCA87) + np.uint64(0x165667B19E3779F9))
+        b = _fmix64(c * np.uint64(0xC2B2AE3D27D4EB4F) + np.uint64(0xD6E8FEB86659FD93))
+    return a, b
+
+
 def _to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
@@ -220,37 +240,77 @@ def _colour_symmetries() -> list[np.ndarray]:
     return out
 
 
-def _is_symmetry(table: np.ndarray, stones: np.ndarray, weight: np.ndarray, smap: np.ndarray, cmap: np.ndarray) -> bool:
-    """Whether relabelling stones by ``smap`` and colours by ``cmap`` maps the prior onto itself.
+def _fingerprints(table: np.ndarray) -> np.ndarray:
+    """(N, 2) int64: two independent random projections of each world state's outcome table (equal rows, equal
+    fingerprints; distinct rows collide with probability about 2**-128)."""
+    flat = table.reshape(table.shape[0], -1).astype(np.int64) + 1
+    keys = np.random.RandomState(0).randint(1, 1 << 62, size=(flat.shape[1], 2), dtype=np.int64)
+    return np.concatenate([flat[i : i + 4096] @ keys for i in range(0, len(flat), 4096)])
 
-    ``table[w, i, p]`` is the perceived stone that stone ``stones[i]`` becomes in colour ``p`` under world
-    state ``w`` (-1: the stone is impossible); ``stones`` are the stones possible under some world state. The
-    relabelling is a symmetry iff the multiset of (relabelled table, prior weight) over world states is the
-    multiset of (table, weight): then a bijection of the world states preserves the prior and maps every
-    observation onto the relabelled observation."""
+
+def _moved(table: np.ndarray, stones: np.ndarray, smap: np.ndarray, cmap: np.ndarray) -> np.ndarray | None:
+    """The outcome table of the image of each world state under relabelling stones by ``smap`` and colours by
+    ``cmap`` (``table[w, i, p]``: what stone ``stones[i]`` becomes in colour ``p``, -1 impossible), or None when
+    the relabelling does not map the possible stones onto themselves."""
     if set(smap[stones].tolist()) != set(stones.tolist()):
-        return False
+        return None
     column = np.full(NUM_STONE_OBS, -1, dtype=np.int64)
     column[stones] = np.arange(stones.size)
     sinv = column[np.argsort(smap)[stones]]  # column of the stone that lands on stones[i]
     moved = table[:, sinv][:, :, np.argsort(cmap)]
     relabel = np.append(smap, -1).astype(np.int16)  # index -1 (impossible) stays -1
-    moved = relabel[moved]
-    key = np.random.RandomState(0).randint(1, 1 << 62, size=table.shape[1] * table.shape[2], dtype=np.int64)
+    return relabel[moved]
 
-    def fingerprints(t):
-        flat = t.reshape(t.shape[0], -1)
-        f = np.concatenate([(flat[i : i + 4096].astype(np.int64) + 1) @ key for i in range(0, len(flat), 4096)])
-        order = np.lexsort((weight, f))
-        return f[order], weight[order]
 
-    a, b = fingerprints(table), fingerprints(moved)
-    return bool((a[0] == b[0]).all() and (a[1] == b[1]).all())
+def _class_perm(classes: dict, moved_fp: np.ndarray, cls: np.ndarray, weight: np.ndarray):
+    """The permutation of world-state classes induced by a relabelling (None if it is not a symmetry of the
+    prior: some image is no world state, two classes meet, or a prior weight changes)."""
+    n = len(classes)
+    perm = np.full(n, -1, dtype=np.int64)
+    for w in range(moved_fp.shape[0]):
+        c = cls[w]
+        if perm[c] >= 0:
+            continue
+        target = classes.get((int(moved_fp[w, 0]), int(moved_fp[w, 1]), int(weight[w])))
+        if target is None:
+            return None
+        perm[c] = target
+    if len(set(perm.tolist())) != n:
+        return None
+    return perm
+
+
+def _closure(generators: list[int], tables: list[np.ndarray], perms: dict) -> list[np.ndarray] | None:
+    """Class permutations of every element of a group (elements given by their ``tables``, element 0 the
+    identity) from those of its generators: breadth first over compositions."""
+    index = {tuple(t.tolist()): i for i, t in enumerate(tables)}
+    out: dict[int, np.ndarray] = {0: np.arange(len(next(iter(perms.values()))))}
+    frontier = [0]
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for g in generators:
+                i = index.get(tuple(tables[g][tables[a]].tolist()))  # apply a, then g
+                if i is None:
+                    return None
+                perm = perms[g][out[a]]
+                if i in out:
+                    if not np.array_equal(out[i], perm):
+                        return None
+                    continue
+                out[i] = perm
+                nxt.append(i)
+        frontier = nxt
+    if len(out) != len(tables):
+        return None
+    return [out[i] for i in range(len(tables))]
 
 
 def _symmetry_tables(model: WorldModel):
-    """``(stone maps, colour maps)`` of the symmetry group of the prior (stone cube × colour relabelling), or
-    None when some generator is not a symmetry (levels with rotations, restricted maps, one chemistry)."""
+    """The symmetry group of the prior (stone cube × colour relabelling), or None when some generator is not a
+    symmetry (levels with rotations, restricted maps, one chemistry): ``(stone maps, colour maps, class of each
+    world state, class permutation of each stone map, of each colour map)``. World states with the same outcome
+    table and weight form a class (no observation ever separates them); each symmetry permutes the classes."""
     if model.size < 2 or len(set(model.rotation.tolist())) > 1 or not model.all_potion_maps:
         return None
     stones, colours = _stone_symmetries(), _colour_symmetries()
@@ -260,13 +320,27 @@ def _symmetry_tables(model: WorldModel):
     for i, o in enumerate(possible):
         for p in range(NUM_POTION_TYPES):
             table[:, i, p] = model.outcomes(index, int(o), p)
+    fp = _fingerprints(table)
+    keys = list(zip(fp[:, 0].tolist(), fp[:, 1].tolist(), model.weight.tolist()))
+    classes: dict = {}
+    cls = np.empty(model.size, dtype=np.int64)
+    for w, key in enumerate(keys):
+        cls[w] = classes.setdefault(key, len(classes))
     # generators: one flip, a transposition and a 3-cycle of the axes (elements 1, 8 and 24 of the lists)
-    for g in (1, 8, 24):
-        if not _is_symmetry(table, possible, model.weight, stones[g], colours[0]):
-            return None
-        if not _is_symmetry(table, possible, model.weight, stones[0], colours[g]):
-            return None
-    return stones, colours
+    generators = (1, 8, 24)
+    sperm, cperm = {}, {}
+    for g in generators:
+        for perms, smap, cmap in ((sperm, stones[g], colours[0]), (cperm, stones[0], colours[g])):
+            moved = _moved(table, possible, smap, cmap)
+            perm = None if moved is None else _class_perm(classes, _fingerprints(moved), cls, model.weight)
+            if perm is None:
+                return None
+            perms[g] = perm
+    stone_perms = _closure(list(generators), stones, sperm)
+    colour_perms = _closure(list(generators), colours, cperm)
+    if stone_perms is None or colour_perms is None:
+        return None
+    return stones, colours, cls, np.array(stone_perms), np.array(colour_perms)
 
 
 class WorldModel:
@@ -314,14 +388,25 @@ class WorldModel:
         self._symmetries: tuple | None = None
 
     def symmetries(self):
-        """``(stone maps, colour maps, as lists)`` of the prior's symmetry group, or None (computed once)."""
+        """The prior's symmetry group, or None (computed once): ``(stone maps, colour maps, the same as lists,
+        class of each world state, class permutations of the stone maps (48, C), of the colour maps (48, C),
+        the two mixes of each class summed by a belief's digest)``."""
         if self._symmetries is None:
             tables = _symmetry_tables(self)
             if tables is None:
                 self._symmetries = (None,)
             else:
-                stones, colours = tables
-                self._symmetries = (stones, colours, [t.tolist() for t in stones], [t.tolist() for t in colours])
+                stones, colours, cls, sperm, cperm = tables
+                self._symmetries = (
+                    stones,
+                    colours,
+                    [t.tolist() for t in stones],
+                    [t.tolist() for t in colours],
+                    cls,
+                    sperm,
+                    cperm,
+                    _class_mixes(sperm.shape[1]),
+                )
         return None if self._symmetries[0] is None else self._symmetries
 
     def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
@@ -413,11 +498,10 @@ class Planner:
         #: is a symmetry of the prior only when every potion map is possible.
         self.touched = 0 if model.all_potion_maps else 0b111
         self.colour_order: tuple[int, ...] = tuple(range(NUM_POTION_TYPES))
-        # Symmetry keys (see _canonical): the trial's belief is the prior restricted by the stones seen and the
-        # informative observations of this trial (``facts``, sorted codes ``(p * 108 + o) * 108 + result``).
+        # Symmetry keys (see _canonical): nodes are keyed by an image of (stones, potion counts, belief) under the
+        # symmetry group of the prior, chosen from the node alone.
         self.sym_mode = False
-        self.facts: tuple[int, ...] = ()
-        self._informative = False  # some observation of the episode narrowed the belief beyond the stones
+        self._bit_class = np.zeros(0, dtype=np.int64)  # class (see WorldModel.symmetries) of each first-copy bit
         self._seen: set[int] = set()
         self._s0: tuple[int, ...] = ()
         self._canon_stones: dict = {}
@@ -462,8 +546,10 @@ class Planner:
         self._upper.clear()
         self._outcome_cache.clear()
         self._seen.update(stones)
-        self.sym_mode = not self._informative and self.model.symmetries() is not None
-        self.facts = ()
+        sym = self.model.symmetries()
+        self.sym_mode = sym is not None
+        if self.sym_mode:
+            self._bit_class = sym[4][self.frame.index]
         self._s0 = tuple(sorted(self._seen))
         self._canon_stones.clear()
         self._canon_potions.clear()
@@ -485,8 +571,6 @@ class Planner:
             if res == result:
                 if self.belief & mask != self.belief:
                     self.touched |= 1 << (p >> 1)
-                    self._informative = True
-                    self.facts = tuple(sorted(self.facts + ((p * NUM_STONE_OBS + o) * NUM_STONE_OBS + result,)))
                 self.belief &= mask
                 break
         else:
@@ -545,7 +629,7 @@ class Planner:
         if colour_order is not None:
             self.colour_order = tuple(colour_order) + tuple(c for c in range(NUM_POTION_TYPES) if c not in colour_order)
         value, depth, action = self._search_entry(
-            tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched, self.facts, True
+            tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched, True
         )
         return action, value, depth
 
@@ -563,8 +647,17 @@ class Planner:
         if self._kernel is None:
             model, index = self.model, self.frame.index
             sym = model.symmetries()
-            stone_sym = np.ascontiguousarray(np.array(sym[0], dtype=np.int32)).tobytes() if sym is not None else b""
-            colour_sym = np.ascontiguousarray(np.array(sym[1], dtype=np.int32)).tobytes() if sym is not None else b""
+            if sym is not None:
+                first = np.unpackbits(
+                    np.frombuffer(self.frame.first.to_bytes((index.size + 7) // 8, "little"), dtype=np.uint8),
+                    bitorder="little",
+                )[: index.size].astype(bool)
+                group = tuple(
+                    np.ascontiguousarray(a, dtype=np.int32).tobytes()
+                    for a in (np.array(sym[0]), np.array(sym[1]), np.where(first, self._bit_class, -1), sym[5], sym[6])
+                )
+            else:
+                group = (b"",) * 5
             self._kernel = _search_ext.Kernel(
                 int(index.size),
                 np.ascontiguousarray(model.graph[index], dtype=np.int32).tobytes(),
@@ -577,14 +670,13 @@ class Planner:
                 self.bonus,
                 self.memo_mb << 20,
                 bytes(self._s0),
-                stone_sym,
-                colour_sym,
+                *group,
                 *((self.frame.first.to_bytes((index.size + 63) // 64 * 8, "little"),) if self.minimise else ()),
             )
             self._kernel_nbytes = (index.size + 63) // 64 * 8
         return self._kernel
 
-    def _search_entry(self, stones, potions, belief, total, touched, facts=(), root=False):
+    def _search_entry(self, stones, potions, belief, total, touched, root=False):
         """``_search`` from outside the search: in the C kernel when active (same values, depths, actions and
         node semantics), else in Python (also when the kernel declines the state, e.g. too many stones)."""
         if self.kernel_active():
@@ -596,7 +688,6 @@ class Planner:
                     belief.to_bytes(self._kernel_nbytes, "little"),
                     total,
                     touched,
-                    facts,
                     root,
                     -INF,
                     self.sym_mode,
@@ -607,7 +698,7 @@ class Planner:
             else:
                 self.nodes += nodes
                 return value, depth, action
-        return self._search(stones, potions, belief, total, touched, facts, root)
+        return self._search(stones, potions, belief, total, touched, root)
 
     def _bound_masks(self, o: int, colours: int, steps: int) -> tuple[int, int]:
         key = (o, colours, steps)
@@ -674,10 +765,7 @@ class Planner:
                 for res, child in children:
                     w = child.bit_count()
                     new_stones = stones if res == o else replace_stone(stones, i, res)
-                    facts = self.facts
-                    if len(children) > 1:
-                        facts = tuple(sorted(facts + ((p * NUM_STONE_OBS + o) * NUM_STONE_OBS + res,)))
-                    v, d, _ = self._search_entry(new_stones, new_potions, child, w, touched, facts)
+                    v, d, _ = self._search_entry(new_stones, new_potions, child, w, touched)
                     value += w / total * v
                     depth += w / total * (d + 1.0)
                 out[(o, p)] = (value, depth)
@@ -709,18 +797,28 @@ class Planner:
                 tol = TIE_TOLERANCE * max(1.0, abs(best_value))
         return best_value, best_depth, best_action
 
-    def _canonical(self, stones, potions, facts) -> tuple:
+    def _key(self, stones, potions, belief: int) -> int:
+        """Memo key of a node: its symmetry key (see _canonical) when the prior is symmetric, else a 128-bit
+        digest of (stones, potion counts, belief)."""
+        if self.sym_mode:
+            return self._canonical(stones, potions, belief)
+        return _node_key(stones, potions, belief, self._nbytes)
+
+    def _canonical(self, stones, potions, belief: int) -> int:
         """A key shared by every node that a symmetry of the prior maps onto this one (their values are equal).
 
-        The group is (stone cube symmetries) × (colour relabellings); it acts on the stones, the stones seen
-        in the episode (which restrict the prior), the potion counts and the facts. The canonical form is the
-        least image: first over the stone part (stones, then stones seen), then over the colour part (potion
-        counts), then over the facts among the elements that reach both minima."""
+        The group is (stone cube symmetries) × (colour relabellings); it acts on the stones, the potion counts
+        and the belief (world-state classes are permuted, see ``WorldModel.symmetries``). The key is the node's
+        image under one element chosen from the node alone: among the elements giving the least image of the
+        stones (then of the stones seen this episode) and the least image of the potion counts, the one whose
+        image of the belief has the least digest (two sums of mixed class ids, 128 bits). Nodes with the same key
+        are images of each other, so they have the same value; symmetric nodes usually get the same key."""
         stones = tuple(sorted(stones))
+        sym = self.model.symmetries()
         hit = self._canon_stones.get(stones)
         if hit is None:
             best, elements = None, []
-            for g, table in enumerate(self.model.symmetries()[2]):
+            for g, table in enumerate(sym[2]):
                 image = (tuple(sorted([table[o] for o in stones])), tuple(sorted([table[o] for o in self._s0])))
                 if best is None or image < best:
                     best, elements = image, [g]
@@ -730,7 +828,7 @@ class Planner:
         phit = self._canon_potions.get(potions)
         if phit is None:
             best, elements = None, []
-            for g, table in enumerate(self.model.symmetries()[3]):
+            for g, table in enumerate(sym[3]):
                 image = [0] * NUM_POTION_TYPES
                 for p in range(NUM_POTION_TYPES):
                     image[table[p]] = potions[p]
@@ -740,30 +838,28 @@ class Planner:
                 elif image == best:
                     elements.append(g)
             phit = self._canon_potions[potions] = (best, elements)
-        if not facts:
-            key = (hit[0], phit[0], ())
-            return (1 << 128) | (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
-        stone_tables, colour_tables = self.model.symmetries()[2], self.model.symmetries()[3]
-        best = None
-        n, nn = NUM_STONE_OBS, NUM_STONE_OBS * NUM_STONE_OBS
+        n = self.frame.index.size
+        raw = np.frombuffer((belief & self.frame.first).to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+        classes = self._bit_class[np.flatnonzero(np.unpackbits(raw, bitorder="little")[:n])]
+        least = None
+        mixa, mixb = sym[7]
         for g in hit[1]:
-            st = stone_tables[g]
+            moved = sym[5][g][classes]
             for h in phit[1]:
-                ct = colour_tables[h]
-                image = tuple(sorted([ct[c // nn] * nn + st[c // n % n] * n + st[c % n] for c in facts]))
-                if best is None or image < best:
-                    best = image
-        key = (hit[0], phit[0], best)
-        # two 64-bit tuple hashes (deterministic for ints), offset by 2**128 to stay apart from _node_key digests
-        return (1 << 128) | (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
+                image = sym[6][h][moved]
+                digest = (int(mixa[image].sum(dtype=np.uint64)), int(mixb[image].sum(dtype=np.uint64)))
+                if least is None or digest < least:
+                    least = digest
+        key = (hit[0], phit[0], least)
+        return (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
 
     def _refine(self, kids, potions, left):
         """Kids with their bounds tightened from the memos, and the sum of those bounds (unnormalised)."""
         memo = self.memo if left > 2 else self._memo_shallow
         out = []
         nub = 0.0
-        for new_stones, child, w, b, res in kids:
-            key = _node_key(new_stones, potions, child, self._nbytes)
+        for new_stones, child, w, b, _ in kids:
+            key = self._key(new_stones, potions, child)
             hit = memo.get(key)
             if hit is not None:
                 b = w * hit.real
@@ -771,16 +867,16 @@ class Planner:
                 upper = self._upper.get(key)
                 if upper is not None and w * upper < b:
                     b = w * upper
-            out.append((new_stones, child, w, b, res))
+            out.append((new_stones, child, w, b, key))  # the key is passed on to the child's search
             nub += b
         return out, nub
 
-    def _search(self, stones, potions, belief, total, touched, facts=(), root=False, floor=-float("inf")):
+    def _search(self, stones, potions, belief, total, touched, root=False, floor=-float("inf"), key=None):
         left = sum(potions)
         if left <= 1 and not self.minimise:
             return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
-        # The belief enters the key as a 128-bit digest: memory per entry stays small whatever the bitset size.
-        key = _node_key(stones, potions, belief, self._nbytes)
+        if key is None:
+            key = self._key(stones, potions, belief)
         memo = self.memo if left > 2 else self._memo_shallow
         # Symmetric nodes share values but the action stored is the representative's: the root (whose action is
         # played) is always searched, its children coming from the memo.
@@ -789,17 +885,8 @@ class Planner:
         hit = None if root else memo.get(key)
         if hit is not None:
             return (hit.real, hit.imag, None)
-        if self.sym_mode:
-            sym_key = self._canonical(stones, potions, facts)
-            if not root:
-                hit = memo.get(sym_key)
-                if hit is not None:
-                    memo[key] = hit
-                    return (hit.real, hit.imag, None)
         if floor > -INF:
             upper = self._upper.get(key)
-            if upper is None and self.sym_mode:
-                upper = self._upper.get(sym_key)
             if upper is not None and upper < floor:
                 return (upper, None, None)
         self.nodes += 1
@@ -860,21 +947,20 @@ class Planner:
                         if joint < b:
                             b = joint
                         my += w * self.end_value(new_stones)
-                    kids.append((new_stones, child, w, b, res))
+                    kids.append((new_stones, child, w, b, None))  # the child's memo key, once computed
                     ub += b
                 if len(kids) > 1:
                     kids.sort(key=lambda k: -k[2])  # likeliest outcome first: its value decides most cuts
                 new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
-                fp = (p * NUM_STONE_OBS + o) * NUM_STONE_OBS if len(children) > 1 and self.sym_mode else -1
                 neg_ub = -ub / total if not self.minimise else 0.0
-                candidates.append((neg_ub - my / total, order, neg_ub, (o, p), new_potions, kids, new_touched, fp))
+                candidates.append((neg_ub - my / total, order, neg_ub, (o, p), new_potions, kids, new_touched))
         if not self.minimise:
             # the midpoint of the bound and of the value of cashing right after the move: the likeliest best first
             candidates.sort(key=lambda c: (c[0], c[1]))
         # ``floor``: the caller only needs this node's value if it reaches ``floor``; actions that provably stay
         # below it are skipped, and the node then returns an upper bound instead of its value (depth None).
         pruned_ub = -INF  # highest bound of an action skipped only thanks to the floor
-        for _, order, neg_ub, action, new_potions, kids, new_touched, fp in candidates:
+        for _, order, neg_ub, action, new_potions, kids, new_touched in candidates:
             tol = TIE_TOLERANCE * max(1.0, abs(best_value))
             level = best_value if best_value >= floor else floor
             remaining = -neg_ub * total
@@ -901,10 +987,9 @@ class Planner:
             depth = 0.0
             cut = False
             target = (level - tol) * total  # unnormalised: the action is cut once it provably stays below
-            for new_stones, child, w, b, res in kids:
-                kfacts = tuple(sorted(facts + (fp + res,))) if fp >= 0 else facts
+            for new_stones, child, w, b, kid_key in kids:
                 if self.minimise:
-                    v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, kfacts)
+                    v, d, _ = self._search(new_stones, new_potions, child, w, new_touched)
                 else:
                     rest = remaining - b
                     v, d, _ = self._search(
@@ -913,16 +998,16 @@ class Planner:
                         child,
                         w,
                         new_touched,
-                        kfacts,
                         False,
                         (target - value * total - rest) / w,
+                        kid_key,
                     )
                     if d is None:  # an upper bound only
                         if value * total + w * v + rest < target:
                             bound = (value * total + w * v + rest) / total
                             cut = True
                             break
-                        v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, kfacts)
+                        v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, key=kid_key)
                 prob = w / total
                 value += prob * v
                 depth += prob * (d + 1.0)
@@ -946,15 +1031,11 @@ class Planner:
             if len(self._upper) >= self.max_memo:
                 self._upper.clear()
             self._upper[key] = upper
-            if self.sym_mode:
-                self._upper[sym_key] = upper
             return (upper, None, None)
         entry = complex(best_value, best_depth)
         if len(memo) >= self.max_memo:
             memo.clear()  # bounded memory: values are exact, only reuse is lost
         memo[key] = entry
-        if self.sym_mode:
-            memo[sym_key] = entry
         return (best_value, best_depth, best_action)
 
 
