@@ -386,6 +386,7 @@ class WorldModel:
         self.full = (1 << self.size) - 1
         self.reach_value = _reach_values(masks)
         self._symmetries: tuple | None = None
+        self._group_bytes: tuple | None = None  # the group as the C kernel takes it (see Planner._get_kernel)
 
     def symmetries(self):
         """The prior's symmetry group, or None (computed once): ``(stone maps, colour maps, the same as lists,
@@ -652,10 +653,14 @@ class Planner:
                     np.frombuffer(self.frame.first.to_bytes((index.size + 7) // 8, "little"), dtype=np.uint8),
                     bitorder="little",
                 )[: index.size].astype(bool)
-                group = tuple(
-                    np.ascontiguousarray(a, dtype=np.int32).tobytes()
-                    for a in (np.array(sym[0]), np.array(sym[1]), np.where(first, self._bit_class, -1), sym[5], sym[6])
-                )
+                maps = model._group_bytes
+                if maps is None:  # the same for every trial: converted once
+                    maps = model._group_bytes = tuple(
+                        np.ascontiguousarray(a, dtype=np.int32).tobytes()
+                        for a in (np.array(sym[0]), np.array(sym[1]), sym[5], sym[6])
+                    )
+                bit_class = np.ascontiguousarray(np.where(first, self._bit_class, -1), dtype=np.int32).tobytes()
+                group = (maps[0], maps[1], bit_class, maps[2], maps[3])
             else:
                 group = (b"",) * 5
             self._kernel = _search_ext.Kernel(
