@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:  # the explorer has no bounds to prune with
                 cost = (
-                    "with the C kernel that takes seconds to many minutes per episode "
+                    "with the C kernel that takes seconds to minutes per episode "
                     "(no pruning: every action is searched)"
                 )
             print(

@@ -61,9 +61,9 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
 
 The first trial of an episode (nothing known, 3 stones, 12 potions) is the
 expensive part (see ``benchmarks/bench_ideal_observer.py``); later trials take
-milliseconds to a few seconds. The tree is what costs: in pure Python (~65 µs a
-node) the first decision of evaluation episodes 1, 4, 3, 0 takes 3 s, 27 s,
-100 s and 300 s, episode 2 over 24 CPU-minutes.
+milliseconds to a few seconds. The tree is what costs: in pure Python (about
+200 µs a node) the first decision of evaluation episodes 1 and 4 takes about
+5 s and 25 s, the hard ones many minutes.
 
 The search runs in an optional C kernel (``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a
 compiler is available), for the ideal observer, the search oracle and the ideal explorer: a port of
@@ -71,8 +71,8 @@ compiler is available), for the ideal observer, the search oracle and the ideal 
 (see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memos have a memory budget
 (``memo_mb``, default 256 MB) and, once full, replace the entries of the nodes with the fewest potions left
 instead of clearing everything as the Python memo does: the hard first trials stop searching the same
-subtrees again (episode 2: 63M nodes with Python's 2M-entry memos, 8.3M with the kernel's). First decision
-of evaluation episodes 1, 4, 3, 0, 8, 2, 13 with the kernel: 0.12 s, 0.8 s, 3.2 s, 6.7 s, 21 s, 35 s, 108 s.
+subtrees again. First decision of evaluation episodes 4, 3, 0, 8, 2, 13 with the kernel: 0.8 s, 2.3 s,
+5.5 s, 19 s, 24 s, 46 s (4.4M nodes for episode 2, 7.7M for episode 13).
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
 """
 
