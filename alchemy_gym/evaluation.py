@@ -392,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:  # the explorer has no bounds to prune with
                 cost = (
-                    "with the C kernel that takes seconds to minutes per episode "
-                    "(no pruning: every action is searched)"
+                    "with the C kernel that takes seconds to minutes per episode (no pruning: every action is searched)"
                 )
             print(
                 f"note: {spec} searches each first trial (nothing known, 3 stones, 12 potions) exhaustively; "
