@@ -788,7 +788,6 @@ static int ensure_scratch(Kernel *K, int depth, int ncand, int nkids) {
     return 0;
 }
 
-
 /* Digest of a node: the belief's words lo..hi-1 (``bel & mask`` when ``mask`` is given, else ``bel``), its
  * sorted stones and its potion counts. */
 static inline void node_key(const uint64_t *bel, const uint64_t *mask, int lo, int hi, const uint8_t *sorted, int nst,
