@@ -340,7 +340,7 @@ def _symmetry_tables(model: WorldModel):
     colour_perms = _closure(list(generators), colours, cperm)
     if stone_perms is None or colour_perms is None:
         return None
-    return stones, colours, cls, np.array(stone_perms), np.array(colour_perms)
+    return stones, colours, cls, np.array(stone_perms, dtype=np.int32), np.array(colour_perms, dtype=np.int32)
 
 
 class WorldModel:
