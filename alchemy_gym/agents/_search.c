@@ -298,7 +298,7 @@ typedef struct {
 
 typedef struct {
     double neg_ub, key;
-    int order, o, p, i, nk, kid0, new_touched;
+    int order, o, p, nk, kid0, new_touched;
 } Cand;
 
 typedef struct {
@@ -347,13 +347,12 @@ typedef struct {
     int colour_order[NPOT];
     long long nodes;
     int ncls;          /* world-state classes (see WorldModel.symmetries) */
-    int32_t *bitcls;   /* class of each bit (n; -1 for the copies after a world state's first bit) */
-    uint64_t *firstmask; /* nw words: the first bit of each world state */
+    int32_t *bitcls;   /* class of each bit (n) */
     int32_t *scperm, *ccperm; /* class permutation of each stone map, of each colour map (48 x ncls each) */
     int *clbuf;        /* scratch: the classes of a belief */
     uint64_t *mixa, *mixb; /* the two mixes of each class id summed by a belief's digest */
     int minimise;    /* the ideal explorer: value -(world states left at trial end); no bounds, floors or pruning */
-    uint64_t *first; /* one bit per distinct world state (nw words), to count world states */
+    uint64_t *first; /* nw words: the first bit of each world state (to count world states, and to list them) */
     int maxdepth;
     uint64_t *bel; /* maxdepth * nw */
     Scratch *scr;
@@ -598,6 +597,21 @@ static void isort(int *a, int n) {
     }
 }
 
+/* The sorted stones (at most 16) and the potion counts packed into words for hashing. */
+static inline void pack_stones(const uint8_t *sorted, int nst, uint64_t *a, uint64_t *b) {
+    *a = *b = 0;
+    for (int i = 0; i < nst; i++) {
+        if (i < 8) *a |= (uint64_t)(sorted[i] + 1) << (8 * i);
+        else *b |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
+    }
+}
+
+static inline uint64_t pack_potions(const int *pot) {
+    uint64_t pk = 0;
+    for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
+    return pk;
+}
+
 /* Least image so far (``best``) and the group elements reaching it (bit g of ``elements``). */
 static inline void keep_least(const int *img, int *best, int len, int g, int *have, uint64_t *elements) {
     int c = *have ? cmp_lex(img, best, len) : -1;
@@ -615,11 +629,8 @@ static inline void keep_least(const int *img, int *best, int len, int g, int *ha
  * is given, words lo..hi-1) with the least order-free digest of its world-state classes. */
 static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const uint64_t *bel,
                      const uint64_t *mask, int lo, int hi, uint64_t *k0, uint64_t *k1) {
-    uint64_t sk0 = 0, sk1 = 0;
-    for (int i = 0; i < nst; i++) {
-        if (i < 8) sk0 |= (uint64_t)(sorted[i] + 1) << (8 * i);
-        else sk1 |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
-    }
+    uint64_t sk0, sk1;
+    pack_stones(sorted, nst, &sk0, &sk1);
     SEntry *es = smap_find(&K->canon_st, sk0, sk1);
     if (!es) {
         int best[MAXST + NOBS], img[MAXST + NOBS], len = nst + K->ns0, have = 0;
@@ -645,8 +656,7 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
         h_final(&h, &es->x, &es->y);
         es->z = elements;
     }
-    uint64_t pk = 0;
-    for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
+    uint64_t pk = pack_potions(pot);
     SEntry *ep = smap_find(&K->canon_pot, pk, 0);
     if (!ep) {
         int best[NPOT], img[NPOT], have = 0;
@@ -676,7 +686,7 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
     int nc = 0;
     int *cl = K->clbuf;
     for (int i = lo; i < hi; i++) {
-        uint64_t x = bel[i] & K->firstmask[i];
+        uint64_t x = bel[i] & K->first[i];
         if (mask) x &= mask[i];
         while (x) {
             cl[nc++] = K->bitcls[(size_t)i * 64 + (size_t)__builtin_ctzll(x)];
@@ -799,16 +809,11 @@ static inline void node_key(const uint64_t *bel, const uint64_t *mask, int lo, i
         for (int i = lo; i < hi; i++) h_add(&h, bel[i] & mask[i]);
     else
         for (int i = lo; i < hi; i++) h_add(&h, bel[i]);
-    uint64_t a = 0, b = 0;
-    for (int i = 0; i < nst; i++) {
-        if (i < 8) a |= (uint64_t)(sorted[i] + 1) << (8 * i);
-        else b |= (uint64_t)(sorted[i] + 1) << (8 * (i - 8));
-    }
+    uint64_t a, b;
+    pack_stones(sorted, nst, &a, &b);
     h_add(&h, a);
     h_add(&h, b);
-    uint64_t pk = 0;
-    for (int p = 0; p < NPOT; p++) pk |= (uint64_t)(pot[p] & 0xFF) << (8 * p);
-    h_add(&h, pk);
+    h_add(&h, pack_potions(pot));
     h_final(&h, k0, k1);
 }
 
@@ -844,17 +849,16 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         }
         return;
     }
-    uint8_t sorted[MAXST];
-    sort_stones(stones, nst, sorted);
     uint64_t k0, k1;
     int sym = K->sym_mode;
     if (key) { /* computed by the caller */
         k0 = key[0];
         k1 = key[1];
-    } else if (sym) {
-        if (canonical(K, sorted, nst, pot, bel, NULL, lo, hi, &k0, &k1) < 0) return;
     } else {
-        node_key(bel, NULL, lo, hi, sorted, nst, pot, &k0, &k1);
+        uint8_t sorted[MAXST];
+        sort_stones(stones, nst, sorted);
+        if (!sym) node_key(bel, NULL, lo, hi, sorted, nst, pot, &k0, &k1);
+        else if (canonical(K, sorted, nst, pot, bel, NULL, lo, hi, &k0, &k1) < 0) return;
     }
     Table *memo = left > 2 ? &K->deep : &K->shallow;
     if (!root) {
@@ -980,7 +984,6 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             cd->order = order;
             cd->o = o;
             cd->p = p;
-            cd->i = i;
             cd->nk = nch;
             cd->kid0 = kid0;
             cd->new_touched = nch == 1 ? touched : touched | 1 << (p >> 1);
@@ -1133,7 +1136,6 @@ static void Kernel_dealloc(Kernel *K) {
     free(K->graph);
     free(K->first);
     free(K->bitcls);
-    free(K->firstmask);
     free(K->scperm);
     free(K->ccperm);
     free(K->clbuf);
@@ -1179,17 +1181,17 @@ static void *copy_bytes(const char *src, Py_ssize_t len) {
 /* Kernel(n, graph int32[n], latpot uint8[n*6], latent int8[n*108], obs uint8[n*8], ngraphs, trans int8[G*8*6],
  *        reach int8[G*8*64*8], bonus, memo_bytes (budget of the three memos), s0 bytes,
  *        then the symmetry group or five b"": stone_sym int32[48*108], colour_sym int32[48*6], class of each bit
- *        int32[n] (-1 after a world state's first bit), class permutations of the stone maps int32[48*C] and of
- *        the colour maps int32[48*C],
- *        [, first uint64[nw]: the ideal explorer, whose objective counts the world states of these bits]) */
+ *        int32[n], class permutations of the stone maps int32[48*C] and of the colour maps int32[48*C],
+ *        first uint64[nw] (the first bit of each world state), minimise (the ideal explorer)) */
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     int n, ngraphs;
-    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym, *bcls, *scp, *ccp, *first = NULL;
-    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, lbc, lscp, lccp, memo_bytes, lfirst = 0;
+    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym, *bcls, *scp, *ccp, *first;
+    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, lbc, lscp, lccp, memo_bytes, lfirst;
     double bonus;
-    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#y#y#y#|y#", &n, &graph, &lg, &latpot, &llp, &latent, &lla,
+    int minimise;
+    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#y#y#y#y#p", &n, &graph, &lg, &latpot, &llp, &latent, &lla,
                           &obs, &lob, &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym,
-                          &lss, &csym, &lcs, &bcls, &lbc, &scp, &lscp, &ccp, &lccp, &first, &lfirst))
+                          &lss, &csym, &lcs, &bcls, &lbc, &scp, &lscp, &ccp, &lccp, &first, &lfirst, &minimise))
         return -1;
     if (K->graph) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: already initialised");
@@ -1205,18 +1207,16 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     }
     K->n = n;
     K->nw = (n + 63) / 64;
-    if (first) { /* the ideal explorer: its objective counts world states with these bits */
-        if (lfirst != (Py_ssize_t)K->nw * 8) {
-            PyErr_SetString(PyExc_ValueError, "_search.Kernel: first must have one bit per world state bit");
-            return -1;
-        }
-        K->first = (uint64_t *)copy_bytes(first, lfirst);
-        if (!K->first) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        K->minimise = 1;
+    if (lfirst != (Py_ssize_t)K->nw * 8) {
+        PyErr_SetString(PyExc_ValueError, "_search.Kernel: first must have one bit per world state bit");
+        return -1;
     }
+    K->first = (uint64_t *)copy_bytes(first, lfirst);
+    if (!K->first) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    K->minimise = minimise;
     K->ngraphs = ngraphs;
     K->graph = (int32_t *)copy_bytes(graph, lg);
     K->latpot = (uint8_t *)copy_bytes(latpot, llp);
@@ -1250,11 +1250,10 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
         K->bitcls = (int32_t *)copy_bytes(bcls, lbc);
         K->scperm = (int32_t *)copy_bytes(scp, lscp);
         K->ccperm = (int32_t *)copy_bytes(ccp, lccp);
-        K->firstmask = (uint64_t *)calloc((size_t)K->nw, sizeof(uint64_t));
         K->clbuf = (int *)malloc(sizeof(int) * (size_t)n * 2);
         K->mixa = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->ncls);
         K->mixb = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->ncls);
-        if (!K->bitcls || !K->scperm || !K->ccperm || !K->firstmask || !K->clbuf || !K->mixa || !K->mixb) {
+        if (!K->bitcls || !K->scperm || !K->ccperm || !K->clbuf || !K->mixa || !K->mixb) {
             PyErr_NoMemory();
             return -1;
         }
@@ -1262,13 +1261,11 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             K->mixa[c] = fmix64((uint64_t)c * P1 + P3);
             K->mixb[c] = fmix64((uint64_t)c * P2 + P4);
         }
-        for (int b = 0; b < n; b++) {
-            if (K->bitcls[b] >= K->ncls) {
+        for (int b = 0; b < n; b++)
+            if (K->bitcls[b] < 0 || K->bitcls[b] >= K->ncls) {
                 PyErr_SetString(PyExc_ValueError, "_search.Kernel: class index out of range");
                 return -1;
             }
-            if (K->bitcls[b] >= 0) K->firstmask[b >> 6] |= 1ULL << (b & 63);
-        }
         for (size_t i = 0; i < (size_t)NSYM * K->ncls; i++)
             if (K->scperm[i] < 0 || K->scperm[i] >= K->ncls || K->ccperm[i] < 0 || K->ccperm[i] >= K->ncls) {
                 PyErr_SetString(PyExc_ValueError, "_search.Kernel: class permutation out of range");

@@ -184,6 +184,12 @@ def _to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
 
+def _to_bits(mask: int, n: int) -> np.ndarray:
+    """The first ``n`` bits of an int bitset as a bool array (the inverse of ``_to_int``)."""
+    raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+
+
 #: Longest useful path of a stone (a Hamiltonian path of the cube has 7 edges).
 MAX_PATH = 7
 
@@ -513,10 +519,7 @@ class Planner:
     # ---------------------------------------------------------------- frames
 
     def _global_to_local(self, mask: int) -> tuple[np.ndarray, int]:
-        n = self.model.size
-        raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
-        bits = np.unpackbits(raw, bitorder="little")[:n].astype(bool)
-        index = np.flatnonzero(bits)
+        index = np.flatnonzero(_to_bits(mask, self.model.size))
         return index, (1 << index.size) - 1
 
     def consistent_global(self, o: int) -> int:
@@ -559,11 +562,8 @@ class Planner:
 
     def _local_to_global(self, local: int) -> int:
         index = self.frame.index
-        n = index.size
-        raw = np.frombuffer(local.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
-        bits = np.unpackbits(raw, bitorder="little")[:n].astype(bool)
         full = np.zeros(self.model.size, dtype=bool)
-        full[index[bits]] = True
+        full[index[_to_bits(local, index.size)]] = True
         return _to_int(full)
 
     def observe(self, o: int, p: int, result: int) -> None:
@@ -649,17 +649,13 @@ class Planner:
             model, index = self.model, self.frame.index
             sym = model.symmetries()
             if sym is not None:
-                first = np.unpackbits(
-                    np.frombuffer(self.frame.first.to_bytes((index.size + 7) // 8, "little"), dtype=np.uint8),
-                    bitorder="little",
-                )[: index.size].astype(bool)
                 maps = model._group_bytes
                 if maps is None:  # the same for every trial: converted once
                     maps = model._group_bytes = tuple(
                         np.ascontiguousarray(a, dtype=np.int32).tobytes()
                         for a in (np.array(sym[0]), np.array(sym[1]), sym[5], sym[6])
                     )
-                bit_class = np.ascontiguousarray(np.where(first, self._bit_class, -1), dtype=np.int32).tobytes()
+                bit_class = np.ascontiguousarray(self._bit_class, dtype=np.int32).tobytes()
                 group = (maps[0], maps[1], bit_class, maps[2], maps[3])
             else:
                 group = (b"",) * 5
@@ -676,7 +672,8 @@ class Planner:
                 self.memo_mb << 20,
                 bytes(self._s0),
                 *group,
-                *((self.frame.first.to_bytes((index.size + 63) // 64 * 8, "little"),) if self.minimise else ()),
+                self.frame.first.to_bytes((index.size + 63) // 64 * 8, "little"),
+                self.minimise,
             )
             self._kernel_nbytes = (index.size + 63) // 64 * 8
         return self._kernel
@@ -843,9 +840,7 @@ class Planner:
                 elif image == best:
                     elements.append(g)
             phit = self._canon_potions[potions] = (best, elements)
-        n = self.frame.index.size
-        raw = np.frombuffer((belief & self.frame.first).to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
-        classes = self._bit_class[np.flatnonzero(np.unpackbits(raw, bitorder="little")[:n])]
+        classes = self._bit_class[_to_bits(belief & self.frame.first, self.frame.index.size)]
         least = None
         mixa, mixb = sym[7]
         for g in hit[1]:
