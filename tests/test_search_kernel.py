@@ -81,7 +81,7 @@ def _first_decision(i: int):
 
 def test_first_decision_episode_1():
     out = _first_decision(1)
-    assert out[0][2] == 23154 and out[0][1] == 5.09375
+    assert out[0][2] == 19258 and out[0][1] == 5.09375
 
 
 def test_a_full_memo_replaces_entries_and_keeps_decisions():
@@ -126,13 +126,13 @@ def test_first_decision_episode_4_kernel():
         action, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
     assert planner._kernel is not None
     assert (action, value, depth) == ((74, 3), 35.19281684027778, 7.168511284722221)
-    assert planner.nodes == 159455 and _memo_sizes(planner) == (82039, 14990, 54097)
+    assert planner.nodes == 136710 and _memo_sizes(planner) == (65785, 8499, 54097)
 
 
 def test_first_decision_episode_4():
     """Kernel and pure Python search on the same decision (the Python half takes about 30 s)."""
     out = _first_decision(4)
-    assert out[0][2] == 159455
+    assert out[0][2] == 136710
 
 
 def _planners(model, stones, sym=None, minimise=False):

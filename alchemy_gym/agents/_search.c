@@ -305,7 +305,8 @@ typedef struct {
     uint8_t st[MAXST];
     int res, oc, keyed; /* keyed: k0, k1 hold the child's memo key (computed when its bound was refined) */
     int64_t w;
-    double b;
+    double b, ev; /* ev: value of cashing now */
+    int trivial;  /* cashing now reaches the bound: the value is ev, no potion used (never searched nor keyed) */
     uint64_t k0, k1;
 } Kid;
 
@@ -703,13 +704,13 @@ static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, 
         for (int hh = 0; hh < NSYM; hh++) {
             if (!(ep->z >> hh & 1)) continue;
             const int32_t *cp = K->ccperm + (size_t)hh * K->ncls;
-            uint64_t a = 0, b = 0;
-            for (int j = 0; j < nc; j++) {
-                int32_t c = cp[sc[j]];
-                a += K->mixa[c];
-                b += K->mixb[c];
-            }
-            if (!have || a < ga || (a == ga && b < gb)) {
+            /* the first mix decides unless it ties: the second is summed only then */
+            uint64_t a = 0;
+            for (int j = 0; j < nc; j++) a += K->mixa[cp[sc[j]]];
+            if (have && a > ga) continue;
+            uint64_t b = 0;
+            for (int j = 0; j < nc; j++) b += K->mixb[cp[sc[j]]];
+            if (!have || a < ga || b < gb) {
                 ga = a;
                 gb = b;
                 have = 1;
@@ -948,6 +949,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 if (nch == 1) kd->w = total;
                 kd->b = 0.0;
                 kd->keyed = 0;
+                kd->trivial = 0;
                 if (K->minimise) continue; /* no bounds for the explorer */
                 int j = kd->oc;
                 for (int s = 0; s < nst; s++) {
@@ -963,6 +965,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 joint *= (double)kd->w;
                 if (joint < b) b = joint;
                 kd->b = b;
+                kd->ev = ev;
+                kd->trivial = (double)kd->w * ev >= b;
                 ub += b;
                 my += (double)kd->w * ev;
             }
@@ -1028,6 +1032,10 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             double nub = 0.0;
             for (int c = 0; c < cd.nk; c++) {
                 Kid *kd = &K->scr[depth].k[cd.kid0 + c];
+                if (kd->trivial) {
+                    nub += kd->b;
+                    continue;
+                }
                 int j = kd->oc;
                 int l = lo > ocr->lo[j] ? lo : ocr->lo[j], h = hi < ocr->hi[j] ? hi : ocr->hi[j];
                 const uint64_t *mk = ocr->masks + (size_t)j * nw;
@@ -1068,27 +1076,33 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         Outc *oc = get_outc(K, cd.o, cd.p);
         for (int c = 0; c < cd.nk; c++) {
             Kid kd = K->scr[depth].k[cd.kid0 + c];
-            /* the child belief, in the next depth's buffer */
-            int j = kd.oc;
-            int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
-            int clo, chi;
-            and_into(K->bel + (size_t)(depth + 1) * nw, bel, oc->masks + (size_t)j * nw, l, h, &clo, &chi);
             double w = (double)kd.w;
             double rest = remaining - kd.b;
             Res r;
-            uint64_t kk[2] = {kd.k0, kd.k1};
-            search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, 0,
-                   K->minimise ? -INFINITY : (target - value * (double)total - rest) / w, kd.keyed ? kk : NULL, &r);
-            if (K->err) return;
-            if (r.upper) {
-                if (value * (double)total + w * r.v + rest < target) {
-                    bound = (value * (double)total + w * r.v + rest) / (double)total;
-                    cut = 1;
-                    break;
-                }
-                search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, 0, -INFINITY,
-                       kd.keyed ? kk : NULL, &r);
+            if (kd.trivial) { /* solved: cashing now reaches the bound */
+                r.v = kd.ev;
+                r.d = 0.0;
+            } else {
+                /* the child belief, in the next depth's buffer */
+                int j = kd.oc;
+                int l = lo > oc->lo[j] ? lo : oc->lo[j], h = hi < oc->hi[j] ? hi : oc->hi[j];
+                int clo, chi;
+                and_into(K->bel + (size_t)(depth + 1) * nw, bel, oc->masks + (size_t)j * nw, l, h, &clo, &chi);
+                uint64_t kk[2] = {kd.k0, kd.k1};
+                search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, 0,
+                       K->minimise ? -INFINITY : (target - value * (double)total - rest) / w, kd.keyed ? kk : NULL,
+                       &r);
                 if (K->err) return;
+                if (r.upper) {
+                    if (value * (double)total + w * r.v + rest < target) {
+                        bound = (value * (double)total + w * r.v + rest) / (double)total;
+                        cut = 1;
+                        break;
+                    }
+                    search(K, depth + 1, kd.st, nst, new_pot, clo, chi, kd.w, cd.new_touched, 0, -INFINITY,
+                           kd.keyed ? kk : NULL, &r);
+                    if (K->err) return;
+                }
             }
             double prob = w / (double)total;
             value += prob * r.v;

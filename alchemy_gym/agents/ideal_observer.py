@@ -57,7 +57,8 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   bounds are replaced by what the memos already know of them (an exact value,
   or the upper bound an outcome returned under an earlier floor), which often
   refutes the action at once: 15–30 % fewer nodes on hard first trials;
-* nodes with one potion left are solved in closed form.
+* nodes with one potion left are solved in closed form, and so is an outcome whose value of cashing now
+  already reaches its bound (its value is that, with no potion used): it is never searched nor keyed.
 
 The first trial of an episode (nothing known, 3 stones, 12 potions) is the
 expensive part (see ``benchmarks/bench_ideal_observer.py``); later trials take
@@ -858,7 +859,12 @@ class Planner:
         memo = self.memo if left > 2 else self._memo_shallow
         out = []
         nub = 0.0
-        for new_stones, child, w, b, _ in kids:
+        for kid in kids:
+            new_stones, child, w, b, _ = kid
+            if child is None:  # solved: cashing now reaches the bound
+                out.append(kid)
+                nub += b
+                continue
             key = self._key(new_stones, potions, child)
             hit = memo.get(key)
             if hit is not None:
@@ -946,7 +952,10 @@ class Planner:
                         joint *= w
                         if joint < b:
                             b = joint
-                        my += w * self.end_value(new_stones)
+                        cash = w * self.end_value(new_stones)
+                        my += cash
+                        if cash >= b:  # cashing now reaches the bound: solved (value end_value, no potion)
+                            child = None
                     kids.append((new_stones, child, w, b, None))  # the child's memo key, once computed
                     ub += b
                 if len(kids) > 1:
@@ -988,7 +997,9 @@ class Planner:
             cut = False
             target = (level - tol) * total  # unnormalised: the action is cut once it provably stays below
             for new_stones, child, w, b, kid_key in kids:
-                if self.minimise:
+                if child is None:
+                    v, d = self.end_value(new_stones), 0.0
+                elif self.minimise:
                     v, d, _ = self._search(new_stones, new_potions, child, w, new_touched)
                 else:
                     rest = remaining - b
