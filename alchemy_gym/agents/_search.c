@@ -1,14 +1,15 @@
 /* C kernel of the ideal observer's expectimax (alchemy_gym.agents.ideal_observer.Planner._search).
  *
  * A line-by-line port of the Python search (the ideal observer, the search oracle and the ideal explorer):
- * same floors and fail-low upper bounds, same two memos (more than two potions left / two left) and the same
- * keys in them (symmetry keys: the same group element chosen), same colour-class skipping, same action order and
- * the same floating point operations in the same order, so values, expected depths and decisions are those
- * of the Python code. The memos differ in how they are bounded: Python clears a dict when it holds
- * ``max_memo`` entries; here each table has a byte budget and, once full, replaces the entries of nodes with
- * the fewest potions left (see Table). Until a budget is reached both search the same nodes. Beliefs are
- * bitsets of 64-bit words over the trial's frame; memo keys are 128-bit hashes (the Python version uses
- * 128-bit blake2b digests and tuple hashes).
+ * same floors and fail-low upper bounds, the same keys (symmetry keys: the same group element chosen), same
+ * colour-class skipping, same action order and the same floating point operations in the same order, so
+ * values, expected depths and decisions are those of the Python code. The memos differ in how they are held and
+ * bounded: Python keeps three dicts (exact values with more than two potions left, with two, upper bounds) and
+ * clears one when it holds ``max_memo`` entries; here one table holds all three kinds (one probe finds a node's
+ * entry, whichever it is) within a byte budget and, once full, replaces the entries of nodes with the fewest
+ * potions left (see Table). Until the budget is reached both search the same nodes. Beliefs are bitsets of
+ * 64-bit words over the trial's frame; memo keys are 128-bit hashes (the Python version uses 128-bit blake2b
+ * digests and tuple hashes).
  *
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
  * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
@@ -101,7 +102,8 @@ static inline void h_final(Hasher *h, uint64_t *k0, uint64_t *k1) {
 
 /* A memo entry. The low byte of k1 holds the entry's priority + 1 (the potions left at the node: the more,
  * the costlier to search again); keys compare on k0 and the other 56 bits of k1 (120 bits in all). k1 == 0
- * marks an empty slot. */
+ * marks an empty slot. An exact entry holds the node's value and expected potions used (d >= 0); an upper
+ * entry (d = UPPER) only an upper bound on the value, returned under a floor the node did not reach. */
 typedef struct {
     uint64_t k0, k1;
     double v, d;
@@ -115,9 +117,15 @@ typedef struct {
 #define WINDOW 16
 #define KEYMASK (~(uint64_t)0xFF)
 
+#define UPPER (-1.0)
+
+/* Entries of each kind (for stats): exact with more than two potions left, exact with two, upper. */
+static inline int entry_kind(const Entry *e) { return e->d < 0 ? 2 : ((e->k1 & 0xFF) - 1 > 2 ? 0 : 1); }
+
 typedef struct {
     Entry *t;
     size_t cap, count, max_cap, replaced;
+    size_t kinds[3];
 } Table;
 
 /* Zeroed memory for a memo table, committed by the kernel as it is written (mmap); large tables ask Linux for
@@ -153,6 +161,7 @@ static int table_alloc(Table *t, size_t cap, size_t max_cap) {
     t->max_cap = max_cap;
     t->count = 0;
     t->replaced = 0;
+    memset(t->kinds, 0, sizeof t->kinds);
     return 0;
 }
 
@@ -185,12 +194,15 @@ static int table_place(Table *t, const Entry *n, int replace) {
         if (e->k1 == 0) {
             *e = *n;
             t->count++;
+            t->kinds[entry_kind(n)]++;
             return 0;
         }
         if ((e->k1 & 0xFF) < (t->t[worst].k1 & 0xFF)) worst = i;
         i = (i + 1) & mask;
     }
     if (!replace) return 1;
+    t->kinds[entry_kind(&t->t[worst])]--;
+    t->kinds[entry_kind(n)]++;
     t->t[worst] = *n;
     t->replaced++;
     return 0;
@@ -203,18 +215,21 @@ static int table_grow(Table *t) {
     t->t = n;
     t->cap = ncap;
     t->count = 0;
+    memset(t->kinds, 0, sizeof t->kinds);
     for (size_t j = 0; j < ocap; j++)
         if (old[j].k1 != 0) table_place(t, &old[j], 1);
     table_mem_free(old, ocap * sizeof(Entry));
     return 0;
 }
 
-/* Insert or overwrite. ``prio``: potions left at the node. */
+/* Insert or overwrite (an upper entry by the exact one). ``prio``: potions left at the node. */
 static int table_put(Table *t, uint64_t k0, uint64_t k1, int prio, double v, double d) {
     Entry *e = table_find(t, k0, k1);
     if (e) {
+        t->kinds[entry_kind(e)]--;
         e->v = v;
         e->d = d;
+        t->kinds[entry_kind(e)]++;
         return 0;
     }
     Entry n = {k0, (k1 & KEYMASK) | (uint64_t)(prio < 0 ? 1 : prio > 254 ? 255 : prio + 1), v, d};
@@ -342,7 +357,7 @@ typedef struct {
     int s0[NOBS];
     Outc *outc[NOBS * NPOT];
     uint64_t **bmask; /* NOBS * 64 * 8 */
-    Table deep, shallow, upper;
+    Table memo; /* exact values and upper bounds of the trial's nodes (one probe finds either) */
     SMap canon_st, canon_pot, joint;
     int sym_mode;
     int colour_order[NPOT];
@@ -861,18 +876,14 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
         if (!sym) node_key(bel, NULL, lo, hi, sorted, nst, pot, &k0, &k1);
         else if (canonical(K, sorted, nst, pot, bel, NULL, lo, hi, &k0, &k1) < 0) return;
     }
-    Table *memo = left > 2 ? &K->deep : &K->shallow;
     if (!root) {
-        Entry *e = table_find(memo, k0, k1);
-        if (e) {
+        Entry *e = table_find(&K->memo, k0, k1);
+        if (e && e->d >= 0) {
             out->v = e->v;
             out->d = e->d;
             return;
         }
-    }
-    if (floor > -INFINITY) {
-        Entry *e = table_find(&K->upper, k0, k1);
-        if (e && e->v < floor) {
+        if (e && floor > -INFINITY && e->v < floor) {
             out->v = e->v;
             out->upper = 1;
             return;
@@ -1025,7 +1036,6 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             /* Children already searched give better bounds than the static one: their memoised value, or the
              * upper bound they returned under an earlier floor. The candidate may then be refuted at once. */
             Outc *ocr = get_outc(K, cd.o, cd.p);
-            Table *cm = left - 1 > 2 ? &K->deep : &K->shallow;
             int rp[NPOT];
             memcpy(rp, pot, sizeof rp);
             rp[cd.p]--;
@@ -1052,13 +1062,9 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 kd->keyed = 1;
                 kd->k0 = c0;
                 kd->k1 = c1;
-                Entry *e = table_find(cm, c0, c1);
-                if (e) {
-                    kd->b = (double)kd->w * e->v;
-                } else {
-                    e = table_find(&K->upper, c0, c1);
-                    if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
-                }
+                Entry *e = table_find(&K->memo, c0, c1);
+                if (e && e->d >= 0) kd->b = (double)kd->w * e->v;
+                else if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
                 nub += kd->b;
             }
             remaining = nub;
@@ -1131,12 +1137,12 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     }
     if (pruned_ub >= best_value - TIE_TOLERANCE * fmax(1.0, fabs(best_value))) {
         double upper = pruned_ub > best_value ? pruned_ub : best_value;
-        if (table_put(&K->upper, k0, k1, left, upper, 0.0) < 0) K->err = 1;
+        if (table_put(&K->memo, k0, k1, left, upper, UPPER) < 0) K->err = 1;
         out->v = upper;
         out->upper = 1;
         return;
     }
-    if (table_put(memo, k0, k1, left, best_value, best_depth) < 0) K->err = 1;
+    if (table_put(&K->memo, k0, k1, left, best_value, best_depth) < 0) K->err = 1;
     out->v = best_value;
     out->d = best_depth;
     out->has_action = 1;
@@ -1169,9 +1175,7 @@ static void Kernel_dealloc(Kernel *K) {
         for (size_t i = 0; i < (size_t)NOBS * 64 * 8; i++) free(K->bmask[i]);
         free(K->bmask);
     }
-    table_free(&K->deep);
-    table_free(&K->shallow);
-    table_free(&K->upper);
+    table_free(&K->memo);
     free(K->canon_st.t);
     free(K->canon_pot.t);
     free(K->joint.t);
@@ -1286,11 +1290,9 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
                 return -1;
             }
     }
-    /* memo budget: half for the deep memo, a quarter each for the shallow memo and the upper bounds */
-    size_t slots = 1 << 12;
-    while (slots * 2 * sizeof(Entry) * 4 <= (size_t)memo_bytes) slots *= 2; /* largest power of two within a quarter */
-    if (table_alloc(&K->deep, 1 << 12, slots * 2) < 0 || table_alloc(&K->shallow, 1 << 12, slots) < 0 ||
-        table_alloc(&K->upper, 1 << 12, slots) < 0 || smap_alloc(&K->canon_st, 64) < 0 ||
+    size_t slots = 1 << 14; /* the largest power of two within the budget */
+    while (slots * 2 * sizeof(Entry) <= (size_t)memo_bytes) slots *= 2;
+    if (table_alloc(&K->memo, 1 << 14, slots) < 0 || smap_alloc(&K->canon_st, 64) < 0 ||
         smap_alloc(&K->canon_pot, 64) < 0 || smap_alloc(&K->joint, 64) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -1345,7 +1347,7 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOy#LipdpO", &ost, &opot, &belief, &lb, &total, &touched, &root, &floor, &sym_mode,
                           &ocol))
         return NULL;
-    if (!K->deep.t) {
+    if (!K->memo.t) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: not initialised");
         return NULL;
     }
@@ -1437,9 +1439,10 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
 }
 
 static PyObject *Kernel_stats(Kernel *K, PyObject *unused) {
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:L}", "memo", (Py_ssize_t)K->deep.count, "memo_shallow",
-                         (Py_ssize_t)K->shallow.count, "upper", (Py_ssize_t)K->upper.count, "replaced",
-                         (Py_ssize_t)(K->deep.replaced + K->shallow.replaced + K->upper.replaced), "nodes", K->nodes);
+    const Table *t = &K->memo;
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:L}", "memo", (Py_ssize_t)t->kinds[0], "memo_shallow",
+                         (Py_ssize_t)t->kinds[1], "upper", (Py_ssize_t)t->kinds[2], "replaced", (Py_ssize_t)t->replaced,
+                         "nodes", K->nodes);
 }
 
 static PyMethodDef Kernel_methods[] = {

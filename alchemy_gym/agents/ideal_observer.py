@@ -69,10 +69,10 @@ milliseconds to a few seconds. The tree is what costs: in pure Python (about
 The search runs in an optional C kernel (``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a
 compiler is available), for the ideal observer, the search oracle and the ideal explorer: a port of
 ``Planner._search`` with bit-identical values and expected depths, the same decisions and the same nodes
-(see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memos have a memory budget
-(``memo_mb``, default 256 MB) and, once full, replace the entries of the nodes with the fewest potions left
-instead of clearing everything as the Python memo does: the hard first trials stop searching the same
-subtrees again. First decision of evaluation episodes 4, 3, 0, 8, 2, 13 with the kernel: 0.8 s, 2.3 s,
+(see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memo is one table (exact values
+and upper bounds: one probe finds a node's entry) with a memory budget (``memo_mb``, default 256 MB) and,
+once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
+the Python memos do: the hard first trials stop searching the same subtrees again. First decision of evaluation episodes 4, 3, 0, 8, 2, 13 with the kernel: 0.8 s, 2.3 s,
 5.5 s, 19 s, 24 s, 46 s (4.4M nodes for episode 2, 7.7M for episode 13).
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
 """
@@ -488,8 +488,7 @@ class Planner:
         #: Memoised states with more than two potions left, and (cleared first, being cheap to redo) with two.
         self.memo: dict = {}
         self._memo_shallow: dict = {}
-        #: Each memo is cleared when it holds this many entries (about 130 bytes each; a node has two keys in the
-        #: first trial, its belief digest and its symmetry key).
+        #: Each memo is cleared when it holds this many entries (about 130 bytes each).
         self.max_memo = max_memo
         self.memo_mb = memo_mb
         self._nbytes = 1
@@ -1047,6 +1046,7 @@ class Planner:
         if len(memo) >= self.max_memo:
             memo.clear()  # bounded memory: values are exact, only reuse is lost
         memo[key] = entry
+        self._upper.pop(key, None)  # the exact value replaces an earlier upper bound (as in the kernel's one table)
         return (best_value, best_depth, best_action)
 
 
