@@ -72,8 +72,9 @@ compiler is available), for the ideal observer, the search oracle and the ideal 
 (see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memo is one table (exact values
 and upper bounds: one probe finds a node's entry) with a memory budget (``memo_mb``, default 256 MB) and,
 once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
-the Python memos do: the hard first trials stop searching the same subtrees again. First decision of evaluation episodes 4, 3, 0, 8, 2, 13 with the kernel: 0.8 s, 2.3 s,
-5.5 s, 19 s, 24 s, 46 s (4.4M nodes for episode 2, 7.7M for episode 13).
+the Python memos do: the hard first trials stop searching the same subtrees again. First decision of
+evaluation episodes 3, 0 and 13 with the kernel: 2.1 s, 4.4 s, 40 s (1.4M nodes for episode 0, 7.1M for
+episode 13); whole episodes 8 and 2, two at once: 15 s and 21 s.
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
 """
 
