@@ -36,6 +36,10 @@
 #define MAXST 16
 #define MAXLEFT 48 /* potions at the root of a search (the depth of its scratch buffers) */
 #define TIE_TOLERANCE 1e-9
+/* The perfect-information bound (pi_bound) of an outcome with at least PI_EAGER potions left is computed with
+ * the candidates (it orders them); with PI_LAZY to PI_EAGER - 1 left, only when its candidate is about to be
+ * searched; below PI_LAZY, never (cheaper to search). */
+static int PI_EAGER = 8, PI_LAZY = 3;
 
 /* Portable builds (no -march): the bit loops get a POPCNT clone chosen at load time where GCC and glibc allow
  * it (ifunc), else the compiler's generic popcount. */
@@ -368,6 +372,12 @@ typedef struct {
     int *clbuf;        /* scratch: the classes of a belief */
     uint64_t *mixa, *mixb; /* the two mixes of each class id summed by a belief's digest */
     int minimise;    /* the ideal explorer: value -(world states left at trial end); no bounds, floors or pruning */
+    int pi;          /* tighten outcome bounds with the perfect-information value (see pi_bound) */
+    int32_t *copies; /* bits (prior weight) of the world state starting at each first bit */
+    int lcode[NLAT]; /* value of cashing each latent stone, coded (see pi_value) */
+    uint64_t *pimemo; /* lossy cache of pi_value (shared by the kernels of a world model: see Kernel_init) */
+    size_t pimask;
+    Py_buffer pibuf;
     uint64_t *first; /* nw words: the first bit of each world state (to count world states, and to list them) */
     int maxdepth;
     uint64_t *bel; /* maxdepth * nw */
@@ -592,6 +602,125 @@ HOT static uint64_t and_into(uint64_t *dst, const uint64_t *a, const uint64_t *b
     *nlo = first < 0 ? lo : first;
     *nhi = first < 0 ? lo : last + 1;
     return c;
+}
+
+/* ------------------------------------------------------------------ perfect-information bound */
+
+/* Values here are coded as (number of stones worth 1) | (number worth gold) << 4: at most 5 stones. */
+static inline double code_value(const Kernel *K, int code) { return (double)(code & 15) + K->gold * (double)(code >> 4); }
+
+/* Key of a pi_value state (below 2^56: at most 5 stones, 15 potions of a type, 65536 graphs); never 0. */
+static inline uint64_t pi_key(int g, const uint8_t *st, int nst, const int *cnt) {
+    uint64_t key = 1;
+    for (int k = 0; k < NPOT; k++) key = key << 4 | (uint64_t)cnt[k];
+    for (int s = 0; s < nst; s++) key = key << 3 | st[s];
+    return key << 16 | (uint64_t)g;
+}
+
+/* The most a trial can still pay under one world state known for certain: stones on latent vertices st (sorted),
+ * cnt[k] potions of latent type k, graph g. A deterministic game: the best of cashing now and of every (stone,
+ * potion) move. Memoised in a lossy direct-mapped cache of 8-byte entries key << 8 | code (a lost entry is only
+ * recomputed). */
+static int pi_value(Kernel *K, int g, const uint8_t *st, int nst, int *cnt) {
+    uint64_t key = pi_key(g, st, nst, cnt);
+    size_t slot = (size_t)fmix64(key) & K->pimask;
+    uint64_t e = K->pimemo[slot];
+    if (e >> 8 == key) return (int)(e & 0xFF);
+    int best = 0;
+    for (int s = 0; s < nst; s++) best += K->lcode[st[s]];
+    const int top = nst << 4;
+    const int8_t *tr = K->trans + (size_t)g * NLAT * NPOT;
+    for (int k = 0; k < NPOT && best < top; k++) {
+        if (!cnt[k]) continue;
+        cnt[k]--;
+        for (int s = 0; s < nst && best < top; s++) {
+            if (s && st[s] == st[s - 1]) continue;
+            int ns = tr[st[s] * NPOT + k];
+            if (ns == st[s]) continue;
+            uint8_t nxt[MAXST];
+            int q = 0;
+            for (int t = 0; t < nst; t++) /* st without st[s], then ns inserted in order */
+                if (t != s) nxt[q++] = st[t];
+            int pos = q;
+            while (pos > 0 && nxt[pos - 1] > ns) {
+                nxt[pos] = nxt[pos - 1];
+                pos--;
+            }
+            nxt[pos] = (uint8_t)ns;
+            int v = pi_value(K, g, nxt, nst, cnt);
+            if (v != best && code_value(K, v) > code_value(K, best)) best = v;
+        }
+        cnt[k]++;
+    }
+    K->pimemo[slot] = key << 8 | (uint64_t)best;
+    return best;
+}
+
+/* Latent state of stones st (perceived) and potion counts pot (perceived colours) under the world state of bit b:
+ * the sorted latent stones in ls, the counts per latent type in lc. */
+static inline void pi_state(const Kernel *K, size_t b, const uint8_t *st, int nst, const int *pot, uint8_t *ls,
+                            int *lc) {
+    const int8_t *lat = K->latent + b * NOBS;
+    for (int s = 0; s < nst; s++) {
+        uint8_t x = (uint8_t)lat[st[s]];
+        int q = s;
+        while (q > 0 && ls[q - 1] > x) {
+            ls[q] = ls[q - 1];
+            q--;
+        }
+        ls[q] = x;
+    }
+    const uint8_t *lp = K->latpot + b * NPOT;
+    for (int k = 0; k < NPOT; k++) lc[k] = 0;
+    for (int p = 0; p < NPOT; p++) lc[lp[p]] += pot[p];
+}
+
+/* Unnormalised upper bound on an outcome's value: Σ over its world states (bel & mask) of prior weight × the value
+ * with the world state known (pi_value), for stones st (perceived) and potion counts pot (perceived colours).
+ * In batches: every world state's key first, its cache entry prefetched, then the lookups, so that the memory
+ * latencies of a batch overlap. */
+static double pi_bound(Kernel *K, const uint64_t *bel, const uint64_t *mask, int lo, int hi, const uint8_t *st,
+                       int nst, const int *pot) {
+    enum { B = 32 };
+    uint64_t keys[B];
+    size_t slots[B], bits[B];
+    int n = 0;
+    double total = 0.0;
+    for (int i = lo; i <= hi; i++) {
+        uint64_t c = i < hi ? bel[i] & (mask ? mask[i] : ~(uint64_t)0) & K->first[i] : 0;
+        while (c || (i == hi && n)) {
+            if (c) {
+                size_t b = (size_t)i * 64 + (size_t)__builtin_ctzll(c);
+                c &= c - 1;
+                uint8_t ls[MAXST];
+                int lc[NPOT];
+                pi_state(K, b, st, nst, pot, ls, lc);
+                uint64_t key = pi_key(K->graph[b], ls, nst, lc);
+                size_t slot = (size_t)fmix64(key) & K->pimask;
+                __builtin_prefetch(K->pimemo + slot);
+                keys[n] = key;
+                slots[n] = slot;
+                bits[n++] = b;
+                if (n < B) continue;
+            }
+            for (int k = 0; k < n; k++) {
+                size_t b = bits[k];
+                uint64_t e = K->pimemo[slots[k]];
+                int code;
+                if (e >> 8 == keys[k]) {
+                    code = (int)(e & 0xFF);
+                } else {
+                    uint8_t ls[MAXST];
+                    int lc[NPOT];
+                    pi_state(K, b, st, nst, pot, ls, lc);
+                    code = pi_value(K, K->graph[b], ls, nst, lc);
+                }
+                total += (double)K->copies[b] * code_value(K, code);
+            }
+            n = 0;
+        }
+    }
+    return total;
 }
 
 /* ------------------------------------------------------------------ canonical (symmetry) keys */
@@ -975,6 +1104,11 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 double joint = ev + joint_gain(K, kd->st, nst, left - 1);
                 joint *= (double)kd->w;
                 if (joint < b) b = joint;
+                if (K->pi && left - 1 >= PI_EAGER && (double)kd->w * ev < b && nst <= 5 && left - 1 <= 15) {
+                    /* the value with the world state known, potions counted: often far tighter */
+                    double pb = pi_bound(K, bel, oc->masks + (size_t)j * nw, l, h, kd->st, nst, new_pot);
+                    if (pb < b) b = pb;
+                }
                 kd->b = b;
                 kd->ev = ev;
                 kd->trivial = (double)kd->w * ev >= b;
@@ -1064,7 +1198,14 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 kd->k1 = c1;
                 Entry *e = table_find(&K->memo, c0, c1);
                 if (e && e->d >= 0) kd->b = (double)kd->w * e->v;
-                else if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
+                else {
+                    if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
+                    if (K->pi && left - 1 < PI_EAGER && left - 1 >= PI_LAZY && nst <= 5) {
+                        double pb = pi_bound(K, bel, mk, l, h, kd->st, nst, rp);
+                        if (pb < kd->b) kd->b = pb;
+                        if ((double)kd->w * kd->ev >= kd->b) kd->trivial = 1;
+                    }
+                }
                 nub += kd->b;
             }
             remaining = nub;
@@ -1161,6 +1302,8 @@ static void Kernel_dealloc(Kernel *K) {
     free(K->clbuf);
     free(K->mixa);
     free(K->mixb);
+    if (K->pibuf.obj) PyBuffer_Release(&K->pibuf);
+    free(K->copies);
     free(K->latpot);
     free(K->latent);
     free(K->obs);
@@ -1207,9 +1350,10 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, lbc, lscp, lccp, memo_bytes, lfirst;
     double bonus;
     int minimise;
-    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#y#y#y#y#p", &n, &graph, &lg, &latpot, &llp, &latent, &lla,
+    PyObject *pi_cache;
+    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#y#y#y#y#pO", &n, &graph, &lg, &latpot, &llp, &latent, &lla,
                           &obs, &lob, &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym,
-                          &lss, &csym, &lcs, &bcls, &lbc, &scp, &lscp, &ccp, &lccp, &first, &lfirst, &minimise))
+                          &lss, &csym, &lcs, &bcls, &lbc, &scp, &lscp, &ccp, &lccp, &first, &lfirst, &minimise, &pi_cache))
         return -1;
     if (K->graph) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: already initialised");
@@ -1298,6 +1442,42 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
         return -1;
     }
     for (int p = 0; p < NPOT; p++) K->colour_order[p] = p;
+    /* The perfect-information bound needs the value of each latent stone to be the same in every world state. */
+    /* The perfect-information bound needs the value of each latent stone to be the same in every world state,
+     * and a cache: pi_cache, a writable buffer of 8-byte entries (a power of two of them; empty: no bound). */
+    for (int l = 0; l < NLAT; l++) {
+        int r = 2 * (K->obs[l] % 4) - 3;
+        K->lcode[l] = r >= 3 ? 16 : (r == 1 ? 1 : 0);
+    }
+    K->pi = !minimise && ngraphs <= 65536 && pi_cache != Py_None;
+    for (int b = 0; b < n && K->pi; b++)
+        for (int l = 0; l < NLAT; l++) {
+            int r = 2 * (K->obs[(size_t)b * NLAT + l] % 4) - 3;
+            if ((r >= 3 ? 16 : (r == 1 ? 1 : 0)) != K->lcode[l]) K->pi = 0;
+        }
+    if (K->pi) {
+        if (PyObject_GetBuffer(pi_cache, &K->pibuf, PyBUF_WRITABLE) < 0) return -1;
+        size_t slots = (size_t)K->pibuf.len / 8;
+        if (slots < 1 || (slots & (slots - 1)) || ((uintptr_t)K->pibuf.buf & 7)) {
+            PyBuffer_Release(&K->pibuf);
+            K->pibuf.obj = NULL;
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: pi_cache must hold a power of two of 8-byte entries");
+            return -1;
+        }
+        K->pimemo = (uint64_t *)K->pibuf.buf;
+        K->pimask = slots - 1;
+        K->copies = (int32_t *)calloc((size_t)n, sizeof(int32_t));
+        if (!K->copies) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        int last = -1;
+        for (int b = 0; b <= n; b++)
+            if (b == n || (K->first[b / 64] >> (b % 64) & 1)) {
+                if (last >= 0) K->copies[last] = b - last;
+                last = b;
+            }
+    }
     return 0;
 }
 

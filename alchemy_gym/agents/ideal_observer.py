@@ -111,6 +111,12 @@ END = (-1, -1)
 #: Relative tolerance under which two expected values count as a tie.
 TIE_TOLERANCE = 1e-9
 INF = float("inf")
+#: Entries (8 bytes each) of the C kernel's perfect-information cache of a world model (128 MB).
+PI_CACHE_ENTRIES = 1 << 24
+#: The perfect-information bound of an outcome with at least PI_EAGER potions left is computed with its candidate
+#: (it orders the candidates); with PI_LAZY to PI_EAGER - 1 left only when its candidate is about to be searched;
+#: below PI_LAZY never (cheaper to search). The same in the C kernel.
+PI_EAGER, PI_LAZY = 8, 3
 
 
 def counter_order(stones) -> tuple[int, ...]:
@@ -395,6 +401,13 @@ class WorldModel:
         self.reach_value = _reach_values(masks)
         self._symmetries: tuple | None = None
         self._group_bytes: tuple | None = None  # the group as the C kernel takes it (see Planner._get_kernel)
+        self._pi_caches: dict[float, bytearray] = {}
+        #: The Python search's perfect-information values (see Planner._pi_value), shared like the kernel's cache.
+        self.pi_values: dict = {}
+        #: Value of cashing each latent stone coded ``(stones worth 1) | (stones worth gold) << 4``, or None if it
+        #: is not the same in every world state (the perfect-information bound is then not used).
+        codes = np.where(self.obs % 4 == 3, 16, np.where(self.obs % 4 == 2, 1, 0))
+        self.latent_codes = tuple(int(c) for c in codes[0]) if (codes == codes[0]).all() else None
 
     def symmetries(self):
         """The prior's symmetry group, or None (computed once): ``(stone maps, colour maps, the same as lists,
@@ -417,6 +430,14 @@ class WorldModel:
                     _class_mixes(sperm.shape[1]),
                 )
         return None if self._symmetries[0] is None else self._symmetries
+
+    def pi_cache(self, bonus: float) -> bytearray:
+        """The C kernel's cache of perfect-information values (see ``Planner``), one per bonus, shared by every
+        search on this model: its values depend only on the graph, the latent stones and the potion counts."""
+        cache = self._pi_caches.get(bonus)
+        if cache is None:
+            cache = self._pi_caches[bonus] = bytearray(PI_CACHE_ENTRIES * 8)
+        return cache
 
     def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
         """Bitmask of latent potions that the perceived colours in ``colours`` are, per world state."""
@@ -477,6 +498,7 @@ class Planner:
         minimise_world_states: bool = False,
         max_memo: int = 2_000_000,
         memo_mb: int = 256,
+        pi_bound: bool = True,
     ) -> None:
         if isinstance(memo_mb, bool) or not isinstance(memo_mb, int) or memo_mb < 1:
             raise ValueError(f"memo_mb must be a positive int (MB), got {memo_mb!r}")
@@ -516,6 +538,11 @@ class Planner:
         self._canon_potions: dict = {}
         #: The trial's C search kernel (created lazily, dropped at each new trial; see _search_entry).
         self._kernel = None
+        #: Whether outcome bounds are tightened with the perfect-information value (see _pi_bound): same values
+        #: and decisions either way, only the nodes searched differ.
+        self.pi_bound = pi_bound
+        self._pi_copies: list[int] | None = None
+        self._pi_rank: dict[int, int] = {}
 
     # ---------------------------------------------------------------- frames
 
@@ -559,6 +586,7 @@ class Planner:
         self._canon_stones.clear()
         self._canon_potions.clear()
         self._bound_cache.clear()
+        self._pi_copies = None
         self._kernel = None
 
     def _local_to_global(self, local: int) -> int:
@@ -675,6 +703,7 @@ class Planner:
                 *group,
                 self.frame.first.to_bytes((index.size + 63) // 64 * 8, "little"),
                 self.minimise,
+                model.pi_cache(self.bonus) if self.pi_active() else None,
             )
             self._kernel_nbytes = (index.size + 63) // 64 * 8
         return self._kernel
@@ -730,6 +759,70 @@ class Planner:
                 best = [max(best[k - j] + gains[j] for j in range(k + 1)) for k in range(moves + 1)]
             gain = self._gain_cache[key] = best[moves]
         return gain
+
+    def pi_active(self) -> bool:
+        """Whether the perfect-information bound is used (see _pi_bound)."""
+        return (
+            self.pi_bound
+            and not self.minimise
+            and self.model.latent_codes is not None
+            and len(self.model.graph_masks) <= 65536
+        )
+
+    def _pi_value(self, g: int, st: tuple[int, ...], cnt: list[int]) -> int:
+        """The most a trial can still pay with world state known: graph ``g``, latent stones ``st`` (sorted),
+        ``cnt[k]`` potions of latent type ``k``; coded ``(stones worth 1) | (stones worth gold) << 4``."""
+        memo = self.model.pi_values
+        key = (self.bonus, g, st, tuple(cnt))
+        best = memo.get(key)
+        if best is not None:
+            return best
+        codes = self.model.latent_codes
+        best = sum(codes[s] for s in st)
+        top = len(st) << 4
+        trans = self.model._trans[g]
+        gold = 3.0 + self.bonus
+        for k in range(NUM_POTION_TYPES):
+            if best >= top:
+                break
+            if not cnt[k]:
+                continue
+            cnt[k] -= 1
+            for j, s in enumerate(st):
+                if best >= top:
+                    break
+                if j and s == st[j - 1]:
+                    continue
+                ns = int(trans[s, k])
+                if ns == s:
+                    continue
+                v = self._pi_value(g, tuple(sorted(st[:j] + st[j + 1 :] + (ns,))), cnt)
+                if v != best and float(v & 15) + gold * float(v >> 4) > float(best & 15) + gold * float(best >> 4):
+                    best = v
+            cnt[k] += 1
+        memo[key] = best
+        return best
+
+    def _pi_bound(self, stones, potions, belief: int) -> float:
+        """Unnormalised upper bound on a node's value: Σ over its world states of prior weight × its value with
+        the world state known (the potions counted and shared by the stones). Often far below ``_bound``."""
+        index, first = self.frame.index, self.frame.first
+        if self._pi_copies is None:
+            bits = np.flatnonzero(_to_bits(first, index.size))
+            self._pi_copies = np.diff(np.append(bits, index.size)).tolist()
+            self._pi_rank = {int(b): r for r, b in enumerate(bits)}
+        model, gold = self.model, 3.0 + self.bonus
+        total = 0.0
+        for b in np.flatnonzero(_to_bits(belief & first, index.size)).tolist():
+            w = index[b]
+            st = tuple(sorted(int(model.latent[w, o]) for o in stones))
+            cnt = [0] * NUM_POTION_TYPES
+            lp = model.latent_potion[w]
+            for p in range(NUM_POTION_TYPES):
+                cnt[lp[p]] += potions[p]
+            code = self._pi_value(int(model.graph[w]), st, cnt)
+            total += float(self._pi_copies[self._pi_rank[b]]) * (float(code & 15) + gold * float(code >> 4))
+        return total
 
     def _bound(self, stones, colours: int, belief: int, steps: int) -> float:
         """Unnormalised upper bound: Σ over world states of weight × best cashable total with perfect knowledge."""
@@ -855,8 +948,10 @@ class Planner:
         return (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
 
     def _refine(self, kids, potions, left):
-        """Kids with their bounds tightened from the memos, and the sum of those bounds (unnormalised)."""
+        """Kids with their bounds tightened from the memos (and with PI_LAZY to PI_EAGER - 1 potions left by the
+        perfect-information bound), and the sum of those bounds (unnormalised)."""
         memo = self.memo if left > 2 else self._memo_shallow
+        lazy = PI_LAZY <= left < PI_EAGER and self.pi_active() and len(kids[0][0]) <= 5
         out = []
         nub = 0.0
         for kid in kids:
@@ -873,6 +968,12 @@ class Planner:
                 upper = self._upper.get(key)
                 if upper is not None and w * upper < b:
                     b = w * upper
+                if lazy:
+                    pb = self._pi_bound(new_stones, potions, child)
+                    if pb < b:
+                        b = pb
+                    if w * self.end_value(new_stones) >= b:
+                        child = None  # solved: cashing now reaches the bound
             out.append((new_stones, child, w, b, key))  # the key is passed on to the child's search
             nub += b
         return out, nub
@@ -908,6 +1009,7 @@ class Planner:
         # relabelling them maps the belief onto itself, so only the first of each class is searched.
         classes = set()
         joint_cache = self._joint_cache
+        eager = left - 1 >= PI_EAGER and left - 1 <= 15 and len(stones) <= 5 and self.pi_active()
         available = []
         for p in self.colour_order:
             if not potions[p]:
@@ -953,6 +1055,10 @@ class Planner:
                         if joint < b:
                             b = joint
                         cash = w * self.end_value(new_stones)
+                        if eager and cash < b:  # the value with the world state known: often far tighter
+                            pb = self._pi_bound(new_stones, new_potions, child)
+                            if pb < b:
+                                b = pb
                         my += cash
                         if cash >= b:  # cashing now reaches the bound: solved (value end_value, no potion)
                             child = None
