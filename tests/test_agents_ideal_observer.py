@@ -379,7 +379,8 @@ def test_perfect_information_value_counts_and_shares_potions():
 
 def test_perfect_information_bound_prunes_but_changes_no_decision():
     """Episode 1's first decision with and without the bound: the same action, value and expected potions
-    (bit-identical), fewer nodes with it; at the root the bound lies between the value and the static bound (here 5.09 <= 5.39 <= 5.39)."""
+    (bit-identical), fewer nodes with it; at the root the bound lies between the value and the static bound
+    (here 5.09 <= 5.39 <= 5.39)."""
     from alchemy_gym.data import evaluation_episodes
 
     eps = evaluation_episodes()

@@ -117,6 +117,8 @@ PI_CACHE_ENTRIES = 1 << 24
 #: (it orders the candidates); with PI_LAZY to PI_EAGER - 1 left only when its candidate is about to be searched;
 #: below PI_LAZY never (cheaper to search). The same in the C kernel.
 PI_EAGER, PI_LAZY = 8, 3
+#: Bound on the Python search's memo of perfect-information values (cleared when full; about 100 bytes each).
+PI_MEMO_ENTRIES = 4_000_000
 
 
 def counter_order(stones) -> tuple[int, ...]:
@@ -167,6 +169,64 @@ def _node_key(stones, potions, belief: int, nbytes: int) -> int:
 
 
 _MASK64 = (1 << 64) - 1
+
+
+def _pi_key(g: int, st: tuple[int, ...], cnt) -> int:
+    """Memo key of a perfect-information state (see Planner._pi_value); matches _pi_keys."""
+    key = len(st) << 16 | g
+    for c in cnt:
+        key = key << 4 | c
+    for s in st:
+        key = key << 3 | s
+    return key
+
+
+def _pi_search(memo: dict, codes, trans: list, g: int, st: tuple[int, ...], cnt: list[int], value: list) -> int:
+    """Planner._pi_value's recursion (``trans[s][k]``: latent stone after potion type ``k``)."""
+    key = len(st) << 16 | g
+    for c in cnt:
+        key = key << 4 | c
+    for s in st:
+        key = key << 3 | s
+    best = memo.get(key)
+    if best is not None:
+        return best
+    best = 0
+    for s in st:
+        best += codes[s]
+    top = len(st) << 4
+    for k in range(NUM_POTION_TYPES):
+        if best >= top:
+            break
+        if not cnt[k]:
+            continue
+        cnt[k] -= 1
+        prev = -1
+        for j, s in enumerate(st):
+            if s == prev:
+                continue
+            prev = s
+            ns = trans[s][k]
+            if ns == s:
+                continue
+            v = _pi_search(memo, codes, trans, g, tuple(sorted(st[:j] + st[j + 1 :] + (ns,))), cnt, value)
+            if v != best and value[v] > value[best]:
+                best = v
+                if best >= top:
+                    break
+        cnt[k] += 1
+    memo[key] = best
+    return best
+
+
+def _pi_keys(g: np.ndarray, st: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """_pi_key of many states at once (rows of ``st`` and ``cnt``)."""
+    key = st.shape[1] << 16 | g
+    for k in range(cnt.shape[1]):
+        key = key << 4 | cnt[:, k]
+    for s in range(st.shape[1]):
+        key = key << 3 | st[:, s]
+    return key
 
 
 def _fmix64(k: np.ndarray) -> np.ndarray:
@@ -402,8 +462,10 @@ class WorldModel:
         self._symmetries: tuple | None = None
         self._group_bytes: tuple | None = None  # the group as the C kernel takes it (see Planner._get_kernel)
         self._pi_caches: dict[float, bytearray] = {}
-        #: The Python search's perfect-information values (see Planner._pi_value), shared like the kernel's cache.
-        self.pi_values: dict = {}
+        #: The Python search's perfect-information values per bonus (see Planner._pi_value), shared like the
+        #: kernel's cache.
+        self.pi_values: dict[float, dict[int, int]] = {}
+        self.trans_lists = self._trans.tolist()
         #: Value of cashing each latent stone coded ``(stones worth 1) | (stones worth gold) << 4``, or None if it
         #: is not the same in every world state (the perfect-information bound is then not used).
         codes = np.where(self.obs % 4 == 3, 16, np.where(self.obs % 4 == 2, 1, 0))
@@ -541,8 +603,8 @@ class Planner:
         #: Whether outcome bounds are tightened with the perfect-information value (see _pi_bound): same values
         #: and decisions either way, only the nodes searched differ.
         self.pi_bound = pi_bound
-        self._pi_copies: list[int] | None = None
-        self._pi_rank: dict[int, int] = {}
+        self._pi_rows: tuple | None = None
+        self._pi_code_values: list[float] | None = None
 
     # ---------------------------------------------------------------- frames
 
@@ -586,7 +648,7 @@ class Planner:
         self._canon_stones.clear()
         self._canon_potions.clear()
         self._bound_cache.clear()
-        self._pi_copies = None
+        self._pi_rows = None
         self._kernel = None
 
     def _local_to_global(self, local: int) -> int:
@@ -770,58 +832,56 @@ class Planner:
         )
 
     def _pi_value(self, g: int, st: tuple[int, ...], cnt: list[int]) -> int:
-        """The most a trial can still pay with world state known: graph ``g``, latent stones ``st`` (sorted),
-        ``cnt[k]`` potions of latent type ``k``; coded ``(stones worth 1) | (stones worth gold) << 4``."""
-        memo = self.model.pi_values
-        key = (self.bonus, g, st, tuple(cnt))
-        best = memo.get(key)
-        if best is not None:
-            return best
-        codes = self.model.latent_codes
-        best = sum(codes[s] for s in st)
-        top = len(st) << 4
-        trans = self.model._trans[g]
-        gold = 3.0 + self.bonus
-        for k in range(NUM_POTION_TYPES):
-            if best >= top:
-                break
-            if not cnt[k]:
-                continue
-            cnt[k] -= 1
-            for j, s in enumerate(st):
-                if best >= top:
-                    break
-                if j and s == st[j - 1]:
-                    continue
-                ns = int(trans[s, k])
-                if ns == s:
-                    continue
-                v = self._pi_value(g, tuple(sorted(st[:j] + st[j + 1 :] + (ns,))), cnt)
-                if v != best and float(v & 15) + gold * float(v >> 4) > float(best & 15) + gold * float(best >> 4):
-                    best = v
-            cnt[k] += 1
-        memo[key] = best
-        return best
+        """The most a trial can still pay with the world state known: graph ``g``, latent stones ``st`` (sorted),
+        ``cnt[k]`` potions of latent type ``k`` (the best of cashing now and of every move: a deterministic game);
+        coded ``(stones worth 1) | (stones worth gold) << 4``. Memoised per world model and bonus (bounded)."""
+        memo = self.model.pi_values.setdefault(self.bonus, {})
+        if len(memo) >= PI_MEMO_ENTRIES:
+            memo.clear()
+        value = self._pi_code_values
+        if value is None:  # the value of each code
+            gold = 3.0 + self.bonus
+            value = self._pi_code_values = [float(c & 15) + gold * float(c >> 4) for c in range(256)]
+        return _pi_search(memo, self.model.latent_codes, self.model.trans_lists[g], g, st, cnt, value)
 
     def _pi_bound(self, stones, potions, belief: int) -> float:
         """Unnormalised upper bound on a node's value: Σ over its world states of prior weight × its value with
-        the world state known (the potions counted and shared by the stones). Often far below ``_bound``."""
+        the world state known (``_pi_value``: potions counted and shared by the stones, unlike ``_bound``)."""
         index, first = self.frame.index, self.frame.first
-        if self._pi_copies is None:
+        if self._pi_rows is None:  # per world state of the frame (its first bit): graph, latent tables, weight
+            model = self.model
             bits = np.flatnonzero(_to_bits(first, index.size))
-            self._pi_copies = np.diff(np.append(bits, index.size)).tolist()
-            self._pi_rank = {int(b): r for r, b in enumerate(bits)}
-        model, gold = self.model, 3.0 + self.bonus
+            row = np.full(index.size, -1, dtype=np.int64)
+            row[bits] = np.arange(bits.size)
+            onehot = np.zeros((bits.size, NUM_POTION_TYPES, NUM_POTION_TYPES), dtype=np.int64)
+            lp = model.latent_potion[index[bits]]
+            onehot[np.arange(bits.size)[:, None], np.arange(NUM_POTION_TYPES), lp] = 1
+            copies = np.diff(np.append(bits, index.size)).astype(np.float64)
+            self._pi_rows = (
+                row,
+                model.graph[index[bits]].astype(np.int64),
+                model.latent[index[bits]].astype(np.int64),
+                onehot,
+                copies,
+            )
+        row, graph, latent, onehot, copies = self._pi_rows
+        rows = row[np.flatnonzero(_to_bits(belief & first, index.size))]
+        st = np.sort(latent[rows[:, None], np.asarray(stones)], axis=1)
+        cnt = onehot[rows].transpose(0, 2, 1) @ np.asarray(potions, dtype=np.int64)
+        keys = _pi_keys(graph[rows], st, cnt)
+        unique, at, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        memo = self.model.pi_values.setdefault(self.bonus, {})
+        codes = []
+        for key, i in zip(unique.tolist(), at.tolist()):
+            code = memo.get(key)
+            if code is None:
+                code = self._pi_value(int(graph[rows[i]]), tuple(st[i].tolist()), cnt[i].tolist())
+            codes.append(code)
+        codes = np.array(codes, dtype=np.int64)[inverse.ravel()]
+        terms = copies[rows] * ((codes & 15).astype(np.float64) + (3.0 + self.bonus) * (codes >> 4).astype(np.float64))
         total = 0.0
-        for b in np.flatnonzero(_to_bits(belief & first, index.size)).tolist():
-            w = index[b]
-            st = tuple(sorted(int(model.latent[w, o]) for o in stones))
-            cnt = [0] * NUM_POTION_TYPES
-            lp = model.latent_potion[w]
-            for p in range(NUM_POTION_TYPES):
-                cnt[lp[p]] += potions[p]
-            code = self._pi_value(int(model.graph[w]), st, cnt)
-            total += float(self._pi_copies[self._pi_rank[b]]) * (float(code & 15) + gold * float(code >> 4))
+        for term in terms.tolist():  # in world-state order, as the kernel adds them (the same rounding)
+            total += term
         return total
 
     def _bound(self, stones, colours: int, belief: int, steps: int) -> float:
