@@ -13,7 +13,9 @@
  *
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
  * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
- * and bound masks lazily, and keeps its memos across the decisions of the trial.
+ * and bound masks lazily, and keeps its memos across the decisions of the trial. The perfect-information values
+ * (pi_value) live in a cache owned by the world model (a Python bytearray), shared by the kernels of all trials
+ * and episodes: they depend only on the graph, the latent stones and the potion counts.
  *
  * Compile without floating point contraction (setup.py passes -ffp-contract=off): fused multiply-adds
  * would change the last bits of the sums.

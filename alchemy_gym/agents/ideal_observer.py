@@ -46,6 +46,15 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   every colour reusable, at most as many moves as potions left, and at most
   what that many moves can add to the stones under any chemistry (a move
   changes one indicator by 2) — cannot beat the best action found so far;
+* the *perfect-information bound* tightens that: Σ over the outcome's world
+  states of prior weight × the value of the trial with the world state known,
+  the potions counted and shared by the stones (a small deterministic game,
+  ``_pi_value``, memoised per world model: its states are graph × latent stones
+  × potion counts). It costs a lookup per world state, so it is computed with
+  the candidates for outcomes with at least ``PI_EAGER`` potions left, only
+  when a candidate is about to be searched from ``PI_LAZY`` potions left, and
+  not below. On hard first trials it cuts the nodes 3–6 fold (episode 13:
+  7.1M -> 1.3M), on the easiest it costs a little;
 * floors (expectimax "fail low"): an outcome is searched with the value it
   must reach for its action to matter; a node that provably stays below its
   floor returns an upper bound instead of its value (kept in a bounded dict);
@@ -69,12 +78,14 @@ milliseconds to a few seconds. The tree is what costs: in pure Python (about
 The search runs in an optional C kernel (``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a
 compiler is available), for the ideal observer, the search oracle and the ideal explorer: a port of
 ``Planner._search`` with bit-identical values and expected depths, the same decisions and the same nodes
-(see ``tests/test_search_kernel.py``), about 25 times faster per node. Its memo is one table (exact values
+(see ``tests/test_search_kernel.py``), many times faster per node. Its memo is one table (exact values
 and upper bounds: one probe finds a node's entry) with a memory budget (``memo_mb``, default 256 MB) and,
 once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
-the Python memos do: the hard first trials stop searching the same subtrees again. First decision of
-evaluation episodes 3, 0 and 13 with the kernel: 2.1 s, 4.4 s, 40 s (1.4M nodes for episode 0, 7.1M for
-episode 13); whole episodes 8 and 2, two at once: 15 s and 21 s.
+the Python memos do: the hard first trials stop searching the same subtrees again. Its perfect-information
+values live in a lossy 128 MB cache per world model (``PI_CACHE_ENTRIES``), kept across trials and episodes.
+First decision of evaluation episodes 3, 0 and 13 with the kernel, each in a new process: 2.7 s, 5.4 s, 23 s
+(0.42M nodes for episode 0, 1.3M for episode 13; without the perfect-information bound 2.2 s, 4.6 s, 40 s
+from 0.67M, 1.39M and 7.1M nodes).
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
 """
 
@@ -111,7 +122,7 @@ END = (-1, -1)
 #: Relative tolerance under which two expected values count as a tie.
 TIE_TOLERANCE = 1e-9
 INF = float("inf")
-#: Entries (8 bytes each) of the C kernel's perfect-information cache of a world model (128 MB).
+#: Most entries (8 bytes each) of the C kernel's perfect-information cache of a world model (128 MB).
 PI_CACHE_ENTRIES = 1 << 24
 #: The perfect-information bound of an outcome with at least PI_EAGER potions left is computed with its candidate
 #: (it orders the candidates); with PI_LAZY to PI_EAGER - 1 left only when its candidate is about to be searched;
@@ -497,8 +508,11 @@ class WorldModel:
         """The C kernel's cache of perfect-information values (see ``Planner``), one per bonus, shared by every
         search on this model: its values depend only on the graph, the latent stones and the potion counts."""
         cache = self._pi_caches.get(bonus)
-        if cache is None:
-            cache = self._pi_caches[bonus] = bytearray(PI_CACHE_ENTRIES * 8)
+        if cache is None:  # a power of two of entries, about 4096 per world state (the search oracle has one)
+            entries = 1 << 16
+            while entries < PI_CACHE_ENTRIES and entries < self.size * 4096:
+                entries *= 2
+            cache = self._pi_caches[bonus] = bytearray(entries * 8)
         return cache
 
     def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
