@@ -402,3 +402,18 @@ def test_perfect_information_bound_prunes_but_changes_no_decision():
     pi_bound = planner._pi_bound(stones, counts, planner.belief) / total
     static = planner._bound(stones, colours, planner.belief, min(sum(counts), 7)) / total
     assert out[0][0][1] <= pi_bound <= static
+
+
+def test_world_model_copies_leave_the_caches_behind():
+    """A pickled world model (sent to a worker) carries no perfect-information cache; the copy fills its own and
+    finds the same values."""
+    import pickle
+
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    planner = Planner(model)
+    value = planner._pi_value(0, (0, 3), [1, 2, 0, 1, 2, 1])
+    model.pi_cache(12.0)
+    assert model.pi_values[12.0] and len(model.pi_cache(12.0)) == 8 << 24
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.pi_values == {} and copy._pi_caches == {}
+    assert Planner(copy)._pi_value(0, (0, 3), [1, 2, 0, 1, 2, 1]) == value

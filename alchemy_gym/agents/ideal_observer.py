@@ -504,6 +504,11 @@ class WorldModel:
                 )
         return None if self._symmetries[0] is None else self._symmetries
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pi_caches"], state["pi_values"] = {}, {}  # caches (up to 128 MB): a copy refills its own
+        return state
+
     def pi_cache(self, bonus: float) -> bytearray:
         """The C kernel's cache of perfect-information values (see ``Planner``), one per bonus, shared by every
         search on this model: its values depend only on the graph, the latent stones and the potion counts."""
