@@ -570,6 +570,8 @@ class Planner:
         max_memo: bound on the memoised states of a trial in the Python search (a memo is cleared when full).
         memo_mb: memory budget of the C kernel's memos in MB (once full, the entries of nodes with the fewest
             potions left make room; values and decisions never depend on it, only speed does).
+        pi_bound: tighten outcome bounds with the perfect-information value (see ``_pi_bound``); values and
+            decisions never depend on it, only the nodes searched do.
     """
 
     def __init__(
