@@ -41,7 +41,8 @@
 /* The perfect-information bound (pi_bound) of an outcome with at least PI_EAGER potions left is computed with
  * the candidates (it orders them); with PI_LAZY to PI_EAGER - 1 left, only when its candidate is about to be
  * searched; below PI_LAZY, never (cheaper to search). */
-static int PI_EAGER = 8, PI_LAZY = 3;
+#define PI_EAGER 8 /* the same as in ideal_observer.py */
+#define PI_LAZY 3
 
 /* Portable builds (no -march): the bit loops get a POPCNT clone chosen at load time where GCC and glibc allow
  * it (ifunc), else the compiler's generic popcount. */
@@ -1444,7 +1445,6 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
         return -1;
     }
     for (int p = 0; p < NPOT; p++) K->colour_order[p] = p;
-    /* The perfect-information bound needs the value of each latent stone to be the same in every world state. */
     /* The perfect-information bound needs the value of each latent stone to be the same in every world state,
      * and a cache: pi_cache, a writable buffer of 8-byte entries (a power of two of them; empty: no bound). */
     for (int l = 0; l < NLAT; l++) {

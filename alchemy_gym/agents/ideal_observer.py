@@ -182,18 +182,8 @@ def _node_key(stones, potions, belief: int, nbytes: int) -> int:
 _MASK64 = (1 << 64) - 1
 
 
-def _pi_key(g: int, st: tuple[int, ...], cnt) -> int:
-    """Memo key of a perfect-information state (see Planner._pi_value); matches _pi_keys."""
-    key = len(st) << 16 | g
-    for c in cnt:
-        key = key << 4 | c
-    for s in st:
-        key = key << 3 | s
-    return key
-
-
 def _pi_search(memo: dict, codes, trans: list, g: int, st: tuple[int, ...], cnt: list[int], value: list) -> int:
-    """Planner._pi_value's recursion (``trans[s][k]``: latent stone after potion type ``k``)."""
+    """Planner._pi_value's recursion (``trans[s][k]``: latent stone after potion type ``k``; keys as _pi_keys)."""
     key = len(st) << 16 | g
     for c in cnt:
         key = key << 4 | c
@@ -231,7 +221,7 @@ def _pi_search(memo: dict, codes, trans: list, g: int, st: tuple[int, ...], cnt:
 
 
 def _pi_keys(g: np.ndarray, st: np.ndarray, cnt: np.ndarray) -> np.ndarray:
-    """_pi_key of many states at once (rows of ``st`` and ``cnt``)."""
+    """The memo keys of _pi_search for many states at once (rows of ``st`` and ``cnt``)."""
     key = st.shape[1] << 16 | g
     for k in range(cnt.shape[1]):
         key = key << 4 | cnt[:, k]
