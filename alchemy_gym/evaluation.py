@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             elif spec == "ideal-observer":
                 cost = (
                     "with the C kernel that takes from under a second to a few minutes per episode "
-                    "(about 10 s on average here)"
+                    "(about 6 s of one core on average here)"
                 )
             else:  # the explorer has no bounds to prune with
                 cost = (

@@ -83,7 +83,7 @@ and upper bounds: one probe finds a node's entry) with a memory budget (``memo_m
 once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
 the Python memos do: the hard first trials stop searching the same subtrees again. Its perfect-information
 values live in a lossy 128 MB cache per world model (``PI_CACHE_ENTRIES``), kept across trials and episodes.
-First decision of evaluation episodes 3, 0 and 13 with the kernel, each in a new process: 2.7 s, 5.4 s, 23 s
+First decision of evaluation episodes 3, 0 and 13 with the kernel, in that order in one process: 2.7, 5.4, 23 s
 (0.42M nodes for episode 0, 1.3M for episode 13; without the perfect-information bound 2.2 s, 4.6 s, 40 s
 from 0.67M, 1.39M and 7.1M nodes).
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
