@@ -86,7 +86,7 @@ def test_first_decision_episode_1():
 
 def test_a_full_memo_replaces_entries_and_keeps_decisions():
     """With a 1 MB budget (32768 entries) the kernel's memo overflows on episode 4's first decision (about
-    120,000 entries; they are replaced, nodes searched again), yet the value, depth and action of the decision
+    35,000 entries; they are replaced, nodes searched again), yet the value, depth and action of the decision
     are those of the default budget."""
     from alchemy_gym.data import evaluation_episodes
 
@@ -138,7 +138,7 @@ def test_first_decision_episode_4_kernel():
 
 
 def test_first_decision_episode_4():
-    """Kernel and pure Python search on the same decision (the Python half takes about 30 s)."""
+    """Kernel and pure Python search on the same decision (the Python half takes about 60 s)."""
     out = _first_decision(4)
     assert out[0][2] == 37251
 
