@@ -127,7 +127,7 @@ def test_first_decision_episode_4_kernel():
         action, value, depth = planner.best_action(agent._stone_order, counts, agent._colour_order)
     assert planner._kernel is not None
     assert (action, value, depth) == ((74, 3), 35.19281684027778, 7.168511284722221)
-    assert planner.nodes == 37251 and _memo_sizes(planner) == (26872, 2792, 5027)
+    assert planner.nodes == 37251 and _memo_sizes(planner) == (26872, 2792, 23045)
     # Without the perfect-information bound: the same decision, bit for bit, from 3.7 times the nodes.
     with python_search(False):
         planner = Planner(agent.planner.model)

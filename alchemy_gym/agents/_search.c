@@ -110,7 +110,8 @@ static inline void h_final(Hasher *h, uint64_t *k0, uint64_t *k1) {
 /* A memo entry. The low byte of k1 holds the entry's priority + 1 (the potions left at the node: the more,
  * the costlier to search again); keys compare on k0 and the other 56 bits of k1 (120 bits in all). k1 == 0
  * marks an empty slot. An exact entry holds the node's value and expected potions used (d >= 0); an upper
- * entry (d = UPPER) only an upper bound on the value, returned under a floor the node did not reach. */
+ * entry (d = UPPER, or PI_UPPER for a perfect-information bound) only an upper bound on the value, returned under
+ * a floor the node did not reach. */
 typedef struct {
     uint64_t k0, k1;
     double v, d;
@@ -125,6 +126,7 @@ typedef struct {
 #define KEYMASK (~(uint64_t)0xFF)
 
 #define UPPER (-1.0)
+#define PI_UPPER (-2.0) /* an upper bound that is the node's perfect-information bound (not computed again) */
 
 /* Entries of each kind (for stats): exact with more than two potions left, exact with two, upper. */
 static inline int entry_kind(const Entry *e) { return e->d < 0 ? 2 : ((e->k1 & 0xFF) - 1 > 2 ? 0 : 1); }
@@ -1203,10 +1205,12 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 if (e && e->d >= 0) kd->b = (double)kd->w * e->v;
                 else {
                     if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
-                    if (K->pi && left - 1 < PI_EAGER && left - 1 >= PI_LAZY && nst <= 5) {
+                    if (K->pi && left - 1 < PI_EAGER && left - 1 >= PI_LAZY && nst <= 5 && !(e && e->d == PI_UPPER)) {
                         double pb = pi_bound(K, bel, mk, l, h, kd->st, nst, rp);
                         if (pb < kd->b) kd->b = pb;
                         if ((double)kd->w * kd->ev >= kd->b) kd->trivial = 1;
+                        else if (!e && table_put(&K->memo, c0, c1, left - 1, pb / (double)kd->w, PI_UPPER) < 0)
+                            K->err = 1; /* kept as the node's upper bound: computed once per node */
                     }
                 }
                 nub += kd->b;

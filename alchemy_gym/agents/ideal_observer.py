@@ -596,6 +596,8 @@ class Planner:
         self._end_cache: dict = {}
         #: Upper bounds of nodes searched with a floor they did not reach (same keys as the memo).
         self._upper: dict = {}
+        #: Keys whose upper bound is their perfect-information bound (see _refine): not computed again.
+        self._pi_upper: set = set()
         self.nodes = 0
         #: Colour pairs (bit k = colours 2k, 2k+1) about which something has been observed. Colour relabelling
         #: is a symmetry of the prior only when every potion map is possible.
@@ -649,6 +651,7 @@ class Planner:
         self.memo.clear()
         self._memo_shallow.clear()
         self._upper.clear()
+        self._pi_upper.clear()
         self._outcome_cache.clear()
         self._seen.update(stones)
         sym = self.model.symmetries()
@@ -1039,12 +1042,18 @@ class Planner:
                 upper = self._upper.get(key)
                 if upper is not None and w * upper < b:
                     b = w * upper
-                if lazy:
+                if lazy and key not in self._pi_upper:
                     pb = self._pi_bound(new_stones, potions, child)
                     if pb < b:
                         b = pb
                     if w * self.end_value(new_stones) >= b:
                         child = None  # solved: cashing now reaches the bound
+                    elif upper is None:  # kept as the node's upper bound: computed once per node
+                        if len(self._upper) >= self.max_memo:
+                            self._upper.clear()
+                            self._pi_upper.clear()
+                        self._upper[key] = pb / w
+                        self._pi_upper.add(key)
             out.append((new_stones, child, w, b, key))  # the key is passed on to the child's search
             nub += b
         return out, nub
@@ -1218,13 +1227,16 @@ class Planner:
             upper = max(best_value, pruned_ub)
             if len(self._upper) >= self.max_memo:
                 self._upper.clear()
+                self._pi_upper.clear()
             self._upper[key] = upper
+            self._pi_upper.discard(key)
             return (upper, None, None)
         entry = complex(best_value, best_depth)
         if len(memo) >= self.max_memo:
             memo.clear()  # bounded memory: values are exact, only reuse is lost
         memo[key] = entry
         self._upper.pop(key, None)  # the exact value replaces an earlier upper bound (as in the kernel's one table)
+        self._pi_upper.discard(key)
         return (best_value, best_depth, best_action)
 
 
