@@ -52,8 +52,8 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   ``_pi_value``, memoised per world model: its states are graph × latent stones
   × potion counts). It costs a lookup per world state, so it is computed with
   the candidates for outcomes with at least ``PI_EAGER`` potions left, only
-  when a candidate is about to be searched from ``PI_LAZY`` potions left, and
-  not below. On hard first trials it cuts the nodes 3–6 fold (episode 13:
+  when a candidate is about to be searched from ``PI_LAZY`` potions left (then
+  kept as the outcome's upper bound in the memo: once per node), and not below. On hard first trials it cuts the nodes 3–6 fold (episode 13:
   7.1M -> 1.3M), on the easiest it costs a little;
 * floors (expectimax "fail low"): an outcome is searched with the value it
   must reach for its action to matter; a node that provably stays below its
@@ -83,7 +83,7 @@ and upper bounds: one probe finds a node's entry) with a memory budget (``memo_m
 once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
 the Python memos do: the hard first trials stop searching the same subtrees again. Its perfect-information
 values live in a lossy 128 MB cache per world model (``PI_CACHE_ENTRIES``), kept across trials and episodes.
-First decision of evaluation episodes 3, 0 and 13 with the kernel, in that order in one process: 2.7, 5.4, 23 s
+First decision of evaluation episodes 3, 0 and 13 with the kernel, in that order in one process: 2.7, 5.2, 21 s
 (0.42M nodes for episode 0, 1.3M for episode 13; without the perfect-information bound 2.2 s, 4.6 s, 40 s
 from 0.67M, 1.39M and 7.1M nodes).
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
