@@ -611,6 +611,20 @@ HOT static uint64_t and_into(uint64_t *dst, const uint64_t *a, const uint64_t *b
 
 /* ------------------------------------------------------------------ perfect-information bound */
 
+/* Insertion sort of a few stones (latent here; perceived for the memo keys below). */
+static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) {
+    memcpy(sorted, stones, nst);
+    for (int i = 1; i < nst; i++) {
+        uint8_t x = sorted[i];
+        int j = i - 1;
+        while (j >= 0 && sorted[j] > x) {
+            sorted[j + 1] = sorted[j];
+            j--;
+        }
+        sorted[j + 1] = x;
+    }
+}
+
 /* Values here are coded as (number of stones worth 1) | (number worth gold) << 4: at most 5 stones. */
 static inline double code_value(const Kernel *K, int code) { return (double)(code & 15) + K->gold * (double)(code >> 4); }
 
@@ -666,15 +680,9 @@ static int pi_value(Kernel *K, int g, const uint8_t *st, int nst, int *cnt) {
 static inline void pi_state(const Kernel *K, size_t b, const uint8_t *st, int nst, const int *pot, uint8_t *ls,
                             int *lc) {
     const int8_t *lat = K->latent + b * NOBS;
-    for (int s = 0; s < nst; s++) {
-        uint8_t x = (uint8_t)lat[st[s]];
-        int q = s;
-        while (q > 0 && ls[q - 1] > x) {
-            ls[q] = ls[q - 1];
-            q--;
-        }
-        ls[q] = x;
-    }
+    uint8_t raw[MAXST];
+    for (int s = 0; s < nst; s++) raw[s] = (uint8_t)lat[st[s]];
+    sort_stones(raw, nst, ls);
     const uint8_t *lp = K->latpot + b * NPOT;
     for (int k = 0; k < NPOT; k++) lc[k] = 0;
     for (int p = 0; p < NPOT; p++) lc[lp[p]] += pot[p];
@@ -692,7 +700,7 @@ static double pi_bound(Kernel *K, const uint64_t *bel, const uint64_t *mask, int
     int n = 0;
     double total = 0.0;
     for (int i = lo; i <= hi; i++) {
-        uint64_t c = i < hi ? bel[i] & (mask ? mask[i] : ~(uint64_t)0) & K->first[i] : 0;
+        uint64_t c = i < hi ? bel[i] & mask[i] & K->first[i] : 0;
         while (c || (i == hi && n)) {
             if (c) {
                 size_t b = (size_t)i * 64 + (size_t)__builtin_ctzll(c);
@@ -965,19 +973,6 @@ static inline void node_key(const uint64_t *bel, const uint64_t *mask, int lo, i
     h_add(&h, b);
     h_add(&h, pack_potions(pot));
     h_final(&h, k0, k1);
-}
-
-static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) {
-    memcpy(sorted, stones, nst);
-    for (int i = 1; i < nst; i++) {
-        uint8_t x = sorted[i];
-        int j = i - 1;
-        while (j >= 0 && sorted[j] > x) {
-            sorted[j + 1] = sorted[j];
-            j--;
-        }
-        sorted[j + 1] = x;
-    }
 }
 
 static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const int *pot, int lo, int hi,

@@ -53,8 +53,9 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   × potion counts). It costs a lookup per world state, so it is computed with
   the candidates for outcomes with at least ``PI_EAGER`` potions left, only
   when a candidate is about to be searched from ``PI_LAZY`` potions left (then
-  kept as the outcome's upper bound in the memo: once per node), and not below. On hard first trials it cuts the nodes 3–6 fold (episode 13:
-  7.1M -> 1.3M), on the easiest it costs a little;
+  kept as the outcome's upper bound in the memo: once per node), and not
+  below. On hard first trials it cuts the nodes 3–6 fold (episode 13: 7.1M ->
+  1.3M), on the easiest it costs a little;
 * floors (expectimax "fail low"): an outcome is searched with the value it
   must reach for its action to matter; a node that provably stays below its
   floor returns an upper bound instead of its value (kept in a bounded dict);
@@ -852,11 +853,14 @@ class Planner:
         memo = self.model.pi_values.setdefault(self.bonus, {})
         if len(memo) >= PI_MEMO_ENTRIES:
             memo.clear()
-        value = self._pi_code_values
-        if value is None:  # the value of each code
+        return _pi_search(memo, self.model.latent_codes, self.model.trans_lists[g], g, st, cnt, self._code_values())
+
+    def _code_values(self) -> list[float]:
+        """The value of each perfect-information code (see _pi_value), computed as the kernel does."""
+        if self._pi_code_values is None:
             gold = 3.0 + self.bonus
-            value = self._pi_code_values = [float(c & 15) + gold * float(c >> 4) for c in range(256)]
-        return _pi_search(memo, self.model.latent_codes, self.model.trans_lists[g], g, st, cnt, value)
+            self._pi_code_values = [float(c & 15) + gold * float(c >> 4) for c in range(256)]
+        return self._pi_code_values
 
     def _pi_bound(self, stones, potions, belief: int) -> float:
         """Unnormalised upper bound on a node's value: Σ over its world states of prior weight × its value with
@@ -891,8 +895,7 @@ class Planner:
             if code is None:
                 code = self._pi_value(int(graph[rows[i]]), tuple(st[i].tolist()), cnt[i].tolist())
             codes.append(code)
-        codes = np.array(codes, dtype=np.int64)[inverse.ravel()]
-        terms = copies[rows] * ((codes & 15).astype(np.float64) + (3.0 + self.bonus) * (codes >> 4).astype(np.float64))
+        terms = copies[rows] * np.array(self._code_values())[codes][inverse.ravel()]
         total = 0.0
         for term in terms.tolist():  # in world-state order, as the kernel adds them (the same rounding)
             total += term
