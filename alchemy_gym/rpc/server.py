@@ -44,8 +44,6 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from concurrent import futures
 
 import numpy as np
 
@@ -66,6 +64,8 @@ DEFAULT_PORT = 10000
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 96, 72
 MAX_PICTURE_SIDE = 4096
 MAX_WORLDS = 64
+#: Concurrent streams a server accepts (a stream costs no thread: a vector env may open one per sub-env).
+DEFAULT_MAX_CONNECTIONS = 64
 
 ACTION_UID = 1
 OBS_SYMBOLIC, OBS_SCORE, OBS_RGB, OBS_EVENTS = 1, 2, 3, 4
@@ -599,7 +599,12 @@ def _servicer_base():
 
 
 class AlchemyServicer(_servicer_base()):
-    """The dm_env_rpc ``Environment`` service over symbolic Alchemy worlds (thread-safe)."""
+    """The dm_env_rpc ``Environment`` service over symbolic Alchemy worlds, for a ``grpc.aio`` server.
+
+    Every stream is a coroutine on the server's one event loop: a request is handled to the end
+    before the next one starts (the game is pure Python; threads would only take turns on the
+    GIL), and many streams cost no threads. The world registry is also safe to use from threads.
+    """
 
     def __init__(self, max_worlds: int = MAX_WORLDS) -> None:
         self._worlds: dict[str, _World] = {}
@@ -607,12 +612,17 @@ class AlchemyServicer(_servicer_base()):
         self._counter = itertools.count(1)
         self.max_worlds = max_worlds
 
-    def Process(self, request_iterator: Iterator, context) -> Iterator:  # noqa: N802 (gRPC's name)
+    async def Process(self, request_iterator, context) -> None:  # noqa: N802 (gRPC's name)
+        import grpc
+
         session = _Session(self)
         try:
-            for request in request_iterator:
-                yield session.handle(request)
-        finally:
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    return
+                await context.write(session.handle(request))
+        finally:  # also when the client cancels the stream or goes away
             session.close()
 
     # world registry (called by sessions)
@@ -675,35 +685,116 @@ class AlchemyServicer(_servicer_base()):
             return len(self._worlds)
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, *, max_connections: int = 16):
-    """A started ``grpc.Server`` serving :class:`AlchemyServicer`; returns ``(server, bound_port)``.
+async def start_server(host: str = "127.0.0.1", port: int = 0, *, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+    """Start a ``grpc.aio`` server of :class:`AlchemyServicer` on the running loop; returns ``(server, bound_port)``.
 
-    ``port=0`` picks a free port. At most ``max_connections`` streams are served
-    at once (each holds one worker thread); more are refused with RESOURCE_EXHAUSTED.
+    ``port=0`` picks a free port. At most ``max_connections`` streams are served at once; more
+    are refused with RESOURCE_EXHAUSTED. ``OSError`` if the address cannot be bound.
     """
     import grpc
     from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
 
-    pool = futures.ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="alchemy-rpc")
-    server = grpc.server(pool, maximum_concurrent_rpcs=max_connections)
+    server = grpc.aio.server(maximum_concurrent_rpcs=max_connections)
     servicer = AlchemyServicer()
     dm_env_rpc_pb2_grpc.add_EnvironmentServicer_to_server(servicer, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError as exc:
-        pool.shutdown(wait=False)
         raise OSError(f"cannot listen on {address}: {exc} (is the port in use?)") from None
     if bound == 0:
-        pool.shutdown(wait=False)
         raise OSError(f"cannot listen on {address} (is the port in use?)")
-    server.start()
+    await server.start()
     server.servicer = servicer  # for tests and introspection
     return server, bound
 
 
+class BackgroundServer:
+    """The server on its own event loop in a background thread (for in-process use: tests, notebooks).
+
+    Made by :func:`make_server`. ``stop(grace)`` stops it, ends the thread and returns a set
+    ``threading.Event`` (as ``grpc.Server.stop`` returns one to wait on).
+    """
+
+    def __init__(self, host: str, port: int, max_connections: int) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._server = None
+        self.servicer: AlchemyServicer | None = None
+        self.port = 0
+        self._thread = threading.Thread(
+            target=self._run, args=(host, port, max_connections), name="alchemy-rpc-server", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _run(self, host: str, port: int, max_connections: int) -> None:
+        import asyncio
+
+        loop = self._loop
+        try:
+            try:
+                self._server, self.port = loop.run_until_complete(
+                    start_server(host, port, max_connections=max_connections)
+                )
+                self.servicer = self._server.servicer
+            except BaseException as exc:
+                self._error = exc
+                return
+            finally:
+                self._ready.set()
+            loop.run_forever()  # until _shutdown stops it
+        finally:
+            self._server = None  # freed here, with its loop still open
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._stopped.set()
+
+    async def _shutdown(self, grace: float | None) -> None:
+        try:
+            if self._server is not None:
+                await self._server.stop(grace)
+        finally:
+            self._loop.stop()
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """Stop serving (after ``grace`` seconds for streams in flight) and end the thread (idempotent)."""
+        loop = self._loop
+        if not self._stopped.is_set():
+            try:
+                loop.call_soon_threadsafe(loop.create_task, self._shutdown(grace))
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        self._thread.join((grace or 0) + 10)
+        return self._stopped
+
+
+def make_server(host: str = "127.0.0.1", port: int = 0, *, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+    """A started server of :class:`AlchemyServicer` on a background thread; returns ``(server, bound_port)``.
+
+    The server is a :class:`BackgroundServer` (``server.stop(grace)``, ``server.servicer``); see
+    :func:`start_server` for the arguments. ``alchemy-gym serve`` runs the same server on its main thread.
+    """
+    server = BackgroundServer(host, port, max_connections)
+    return server, server.port
+
+
 def main(argv: list[str] | None = None) -> int:
     """``alchemy-gym serve``: serve symbolic Alchemy over dm_env_rpc until SIGINT/SIGTERM."""
+    import asyncio
+
     parser = argparse.ArgumentParser(
         prog="alchemy-gym serve",
         description="Serve symbolic Alchemy over dm_env_rpc (the interface of the 3D Unity server).",
@@ -712,7 +803,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all interfaces)"
     )
-    parser.add_argument("--max-connections", type=int, default=16, help="concurrent client streams (default 16)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"concurrent client streams (default {DEFAULT_MAX_CONNECTIONS})",
+    )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -720,25 +816,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_connections < 1:
         parser.error("--max-connections must be >= 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        server, port = make_server(args.host, args.port, max_connections=args.max_connections)
-    except OSError as exc:
-        print(f"alchemy-gym serve: {exc}", file=sys.stderr, flush=True)
-        return 1
-    stop = threading.Event()
 
-    def _stop(signum, _frame):
-        stop.set()
+    async def serve() -> int:
+        try:
+            server, port = await start_server(args.host, args.port, max_connections=args.max_connections)
+        except OSError as exc:
+            print(f"alchemy-gym serve: {exc}", file=sys.stderr, flush=True)
+            return 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"alchemy-gym serve: dm_env_rpc on {args.host}:{port}", file=sys.stderr, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop(1.0)
+        return 0
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop)
-    print(f"alchemy-gym serve: dm_env_rpc on {args.host}:{port}", file=sys.stderr, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.stop(grace=1.0).wait(2.0)
-    return 0
+    return asyncio.run(serve())
 
 
 if __name__ == "__main__":
