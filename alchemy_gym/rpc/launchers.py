@@ -4,7 +4,7 @@ Every launcher has the same small life cycle::
 
     launcher = DockerLauncher(image)          # nothing runs yet
     address = launcher.start(timeout=60.0)    # "127.0.0.1:PORT", ready: a real dm_env_rpc call answered
-    ...                                       # connect with open_channel(address)
+    ...                                       # connect with open_channel / open_aio_channel
     launcher.close()                          # idempotent; also run at garbage collection and exit
 
 * :class:`DockerLauncher` runs an image (default the Unity one,
@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import tempfile
@@ -56,8 +57,17 @@ def open_channel(address: str):
     """
     import grpc
 
-    options = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    return grpc.insecure_channel(address, options=options)
+    return grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+
+
+def open_aio_channel(address: str):
+    """The ``grpc.aio`` version of :func:`open_channel` (make it inside a coroutine of the loop that uses it)."""
+    import grpc
+
+    return grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+
+
+_CHANNEL_OPTIONS = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
 def probe(address: str, timeout: float) -> str | None:
@@ -190,14 +200,15 @@ UNITY_ARGS = (
 def _stop_process(process: subprocess.Popen, log_file) -> None:
     if process.poll() is None:
         try:
-            os.killpg(process.pid, 15)
+            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGCONT)  # a stopped (paused, hung) server acts on SIGTERM only once resumed
         except (ProcessLookupError, PermissionError):
             process.terminate()
         try:
             process.wait(5)
         except subprocess.TimeoutExpired:
             try:
-                os.killpg(process.pid, 9)
+                os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 process.kill()
             process.wait(5)
