@@ -1,9 +1,16 @@
-"""The 3D Alchemy env (or any dm_env_rpc Alchemy server) as a Gymnasium env."""
+"""The 3D Alchemy env (or any dm_env_rpc Alchemy server) as a Gymnasium env.
+
+:class:`RpcWorldClient` is the dm_env_rpc side of one env (its server, stream and world; requests
+as coroutines); :class:`RpcAlchemyEnv` runs one on a blocking stream, without an event loop;
+:class:`alchemy_gym.envs.rpc_vector.RpcAlchemyVectorEnv` runs N of them concurrently on one loop.
+"""
 
 from __future__ import annotations
 
 import numbers
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -12,9 +19,9 @@ import numpy as np
 from alchemy_gym.envs.options import episode_option
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
-from alchemy_gym.rpc.connection import RequestTimeout
+from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, run_blocking
 from alchemy_gym.rpc.events import WorldEvent, decode_event
-from alchemy_gym.rpc.spaces import check_action_value, pack_value, specs_to_spaces, unpack_value
+from alchemy_gym.rpc.spaces import SpecSpaces, check_action_value, pack_value, specs_to_spaces, unpack_value
 
 try:  # the ``rpc`` extra
     import grpc
@@ -25,10 +32,438 @@ except ImportError:  # pragma: no cover - reported when an env is made
 
 #: Observations that feed the reward / episode end / info rather than the observation space.
 _NON_OBSERVATIONS = ("events", "reward", "discount")
+#: What a lost server's message tells the single env's user to do.
+_ENV_RECOVERY = "Recover with env.restart() (starts a new server; then call reset()) or env.close() and make a new env."
 
 
 class RpcEnvError(RuntimeError):
     """The dm_env_rpc server failed or went away (the message says how to recover)."""
+
+
+# ------------------------------------------------------------------------------ arguments
+
+
+@dataclass
+class RpcEnvConfig:
+    """The checked arguments of an RPC env (see :class:`RpcAlchemyEnv`), shared by its vector env.
+
+    Build it with :meth:`parse`, which raises ``ValueError`` before anything starts.
+    """
+
+    level_name: str
+    image: str = DEFAULT_IMAGE
+    address: str | None = None
+    binary: str | None = None
+    binary_args: Sequence[str] | None = ()
+    environment: Mapping[str, str] | None = None
+    width: int = 96
+    height: int = 72
+    num_action_repeats: int = 1
+    render_mode: str | None = None
+    connect_timeout: float = 60.0
+    request_timeout: float | None = 300.0
+    observations: list[str] | None = None
+    event_regex: str | None = "DeepMind/.*"
+    decode_events: bool = True
+    docker_kwargs: dict[str, Any] = field(default_factory=dict)
+    evaluation: bool = False
+    fixed_episode: int | None = None
+
+    RENDER_MODES = ("rgb_array",)
+
+    @classmethod
+    def parse(cls, level_name: str, *, address: str | None = None, **kwargs: Any) -> RpcEnvConfig:
+        """Check every argument; ``address`` is checked by the caller (one string, or a list for a vector env)."""
+        if pb is None:
+            raise ImportError("the 3D envs need the rpc extra: pip install 'alchemy-gym[rpc]'")
+        level = find_level(level_name)
+        if level.rpc_id is None:
+            raise ValueError(
+                f"level {level_name!r} has no 3D version: the 3D levels are "
+                + ", ".join(f"{lv.name}" for lv in _rpc_levels())
+                + f" and {EVALUATION_PREFIX}/0..{NUM_EVALUATION_EPISODES - 1}"
+            )
+        config = cls(level_name=level_name, address=address, **kwargs)
+        config.evaluation = level.name == EVALUATION_PREFIX
+        config.fixed_episode = parse_evaluation_name(level_name) if config.evaluation else None
+        for name in ("width", "height", "num_action_repeats"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            setattr(config, name, int(value))
+        if config.render_mode is not None and config.render_mode not in cls.RENDER_MODES:
+            raise ValueError(f"render_mode {config.render_mode!r} is not supported: allowed None or 'rgb_array'")
+        timeout = config.connect_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout <= 0:
+            raise ValueError(f"connect_timeout must be a positive number of seconds, got {timeout!r}")
+        config.connect_timeout = float(timeout)
+        timeout = config.request_timeout
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout <= 0):
+            raise ValueError(f"request_timeout must be a positive number of seconds or None, got {timeout!r}")
+        config.request_timeout = None if timeout is None else float(timeout)
+        if address is not None and config.binary is not None:
+            raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
+        config.observations = None if config.observations is None else list(config.observations)
+        config.decode_events = bool(config.decode_events)
+        config.docker_kwargs = dict(config.docker_kwargs or {})
+        return config
+
+    def make_launcher(self, address: str | None = None):
+        """A new (not started) launcher: at ``address`` if given, else the local binary, else Docker."""
+        from alchemy_gym.rpc import launchers
+
+        if address is not None:
+            return launchers.AddressLauncher(address)
+        if self.binary is not None:
+            binary_args = self.binary_args
+            return launchers.LocalBinaryLauncher(
+                self.binary,
+                None if binary_args is None else list(binary_args) or None,
+                environment=self.environment,
+            )
+        return launchers.DockerLauncher(self.image, environment=self.environment, **self.docker_kwargs)
+
+
+# -------------------------------------------------------------------------- one env's server
+
+
+class RpcWorldClient:
+    """One env's server, stream and world: the dm_env_rpc protocol of :class:`RpcAlchemyEnv`.
+
+    Blocking work (starting the server) is in plain methods; every request is a coroutine that
+    awaits the ``transport``: with :class:`~alchemy_gym.rpc.connection.BlockingTransport` (the
+    single env) they never suspend and run without a loop (``run_blocking``), with
+    :class:`~alchemy_gym.rpc.connection.AioTransport` (the vector env) many clients' requests are
+    in flight at once on one event loop. :meth:`pack_action` and :meth:`plan_reset` check their
+    arguments and raise before anything is sent.
+
+    Args:
+        config: the env's arguments.
+        address: this client's server address (overrides ``config.address``).
+        label: how messages name this env (``"sub-env 3"``); ``""`` for a single env.
+        recovery: what a lost server's message tells the user to do.
+        first_episode, episode_stride: on the evaluation level, without an explicit episode,
+            episodes ``first_episode, first_episode + stride, …`` are played.
+        transport: the stream's class (``BlockingTransport`` or ``AioTransport``).
+    """
+
+    def __init__(
+        self,
+        config: RpcEnvConfig,
+        address: str | None = None,
+        *,
+        label: str = "",
+        recovery: str = _ENV_RECOVERY,
+        first_episode: int = 0,
+        episode_stride: int = 1,
+        transport: type | None = None,
+    ) -> None:
+        from alchemy_gym.rpc.connection import BlockingTransport
+
+        self.config = config
+        self._transport_type = BlockingTransport if transport is None else transport
+        self.address = config.address if address is None else address
+        self.label = label
+        self.recovery = recovery
+        self._first_episode = first_episode
+        self._episode_stride = episode_stride
+        self.launcher = None
+        self._connection = None  # the transport
+        self._world_name: str | None = None
+        self._world_level: str | None = None
+        self._world_fresh = False
+        self.world_seed: int | None = None
+        self._next_episode = first_episode
+        self.episode_index: int | None = None
+        self.needs_reset = True
+        self._last_score = 0.0
+        self.last_rgb: np.ndarray | None = None
+        self.specs = None
+        self.observation_space: gym.Space | None = None
+        self.action_space: gym.Space | None = None
+        self._obs: SpecSpaces | None = None
+        self._acts: SpecSpaces | None = None
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    # ------------------------------------------------------------------ server and world
+
+    def start_server(self) -> str:
+        """Make and start a new launcher (blocking until the server answers); returns its address."""
+        self.launcher = self.config.make_launcher(self.address)
+        return self.launcher.start(timeout=self.config.connect_timeout)
+
+    async def connect(self) -> None:
+        """Open the stream to the started server and create a world with a random seed."""
+        self._connection = self._transport_type(self.launcher.address, timeout=self.config.request_timeout)
+        seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        await self._create_world(self._episode_level(self.config.fixed_episode), seed)
+
+    async def disconnect(self) -> None:
+        """Leave and destroy the world (if the server still answers) and close the stream."""
+        try:
+            if self._connection is not None and self._world_name is not None:
+                try:
+                    await self._destroy_world()
+                except Exception:
+                    pass
+        finally:
+            self._world_name = None
+            await self._drop_connection()
+
+    def stop_server(self) -> None:
+        """Stop what the launcher started (idempotent)."""
+        if self.launcher is not None:
+            self.launcher.close()
+
+    def _episode_level(self, episode: int | None) -> str:
+        if not self.config.evaluation:
+            return find_level(self.config.level_name).name
+        return f"{EVALUATION_PREFIX}/{0 if episode is None else episode}"
+
+    async def _send(self, request):
+        """Send one request; server-side errors → ValueError, a dead server → RpcEnvError."""
+        if self.closed:
+            raise RpcEnvError(f"{self._prefix()}the env is closed")
+        if self._connection is None:
+            raise self._no_server()
+        try:
+            return await self._connection.send(request)
+        except dm_error.DmEnvRpcError as exc:
+            raise ValueError(
+                f"{self._prefix()}the dm_env_rpc server rejected {type(request).__name__}: {exc.message} "
+                f"(code {exc.code})"
+            ) from None
+        except (RequestTimeout, StreamClosed, grpc.RpcError) as exc:
+            raise await self._dead(exc) from None
+
+    def _prefix(self) -> str:
+        return f"{self.label}: " if self.label else ""
+
+    def _no_server(self) -> RpcEnvError:
+        return RpcEnvError(f"{self._prefix()}the env has no server (a previous failure). {self.recovery}")
+
+    async def _dead(self, exc) -> RpcEnvError:
+        if isinstance(exc, RequestTimeout):
+            detail = f"{exc}; request_timeout={self.config.request_timeout:g}"
+        elif isinstance(exc, grpc.RpcError):
+            detail = f"{exc.code().name}: {exc.details()}"
+        else:
+            detail = str(exc) or type(exc).__name__
+        launcher = self.launcher
+        state = ""
+        if launcher is not None and hasattr(launcher, "status"):
+            state = f"; container state: {launcher.status()}"
+        elif launcher is not None and launcher.alive() is False:
+            state = "; the server process has exited"
+        tail = launcher.log_tail() if launcher is not None else ""
+        await self._drop_connection()
+        what = launcher.describe() if launcher else "server"
+        message = f"{self._prefix()}lost the {what} ({detail}{state}). {self.recovery}"
+        if tail.strip():
+            message += f"\n--- last lines of the server's log ---\n{tail.strip()}"
+        return RpcEnvError(message)
+
+    async def _create_world(self, level: str, seed: int) -> None:
+        from dm_env_rpc.v1 import tensor_utils
+
+        await self._destroy_world()
+        config = self.config
+        settings = {
+            "seed": tensor_utils.pack_tensor(seed),
+            "episodeId": tensor_utils.pack_tensor(0),
+            "levelName": tensor_utils.pack_tensor(level),
+        }
+        if config.event_regex is not None:
+            settings["EventSubscriptionRegex"] = tensor_utils.pack_tensor(config.event_regex)
+        self._world_name = (await self._send(pb.CreateWorldRequest(settings=settings))).world_name
+        join = {"width": tensor_utils.pack_tensor(config.width), "height": tensor_utils.pack_tensor(config.height)}
+        specs = (await self._send(pb.JoinWorldRequest(world_name=self._world_name, settings=join))).specs
+        self._world_level, self.world_seed, self._world_fresh = level, seed, True
+        self._set_specs(specs)
+
+    async def _destroy_world(self) -> None:
+        if self._world_name is None or self._connection is None:
+            self._world_name = None
+            return
+        name, self._world_name = self._world_name, None
+        await self._send(pb.LeaveWorldRequest())
+        await self._send(pb.DestroyWorldRequest(world_name=name))
+
+    def _set_specs(self, specs) -> None:
+        first = self.specs is None
+        self.specs = specs
+        unsupported = "warn" if first else "ignore"  # warn once per env, not at every new world
+        obs = specs_to_spaces(
+            specs.observations,
+            include=self.config.observations,
+            exclude=_NON_OBSERVATIONS,
+            kind="observation",
+            unsupported=unsupported,
+        )
+        acts = specs_to_spaces(specs.actions, kind="action", unsupported=unsupported)
+        if not first and (obs.space != self.observation_space or acts.space != self.action_space):
+            raise RpcEnvError(f"{self._prefix()}the server changed its specs between worlds; make a new env")
+        self._obs = obs
+        self._acts = acts
+        self.observation_space = obs.space
+        self.action_space = acts.space
+        by_name = {spec.name: uid for uid, spec in specs.observations.items()}
+        self._uid_names = {uid: spec.name for uid, spec in specs.observations.items()}
+        extra = [by_name[n] for n in ("Score", "events", "reward", "discount") if n in by_name]
+        if self.config.render_mode == "rgb_array" and "RGB_INTERLEAVED" in by_name:
+            extra.append(by_name["RGB_INTERLEAVED"])
+        self._requested_uids = sorted(set(obs.uids.values()) | set(extra))
+        self._has_reward = "reward" in by_name
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:
+                pass
+
+    # ----------------------------------------------------------------------- reset
+
+    def plan_reset(self, seed: int | None, options: dict[str, Any] | None, np_random: np.random.Generator):
+        """Check a reset's arguments and decide it; returns ``(level, world_seed or None)`` for :meth:`reset`.
+
+        ``np_random`` (already seeded with ``seed`` by the caller) draws the new world's seed
+        when the world has to be recreated (a seed given, another evaluation episode).
+        """
+        config = self.config
+        episode = episode_option(options, fixed=config.evaluation, level=config.level_name)
+        if self._connection is None:
+            raise self._no_server()
+        if seed is not None:
+            self._next_episode = self._first_episode
+        if config.evaluation:
+            if episode is None:
+                episode = config.fixed_episode if config.fixed_episode is not None else self._next_episode
+            self._next_episode = (episode + self._episode_stride) % NUM_EVALUATION_EPISODES
+            self.episode_index = episode
+        level = self._episode_level(episode)
+        if seed is not None or level != self._world_level or (config.evaluation and not self._world_fresh):
+            return level, int(np_random.integers(0, 2**31 - 1))
+        return level, None
+
+    async def reset(self, level: str, world_seed: int | None):
+        """Start an episode as planned by :meth:`plan_reset`; returns ``(obs, info)``."""
+        if world_seed is not None:
+            await self._create_world(level, world_seed)
+        elif not self._world_fresh:
+            await self._send(pb.ResetRequest())
+        self._world_fresh = False
+        response = await self._step_request({})
+        obs, values = self._observation(response)
+        self._last_score = float(values.get("Score", 0.0))
+        self.needs_reset = False
+        info = {"world_seed": self.world_seed, "score": self._last_score}
+        if self.config.evaluation:
+            info["episode"] = self.episode_index
+        if "events" in values:
+            info["events"] = values["events"]
+        return obs, info
+
+    # ------------------------------------------------------------------------ step
+
+    def pack_action(self, action) -> dict:
+        """Check an action against the action space and pack it (``ValueError`` naming the key and bounds)."""
+        acts = self._acts
+        if acts.single is not None:
+            if isinstance(action, Mapping):
+                if set(action) != {acts.single}:
+                    raise ValueError(
+                        f"{self._prefix()}action keys {sorted(action)} are not allowed: "
+                        f"the only action is {acts.single!r}"
+                    )
+                action = action[acts.single]
+            name = acts.single
+            value = self._check(name, acts.spaces[name], action)
+            return {acts.uids[name]: pack_value(acts.specs[name], value)}
+        if not isinstance(action, Mapping):
+            raise ValueError(
+                f"{self._prefix()}the action must be a dict with keys among {sorted(acts.spaces)}, "
+                f"got {type(action).__name__}"
+            )
+        unknown = sorted(set(action) - set(acts.spaces))
+        if unknown:
+            raise ValueError(f"{self._prefix()}unknown action keys {unknown}: allowed {sorted(acts.spaces)}")
+        packed = {}
+        for name, value in action.items():
+            value = self._check(name, acts.spaces[name], value)
+            packed[acts.uids[name]] = pack_value(acts.specs[name], value)
+        return packed
+
+    def _check(self, name: str, space: gym.Space, value) -> np.ndarray:
+        if not self.label:
+            return check_action_value(name, space, value)
+        try:
+            return check_action_value(name, space, value)
+        except ValueError as exc:
+            raise ValueError(f"{self._prefix()}{exc}") from None
+
+    async def step(self, packed: dict):
+        """One env step with a packed action (``num_action_repeats`` server steps)."""
+        total_reward = 0.0
+        events: list = []
+        terminated = truncated = False
+        for _ in range(self.config.num_action_repeats):
+            response = await self._step_request(packed)
+            obs, values = self._observation(response)
+            if self._has_reward and "reward" in values:
+                total_reward += float(values["reward"])
+            elif "Score" in values:
+                score = float(values["Score"])
+                total_reward += score - self._last_score
+                self._last_score = score
+            events.extend(values.get("events", ()))
+            if response.state == pb.EnvironmentStateType.TERMINATED:
+                terminated = True
+                break
+            if response.state == pb.EnvironmentStateType.INTERRUPTED:
+                truncated = True
+                break
+        self.needs_reset = terminated or truncated
+        info: dict[str, Any] = {"score": self._last_score}
+        if "events" in values:
+            info["events"] = events
+        if self.config.evaluation:
+            info["episode"] = self.episode_index
+        return obs, total_reward, terminated, truncated, info
+
+    def _step_request(self, actions: dict):
+        return self._send(pb.StepRequest(actions=actions, requested_observations=self._requested_uids))
+
+    def _observation(self, response):
+        values: dict[str, Any] = {}
+        names = self._uid_names
+        for uid, tensor in response.observations.items():
+            name = names.get(uid)
+            if name == "events":
+                if tensor.WhichOneof("payload") == "protos":
+                    if self.config.decode_events:
+                        values[name] = [decode_event(a) for a in tensor.protos.array]
+                    else:
+                        values[name] = [
+                            WorldEvent(name=_event_name(a), detail=None, detail_type=a.type_url, raw=bytes(a.value))
+                            for a in tensor.protos.array
+                        ]
+                continue
+            values[name] = unpack_value(tensor)
+        if "RGB_INTERLEAVED" in values:
+            self.last_rgb = values["RGB_INTERLEAVED"]
+        obs_spaces = self._obs
+        if obs_spaces.single is not None:
+            return values[obs_spaces.single], values
+        return {name: values[name] for name in obs_spaces.spaces}, values
+
+
+# ------------------------------------------------------------------------------- the env
 
 
 class RpcAlchemyEnv(gym.Env):
@@ -134,263 +569,83 @@ class RpcAlchemyEnv(gym.Env):
         decode_events: bool = True,
         docker_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if pb is None:
-            raise ImportError("RpcAlchemyEnv needs the rpc extra: pip install 'alchemy-gym[rpc]'")
         # --- validate everything before anything starts
-        level = find_level(level_name)
-        if level.rpc_id is None:
-            raise ValueError(
-                f"level {level_name!r} has no 3D version: the 3D levels are "
-                + ", ".join(f"{lv.name}" for lv in _rpc_levels())
-                + f" and {EVALUATION_PREFIX}/0..{NUM_EVALUATION_EPISODES - 1}"
-            )
-        self.level_name = level_name
-        self._evaluation = level.name == EVALUATION_PREFIX
-        self._fixed_episode = parse_evaluation_name(level_name) if self._evaluation else None
-        for name, value in (("width", width), ("height", height), ("num_action_repeats", num_action_repeats)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None or 'rgb_array'")
-        if not isinstance(connect_timeout, numbers.Real) or connect_timeout <= 0:
-            raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
-        if request_timeout is not None and (
-            isinstance(request_timeout, bool) or not isinstance(request_timeout, numbers.Real) or request_timeout <= 0
-        ):
-            raise ValueError(f"request_timeout must be a positive number of seconds or None, got {request_timeout!r}")
-        if sum(x is not None for x in (address, binary)) > 1:
-            raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
-        self.width, self.height = int(width), int(height)
-        self.num_action_repeats = int(num_action_repeats)
-        self.render_mode = render_mode
-        self.connect_timeout = float(connect_timeout)
-        self.request_timeout = None if request_timeout is None else float(request_timeout)
-        self._requested_names = None if observations is None else list(observations)
-        self.event_regex = event_regex
-        self.decode_events = bool(decode_events)
-        self._launcher_args = dict(
+        config = RpcEnvConfig.parse(
+            level_name,
             image=image,
             address=address,
             binary=binary,
             binary_args=binary_args,
             environment=environment,
-            docker_kwargs=dict(docker_kwargs or {}),
+            width=width,
+            height=height,
+            num_action_repeats=num_action_repeats,
+            render_mode=render_mode,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+            observations=observations,
+            event_regex=event_regex,
+            decode_events=decode_events,
+            docker_kwargs=docker_kwargs,
         )
-        self.launcher = None
-        self._channel = None
-        self._connection = None
-        self._world_name: str | None = None
-        self._world_level: str | None = None
-        self._world_fresh = False
-        self.world_seed: int | None = None
-        self._next_episode = 0
-        self.episode_index: int | None = None
-        self._needs_reset = True
-        self._last_score = 0.0
-        self._last_rgb: np.ndarray | None = None
+        if address is not None and not isinstance(address, str):
+            raise ValueError(f"address must be 'host:port', got {address!r} (a list is for the vector env)")
+        self._config = config
+        self.level_name = level_name
+        self.render_mode = config.render_mode
+        self._client = RpcWorldClient(config)
         self._closed = False
+        # an env dropped without close() still closes its stream (the launcher has its own finalizer)
+        self._finalizer = weakref.finalize(self, _drop_quietly, self._client)
         self._start()
 
-    # ------------------------------------------------------------------ server and world
-
-    def _make_launcher(self):
-        from alchemy_gym.rpc import launchers
-
-        args = self._launcher_args
-        if args["address"] is not None:
-            return launchers.AddressLauncher(args["address"])
-        if args["binary"] is not None:
-            binary_args = args["binary_args"]
-            return launchers.LocalBinaryLauncher(
-                args["binary"],
-                None if binary_args is None else list(binary_args) or None,
-                environment=args["environment"],
-            )
-        return launchers.DockerLauncher(args["image"], environment=args["environment"], **args["docker_kwargs"])
+    # read-only views of the configuration and of the world
+    width = property(lambda self: self._config.width)
+    height = property(lambda self: self._config.height)
+    num_action_repeats = property(lambda self: self._config.num_action_repeats)
+    connect_timeout = property(lambda self: self._config.connect_timeout)
+    request_timeout = property(lambda self: self._config.request_timeout)
+    event_regex = property(lambda self: self._config.event_regex)
+    decode_events = property(lambda self: self._config.decode_events)
+    launcher = property(lambda self: self._client.launcher, doc="the launcher of the current server")
+    world_seed = property(lambda self: self._client.world_seed, doc="the seed of the current world")
+    episode_index = property(lambda self: self._client.episode_index, doc="the evaluation episode being played")
 
     def _start(self) -> None:
-        from alchemy_gym.rpc import launchers
-        from alchemy_gym.rpc.connection import RpcConnection
-
-        self.launcher = self._make_launcher()
+        client = self._client
         try:
-            address = self.launcher.start(timeout=self.connect_timeout)
-            self._channel = launchers.open_channel(address)
-            self._connection = RpcConnection(self._channel, timeout=self.request_timeout)
-            seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-            level = self._episode_level(self._fixed_episode if self._evaluation else None)
-            self._create_world(level, seed)
+            client.start_server()
+            run_blocking(client.connect())
         except BaseException:
             self._shutdown()
             raise
-
-    def _episode_level(self, episode: int | None) -> str:
-        if not self._evaluation:
-            return find_level(self.level_name).name
-        return f"{EVALUATION_PREFIX}/{0 if episode is None else episode}"
-
-    def _send(self, request):
-        """Send one request; server-side errors → ValueError, a dead server → RpcEnvError."""
-        if self._closed:
-            raise RpcEnvError("the env is closed")
-        if self._connection is None:
-            raise RpcEnvError("the env has no server (a previous failure): call env.restart() or make a new env")
-        try:
-            return self._connection.send(request)
-        except dm_error.DmEnvRpcError as exc:
-            raise ValueError(
-                f"the dm_env_rpc server rejected {type(request).__name__}: {exc.message} (code {exc.code})"
-            ) from None
-        except RequestTimeout as exc:
-            raise self._dead(exc) from None
-        except (grpc.RpcError, StopIteration) as exc:
-            raise self._dead(exc) from None
-
-    def _dead(self, exc) -> RpcEnvError:
-        if isinstance(exc, RequestTimeout):
-            detail = f"{exc}; request_timeout={self.request_timeout:g}"
-        elif isinstance(exc, grpc.RpcError):
-            detail = f"{exc.code().name}: {exc.details()}"
-        else:
-            detail = type(exc).__name__
-        launcher = self.launcher
-        state = ""
-        if launcher is not None and hasattr(launcher, "status"):
-            state = f"; container state: {launcher.status()}"
-        elif launcher is not None and launcher.alive() is False:
-            state = "; the server process has exited"
-        tail = launcher.log_tail() if launcher is not None else ""
-        self._drop_connection()
-        message = (
-            f"lost the {launcher.describe() if launcher else 'server'} ({detail}{state}). "
-            "Recover with env.restart() (starts a new server; then call reset()) or env.close() and make a new env."
-        )
-        if tail.strip():
-            message += f"\n--- last lines of the server's log ---\n{tail.strip()}"
-        return RpcEnvError(message)
-
-    def _create_world(self, level: str, seed: int) -> None:
-        from dm_env_rpc.v1 import tensor_utils
-
-        self._destroy_world()
-        settings = {
-            "seed": tensor_utils.pack_tensor(seed),
-            "episodeId": tensor_utils.pack_tensor(0),
-            "levelName": tensor_utils.pack_tensor(level),
-        }
-        if self.event_regex is not None:
-            settings["EventSubscriptionRegex"] = tensor_utils.pack_tensor(self.event_regex)
-        self._world_name = self._send(pb.CreateWorldRequest(settings=settings)).world_name
-        join = {"width": tensor_utils.pack_tensor(self.width), "height": tensor_utils.pack_tensor(self.height)}
-        specs = self._send(pb.JoinWorldRequest(world_name=self._world_name, settings=join)).specs
-        self._world_level, self.world_seed, self._world_fresh = level, seed, True
-        self._set_specs(specs)
-
-    def _destroy_world(self) -> None:
-        if self._world_name is None or self._connection is None:
-            self._world_name = None
-            return
-        name, self._world_name = self._world_name, None
-        self._send(pb.LeaveWorldRequest())
-        self._send(pb.DestroyWorldRequest(world_name=name))
-
-    def _set_specs(self, specs) -> None:
-        first = getattr(self, "_specs", None) is None
-        self._specs = specs
-        unsupported = "warn" if first else "ignore"  # warn once per env, not at every new world
-        obs = specs_to_spaces(
-            specs.observations,
-            include=self._requested_names,
-            exclude=_NON_OBSERVATIONS,
-            kind="observation",
-            unsupported=unsupported,
-        )
-        acts = specs_to_spaces(specs.actions, kind="action", unsupported=unsupported)
-        if not first and (obs.space != self.observation_space or acts.space != self.action_space):
-            raise RpcEnvError("the server changed its specs between worlds; make a new env")
-        self._obs = obs
-        self._acts = acts
-        self.observation_space = obs.space
-        self.action_space = acts.space
-        by_name = {spec.name: uid for uid, spec in specs.observations.items()}
-        self._uid_names = {uid: spec.name for uid, spec in specs.observations.items()}
-        extra = [by_name[n] for n in ("Score", "events", "reward", "discount") if n in by_name]
-        if self.render_mode == "rgb_array" and "RGB_INTERLEAVED" in by_name:
-            extra.append(by_name["RGB_INTERLEAVED"])
-        self._requested_uids = sorted(set(obs.uids.values()) | set(extra))
-        self._has_reward = "reward" in by_name
-        self._has_score = "Score" in by_name
+        self.observation_space = client.observation_space
+        self.action_space = client.action_space
 
     # ----------------------------------------------------------------------- gym API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if self._closed:
+            raise RpcEnvError("the env is closed")
         super().reset(seed=seed)
-        episode = episode_option(options, fixed=self._evaluation, level=self.level_name)
-        if seed is not None:
-            self._next_episode = 0
-        if self._evaluation:
-            if episode is None:
-                episode = self._fixed_episode if self._fixed_episode is not None else self._next_episode
-            self._next_episode = (episode + 1) % NUM_EVALUATION_EPISODES
-            self.episode_index = episode
-        level = self._episode_level(episode)
-        if self._connection is None:
-            raise RpcEnvError("the env lost its server: call env.restart() or make a new env")
-        if seed is not None or level != self._world_level or (self._evaluation and not self._world_fresh):
-            world_seed = int(self.np_random.integers(0, 2**31 - 1))
-            self._create_world(level, world_seed)
-        elif not self._world_fresh:
-            self._send(pb.ResetRequest())
-        self._world_fresh = False
-        response = self._step_request({})
-        obs, values = self._observation(response)
-        self._last_score = float(values.get("Score", 0.0))
-        self._needs_reset = False
-        info = {"world_seed": self.world_seed, "score": self._last_score}
-        if self._evaluation:
-            info["episode"] = self.episode_index
-        if "events" in values:
-            info["events"] = values["events"]
-        return obs, info
+        level, world_seed = self._client.plan_reset(seed, options, self.np_random)
+        return run_blocking(self._client.reset(level, world_seed))
 
     def step(self, action):
-        if self._needs_reset:
+        client = self._client
+        if client.needs_reset:
             raise RuntimeError("call reset() before step() (and after an episode ends)")
-        packed = self._pack_action(action)
-        total_reward = 0.0
-        events: list = []
-        terminated = truncated = False
-        for _ in range(self.num_action_repeats):
-            response = self._step_request(packed)
-            obs, values = self._observation(response)
-            if self._has_reward and "reward" in values:
-                total_reward += float(values["reward"])
-            elif "Score" in values:
-                score = float(values["Score"])
-                total_reward += score - self._last_score
-                self._last_score = score
-            events.extend(values.get("events", ()))
-            if response.state == pb.EnvironmentStateType.TERMINATED:
-                terminated = True
-                break
-            if response.state == pb.EnvironmentStateType.INTERRUPTED:
-                truncated = True
-                break
-        self._needs_reset = terminated or truncated
-        info: dict[str, Any] = {"score": self._last_score}
-        if "events" in values:
-            info["events"] = events
-        if self._evaluation:
-            info["episode"] = self.episode_index
-        return obs, total_reward, terminated, truncated, info
+        packed = client.pack_action(action)
+        return run_blocking(client.step(packed))
 
     def render(self):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
             return None
-        return None if self._last_rgb is None else self._last_rgb.copy()
+        rgb = self._client.last_rgb
+        return None if rgb is None else rgb.copy()
 
     def close(self) -> None:
         """Leave and destroy the world, close the connection and stop the server (idempotent)."""
@@ -398,91 +653,32 @@ class RpcAlchemyEnv(gym.Env):
             return
         self._shutdown()
         self._closed = True
+        self._client.closed = True
+        self._finalizer.detach()
 
     def restart(self) -> None:
         """Start a new server after a failure (or at will); call ``reset()`` next."""
         if self._closed:
             raise RpcEnvError("the env is closed: make a new env")
         self._shutdown()
-        self._needs_reset = True
+        self._client.needs_reset = True
         self._start()
 
     # -------------------------------------------------------------------- internals
 
     def _shutdown(self) -> None:
         try:
-            if self._connection is not None and self._world_name is not None:
-                try:
-                    self._destroy_world()
-                except Exception:
-                    pass
+            run_blocking(self._client.disconnect())
         finally:
-            self._world_name = None
-            self._drop_connection()
-            if self.launcher is not None:
-                self.launcher.close()
+            self._client.stop_server()
 
-    def _drop_connection(self) -> None:
-        connection, channel = self._connection, self._channel
-        self._connection = self._channel = None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:
-                pass
-        if channel is not None:
-            channel.close()
 
-    def _pack_action(self, action) -> dict:
-        acts = self._acts
-        if acts.single is not None:
-            if isinstance(action, Mapping):
-                if set(action) != {acts.single}:
-                    raise ValueError(
-                        f"action keys {sorted(action)} are not allowed: the only action is {acts.single!r}"
-                    )
-                action = action[acts.single]
-            name = acts.single
-            value = check_action_value(name, acts.spaces[name], action)
-            return {acts.uids[name]: pack_value(acts.specs[name], value)}
-        if not isinstance(action, Mapping):
-            raise ValueError(
-                f"the action must be a dict with keys among {sorted(acts.spaces)}, got {type(action).__name__}"
-            )
-        unknown = sorted(set(action) - set(acts.spaces))
-        if unknown:
-            raise ValueError(f"unknown action keys {unknown}: allowed {sorted(acts.spaces)}")
-        packed = {}
-        for name, value in action.items():
-            value = check_action_value(name, acts.spaces[name], value)
-            packed[acts.uids[name]] = pack_value(acts.specs[name], value)
-        return packed
-
-    def _step_request(self, actions: dict):
-        return self._send(pb.StepRequest(actions=actions, requested_observations=self._requested_uids))
-
-    def _observation(self, response):
-        values: dict[str, Any] = {}
-        names = self._uid_names
-        for uid, tensor in response.observations.items():
-            name = names.get(uid)
-            if name == "events":
-                if tensor.WhichOneof("payload") == "protos":
-                    if self.decode_events:
-                        values[name] = [decode_event(a) for a in tensor.protos.array]
-                    else:
-                        values[name] = [
-                            WorldEvent(name=_event_name(a), detail=None, detail_type=a.type_url, raw=bytes(a.value))
-                            for a in tensor.protos.array
-                        ]
-                continue
-            values[name] = unpack_value(tensor)
-        if "RGB_INTERLEAVED" in values:
-            self._last_rgb = values["RGB_INTERLEAVED"]
-        obs_spaces = self._obs
-        if obs_spaces.single is not None:
-            return values[obs_spaces.single], values
-        return {name: values[name] for name in obs_spaces.spaces}, values
+def _drop_quietly(client: RpcWorldClient) -> None:
+    """Close a blocking client's stream (at garbage collection or exit); never raises."""
+    try:
+        run_blocking(client._drop_connection())
+    except Exception:
+        pass
 
 
 def _event_name(packed) -> str:
