@@ -57,6 +57,7 @@ def register_envs() -> None:
             register(
                 id=level.rpc_id,
                 entry_point="alchemy_gym.envs.rpc:RpcAlchemyEnv",
+                vector_entry_point="alchemy_gym.envs.rpc_vector:RpcAlchemyVectorEnv",
                 kwargs={"level_name": level.name},
             )
 
