@@ -382,3 +382,65 @@ def test_planner_copies_without_the_kernel():
         assert other._kernel is None
         assert other.best_action((o,), (1, 1, 1, 0, 0, 0)) == first
         assert other._kernel is not None
+
+
+def test_pi_table_equals_the_python_perfect_information_values():
+    """The kernel's tabulated perfect-information values (blocks per count vector, computed from the blocks one
+    potion smaller) equal Planner._pi_value on random states of every size the bound uses."""
+    model = world_model(LevelRules.from_level_name(RANDOM_BOTTLENECK))
+    planner = Planner(model)
+    table = io._search_ext.PiTable(
+        len(model.graph_masks), model._trans.astype(np.int8).tobytes(), bytes(model.latent_codes), 12.0, 1 << 30
+    )
+    rng = np.random.default_rng(5)
+    codes = set()
+    for _ in range(300):
+        nst = int(rng.integers(1, 6))
+        stones = tuple(sorted(int(x) for x in rng.integers(0, 8, nst)))
+        counts = [int(x) for x in rng.multinomial(int(rng.integers(0, 12 if nst <= 3 else 7)), [1 / 6] * 6)]
+        g = int(rng.integers(len(model.graph_masks)))
+        code = planner._pi_value(g, stones, list(counts))
+        assert table.value(g, list(reversed(stones)), counts) == code, (g, stones, counts)
+        codes.add(code)
+    assert len(codes) > 8  # the states reach many different values
+    assert table.stats()["clears"] == 0 and table.stats()["bytes"] > 0
+
+
+def test_pi_table_budget_and_bad_input():
+    """Over its byte budget the table drops its blocks (at the start of the next bound) and recomputes them:
+    episode 1's first decision (about 16 MB of blocks) with a 14 MB budget is the default one, node for node."""
+    from alchemy_gym.agents.ideal_observer import WorldModel
+    from alchemy_gym.data import evaluation_episodes
+
+    rules = LevelRules.from_level_name(RANDOM_BOTTLENECK)
+    model = WorldModel(rules)
+    trans = model._trans.astype(np.int8).tobytes()
+    small = io._search_ext.PiTable(len(model.graph_masks), trans, bytes(model.latent_codes), 12.0, 14 << 20)
+    model._pi_caches[12.0] = small
+    eps = evaluation_episodes()
+    game = AlchemyGame()
+    game.start_episode(eps[1].chemistry, items=eps[1].trials)
+    agent = IdealObserver()
+    agent.reset(game, 1)
+    stones, potions = agent._sync(game)
+    counts = tuple(sum(1 for q in potions if q == p) for p in range(6))
+    planner = Planner(model)
+    planner.new_trial(list(agent._stone_order))
+    with python_search(False):
+        decision = planner.best_action(agent._stone_order, counts, agent._colour_order)
+    assert planner._kernel is not None and small.stats()["clears"] >= 3
+    assert planner.nodes == 15823 and decision[1] == 5.09375
+    with pytest.raises(ValueError, match="at most 15 potions"):
+        small.value(0, [0], [16, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="latent stone out of range"):
+        small.value(0, [8], [1, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="inconsistent table sizes"):
+        io._search_ext.PiTable(len(model.graph_masks), trans[:-1], bytes(model.latent_codes), 12.0, 1)
+    with pytest.raises(ValueError, match="code must be 0, 1 or 16"):
+        io._search_ext.PiTable(len(model.graph_masks), trans, bytes(8 * [2]), 12.0, 1)
+    other = io._search_ext.PiTable(len(model.graph_masks), trans, bytes(model.latent_codes), 11.0, 1)
+    model._pi_caches[12.0] = other
+    planner = Planner(model)
+    planner.new_trial(list(agent._stone_order))
+    with python_search(False), pytest.raises(ValueError, match="another world model or bonus"):
+        planner.best_action(agent._stone_order, counts, agent._colour_order)

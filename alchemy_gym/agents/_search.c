@@ -14,8 +14,8 @@
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
  * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
  * and bound masks lazily, and keeps its memos across the decisions of the trial. The perfect-information values
- * (pi_value) live in a cache owned by the world model (a Python bytearray), shared by the kernels of all trials
- * and episodes: they depend only on the graph, the latent stones and the potion counts.
+ * live in a PiTable owned by the world model, shared by the kernels of all trials and episodes: they depend only
+ * on the graph, the latent stones and the potion counts.
  *
  * Compile without floating point contraction (setup.py passes -ffp-contract=off): fused multiply-adds
  * would change the last bits of the sums.
@@ -379,10 +379,15 @@ typedef struct {
     int minimise;    /* the ideal explorer: value -(world states left at trial end); no bounds, floors or pruning */
     int pi;          /* tighten outcome bounds with the perfect-information value (see pi_bound) */
     int32_t *copies; /* bits (prior weight) of the world state starting at each first bit */
-    int lcode[NLAT]; /* value of cashing each latent stone, coded (see pi_value) */
-    uint64_t *pimemo; /* lossy cache of pi_value (shared by the kernels of a world model: see Kernel_init) */
-    size_t pimask;
-    Py_buffer pibuf;
+    int lcode[NLAT]; /* value of cashing each latent stone, coded (see PiTable) */
+    struct PiTable *pit; /* the world model's perfect-information values (a reference; see pi_bound) */
+    uint8_t *bit_sr, *bit_pm; /* per bit: which latent row (stone map and rotation), which potion map */
+    int nsr, npm;
+    const int8_t **sr_row;    /* nsr: the latent stone of each perceived stone (rows of latent) */
+    const uint8_t **pm_row;   /* npm: the latent potion of each colour (rows of latpot) */
+    uint32_t pi_stamp, *sr_stamp, *pm_stamp; /* per pi_bound call: what sr_off / pm_blk hold */
+    size_t *sr_off;           /* rank of the call's latent stones x G, per latent row */
+    const uint8_t **pm_blk;   /* the call's block, per potion map */
     uint64_t *first; /* nw words: the first bit of each world state (to count world states, and to list them) */
     int maxdepth;
     uint64_t *bel; /* maxdepth * nw */
@@ -625,112 +630,371 @@ static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) 
     }
 }
 
-/* Values here are coded as (number of stones worth 1) | (number worth gold) << 4: at most 5 stones. */
-static inline double code_value(const Kernel *K, int code) { return (double)(code & 15) + K->gold * (double)(code >> 4); }
 
-/* Key of a pi_value state (below 2^56: at most 5 stones, 15 potions of a type, 65536 graphs); never 0. */
-static inline uint64_t pi_key(int g, const uint8_t *st, int nst, const int *cnt) {
-    uint64_t key = 1;
-    for (int k = 0; k < NPOT; k++) key = key << 4 | (uint64_t)cnt[k];
-    for (int s = 0; s < nst; s++) key = key << 3 | st[s];
-    return key << 16 | (uint64_t)g;
-}
 
-/* The most a trial can still pay under one world state known for certain: stones on latent vertices st (sorted),
- * cnt[k] potions of latent type k, graph g. A deterministic game: the best of cashing now and of every (stone,
- * potion) move. Memoised in a lossy direct-mapped cache of 8-byte entries key << 8 | code (a lost entry is only
- * recomputed). */
-static int pi_value(Kernel *K, int g, const uint8_t *st, int nst, int *cnt) {
-    uint64_t key = pi_key(g, st, nst, cnt);
-    size_t slot = (size_t)fmix64(key) & K->pimask;
-    uint64_t e = K->pimemo[slot];
-    if (e >> 8 == key) return (int)(e & 0xFF);
-    int best = 0;
-    for (int s = 0; s < nst; s++) best += K->lcode[st[s]];
-    const int top = nst << 4;
-    const int8_t *tr = K->trans + (size_t)g * NLAT * NPOT;
-    for (int k = 0; k < NPOT && best < top; k++) {
-        if (!cnt[k]) continue;
-        cnt[k]--;
-        for (int s = 0; s < nst && best < top; s++) {
-            if (s && st[s] == st[s - 1]) continue;
-            int ns = tr[st[s] * NPOT + k];
-            if (ns == st[s]) continue;
-            uint8_t nxt[MAXST];
-            int q = 0;
-            for (int t = 0; t < nst; t++) /* st without st[s], then ns inserted in order */
-                if (t != s) nxt[q++] = st[t];
-            int pos = q;
-            while (pos > 0 && nxt[pos - 1] > ns) {
-                nxt[pos] = nxt[pos - 1];
-                pos--;
+/* The most a trial can still pay with the world state known (the perfect-information value) depends only on the
+ * graph, the multiset of latent stones and the potion count of each latent type. A PiTable holds these values for
+ * one world model in blocks: one block per (number of stones, count vector), nms x G codes (multiset rank major,
+ * graph minor), computed on first use from the blocks of the count vectors one potion smaller (a deterministic
+ * game: the best of cashing now and of every (stone, potion) move), and kept across trials and episodes within a
+ * byte budget (all blocks are dropped, at the start of a bound, when it is exceeded). A world state's value is
+ * then one byte read: block(count vector under its potion map)[rank(latent stones under its stone map) x G + its
+ * graph]; the frame's bits run over graphs within a (potion map, stone map), so consecutive reads are adjacent.
+ * Codes are (number of stones worth 1) | (number worth gold) << 4. */
+
+static void *copy_bytes(const char *src, Py_ssize_t len);
+static int int_seq(PyObject *seq, int *out, int maxn, const char *what);
+
+#define PI_MAXST 5   /* stones */
+#define PI_MAXS 15   /* potions */
+#define PI_NLC 54264 /* count vectors of 6 latent types with at most PI_MAXS potions: C(21, 6) */
+
+static int pi_nvec[NPOT + 1][PI_MAXS + 1];          /* k-vectors summing to s */
+static int pi_cum[NPOT][PI_MAXS + 1][PI_MAXS + 1];  /* vectors of a layer before value c at position i */
+static int pi_layer[PI_MAXS + 2];                   /* rank of the first vector summing to s */
+
+static void pi_rank_tables(void) {
+    for (int k = 0; k <= NPOT; k++)
+        for (int s = 0; s <= PI_MAXS; s++) {
+            if (k == 0) pi_nvec[k][s] = s == 0;
+            else {
+                int t = 0;
+                for (int v = 0; v <= s; v++) t += pi_nvec[k - 1][s - v];
+                pi_nvec[k][s] = t;
             }
-            nxt[pos] = (uint8_t)ns;
-            int v = pi_value(K, g, nxt, nst, cnt);
-            if (v != best && code_value(K, v) > code_value(K, best)) best = v;
         }
-        cnt[k]++;
-    }
-    K->pimemo[slot] = key << 8 | (uint64_t)best;
-    return best;
+    for (int i = 0; i < NPOT; i++)
+        for (int r = 0; r <= PI_MAXS; r++) {
+            int t = 0;
+            for (int c = 0; c <= PI_MAXS; c++) {
+                pi_cum[i][r][c] = t;
+                if (c <= r) t += pi_nvec[NPOT - 1 - i][r - c];
+            }
+        }
+    pi_layer[0] = 0;
+    for (int s = 0; s <= PI_MAXS; s++) pi_layer[s + 1] = pi_layer[s] + pi_nvec[NPOT][s];
 }
 
-/* Latent state of stones st (perceived) and potion counts pot (perceived colours) under the world state of bit b:
- * the sorted latent stones in ls, the counts per latent type in lc. */
-static inline void pi_state(const Kernel *K, size_t b, const uint8_t *st, int nst, const int *pot, uint8_t *ls,
-                            int *lc) {
-    const int8_t *lat = K->latent + b * NOBS;
-    uint8_t raw[MAXST];
-    for (int s = 0; s < nst; s++) raw[s] = (uint8_t)lat[st[s]];
-    sort_stones(raw, nst, ls);
-    const uint8_t *lp = K->latpot + b * NPOT;
-    for (int k = 0; k < NPOT; k++) lc[k] = 0;
-    for (int p = 0; p < NPOT; p++) lc[lp[p]] += pot[p];
+/* Rank of a count vector c summing to S (0 <= S <= PI_MAXS) among all vectors: by sum, then lexicographic. */
+static inline int lc_rank(const int *c, int S) {
+    int r = pi_layer[S], rem = S;
+    for (int i = 0; i < NPOT - 1; i++) {
+        r += pi_cum[i][rem][c[i]];
+        rem -= c[i];
+    }
+    return r;
 }
+
+typedef struct PiTable {
+    PyObject_HEAD
+    int ngraphs;
+    int8_t *trans; /* G x 8 x 6 */
+    int lcode[NLAT];
+    double bonus;
+    double cval[256];             /* value of each code */
+    int nms[PI_MAXST + 1];        /* sorted multisets of nst latent stones: C(nst + 7, nst) */
+    uint8_t *ms[PI_MAXST + 1];    /* nms x nst: the multisets by rank */
+    uint16_t *rank[PI_MAXST + 1]; /* 8^nst: rank of a sorted multiset packed 3 bits a stone (stone 0 lowest) */
+    uint16_t *nxt[PI_MAXST + 1];  /* nms x nst x 8: rank after stone i of multiset r becomes latent v */
+    uint8_t *cash[PI_MAXST + 1];  /* nms: code of cashing multiset r */
+    uint8_t **blocks[PI_MAXST + 1]; /* PI_NLC pointers each (NULL until computed) */
+    uint32_t *used;               /* the blocks computed, as nst << 16 | rank (to drop them all quickly) */
+    size_t nused, capused;
+    size_t bytes, budget;
+    long long computed, clears;
+} PiTable;
+
+static inline int ms_pack(const uint8_t *sorted, int nst) {
+    int k = 0;
+    for (int i = 0; i < nst; i++) k |= sorted[i] << (3 * i);
+    return k;
+}
+
+static void pi_clear(PiTable *P) {
+    for (size_t u = 0; u < P->nused; u++) {
+        uint8_t **slot = &P->blocks[P->used[u] >> 16][P->used[u] & 0xFFFF];
+        free(*slot);
+        *slot = NULL;
+    }
+    P->nused = 0;
+    P->bytes = 0;
+    P->clears++;
+}
+
+/* The multiset tables of nst stones (once per table). */
+static int pi_stones(PiTable *P, int nst) {
+    if (P->blocks[nst]) return 0;
+    int nms = 1;
+    for (int i = 1; i <= nst; i++) nms = nms * (NLAT - 1 + i) / i;
+    int npack = 1 << (3 * nst);
+    P->ms[nst] = (uint8_t *)malloc((size_t)nms * nst);
+    P->rank[nst] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)npack);
+    P->nxt[nst] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)nms * nst * NLAT);
+    P->cash[nst] = (uint8_t *)malloc((size_t)nms);
+    uint8_t **blocks = (uint8_t **)calloc(PI_NLC, sizeof(uint8_t *));
+    if (!P->ms[nst] || !P->rank[nst] || !P->nxt[nst] || !P->cash[nst] || !blocks) {
+        free(blocks);
+        return -1;
+    }
+    uint8_t cur[MAXST] = {0};
+    for (int r = 0; r < nms; r++) { /* non-decreasing sequences in lexicographic order */
+        memcpy(P->ms[nst] + (size_t)r * nst, cur, nst);
+        P->rank[nst][ms_pack(cur, nst)] = (uint16_t)r;
+        int code = 0;
+        for (int i = 0; i < nst; i++) code += P->lcode[cur[i]];
+        P->cash[nst][r] = (uint8_t)code;
+        int i = nst - 1;
+        while (i >= 0 && cur[i] == NLAT - 1) i--;
+        if (i < 0) break;
+        cur[i]++;
+        memset(cur + i + 1, cur[i], (size_t)(nst - i - 1));
+    }
+    for (int r = 0; r < nms; r++)
+        for (int i = 0; i < nst; i++)
+            for (int v = 0; v < NLAT; v++) {
+                uint8_t raw[MAXST], sorted[MAXST];
+                memcpy(raw, P->ms[nst] + (size_t)r * nst, nst);
+                raw[i] = (uint8_t)v;
+                sort_stones(raw, nst, sorted);
+                P->nxt[nst][((size_t)r * nst + i) * NLAT + v] = P->rank[nst][ms_pack(sorted, nst)];
+            }
+    P->nms[nst] = nms;
+    P->blocks[nst] = blocks;
+    return 0;
+}
+
+/* The block of count vector c (summing to S, rank idx) for nst stones, computed (with the blocks it needs) if
+ * missing; NULL when out of memory. */
+static const uint8_t *pi_block(PiTable *P, int nst, int *c, int S, int idx) {
+    uint8_t *have = P->blocks[nst][idx];
+    if (have) return have;
+    const int G = P->ngraphs, nms = P->nms[nst];
+    const uint8_t *pred[NPOT];
+    for (int k = 0; k < NPOT; k++) {
+        pred[k] = NULL;
+        if (!c[k]) continue;
+        c[k]--;
+        pred[k] = pi_block(P, nst, c, S - 1, lc_rank(c, S - 1));
+        c[k]++;
+        if (!pred[k]) return NULL;
+    }
+    if (P->nused == P->capused) {
+        size_t cap = P->capused ? 2 * P->capused : 1024;
+        uint32_t *used = (uint32_t *)realloc(P->used, sizeof(uint32_t) * cap);
+        if (!used) return NULL;
+        P->used = used;
+        P->capused = cap;
+    }
+    uint8_t *blk = (uint8_t *)malloc((size_t)nms * G);
+    if (!blk) return NULL;
+    const double *cv = P->cval;
+    for (int r = 0; r < nms; r++) {
+        const uint8_t *m = P->ms[nst] + (size_t)r * nst;
+        const uint16_t *nx = P->nxt[nst] + (size_t)r * nst * NLAT;
+        const int cash = P->cash[nst][r];
+        uint8_t *out = blk + (size_t)r * G;
+        for (int g = 0; g < G; g++) {
+            const int8_t *tr = P->trans + (size_t)g * NLAT * NPOT;
+            int best = cash;
+            double bv = cv[cash];
+            for (int k = 0; k < NPOT; k++) {
+                const uint8_t *pk = pred[k];
+                if (!pk) continue;
+                for (int i = 0; i < nst; i++) {
+                    if (i && m[i] == m[i - 1]) continue;
+                    int ns = tr[m[i] * NPOT + k];
+                    if (ns == m[i]) continue;
+                    int v = pk[(size_t)nx[i * NLAT + ns] * G + g];
+                    if (cv[v] > bv) {
+                        bv = cv[v];
+                        best = v;
+                    }
+                }
+            }
+            out[g] = (uint8_t)best;
+        }
+    }
+    P->blocks[nst][idx] = blk;
+    P->used[P->nused++] = (uint32_t)nst << 16 | (uint32_t)idx;
+    P->bytes += (size_t)nms * G;
+    P->computed++;
+    return blk;
+}
+
+static void PiTable_dealloc(PiTable *P) {
+    for (int n = 1; n <= PI_MAXST; n++) {
+        if (P->blocks[n]) {
+            for (int i = 0; i < PI_NLC; i++) free(P->blocks[n][i]);
+            free(P->blocks[n]);
+        }
+        free(P->ms[n]);
+        free(P->rank[n]);
+        free(P->nxt[n]);
+        free(P->cash[n]);
+    }
+    free(P->used);
+    free(P->trans);
+    Py_TYPE(P)->tp_free((PyObject *)P);
+}
+
+/* PiTable(ngraphs, trans int8[G*8*6], lcode bytes[8] (code of cashing each latent stone), bonus, budget bytes) */
+static int PiTable_init(PiTable *P, PyObject *args, PyObject *kw) {
+    int ngraphs;
+    const char *trans, *lcode;
+    Py_ssize_t ltr, llc, budget;
+    double bonus;
+    if (!PyArg_ParseTuple(args, "iy#y#dn", &ngraphs, &trans, &ltr, &lcode, &llc, &bonus, &budget)) return -1;
+    if (P->trans) {
+        PyErr_SetString(PyExc_RuntimeError, "_search.PiTable: already initialised");
+        return -1;
+    }
+    if (ngraphs <= 0 || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT || llc != NLAT || budget < 0) {
+        PyErr_SetString(PyExc_ValueError, "_search.PiTable: inconsistent table sizes");
+        return -1;
+    }
+    for (int i = 0; i < ltr; i++)
+        if (trans[i] < 0 || trans[i] >= NLAT) {
+            PyErr_SetString(PyExc_ValueError, "_search.PiTable: latent stone out of range");
+            return -1;
+        }
+    for (int l = 0; l < NLAT; l++) {
+        int c = (unsigned char)lcode[l];
+        if (c != 0 && c != 1 && c != 16) {
+            PyErr_SetString(PyExc_ValueError, "_search.PiTable: a latent stone's code must be 0, 1 or 16");
+            return -1;
+        }
+        P->lcode[l] = c;
+    }
+    P->trans = (int8_t *)copy_bytes(trans, ltr);
+    if (!P->trans) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    P->ngraphs = ngraphs;
+    P->bonus = bonus;
+    for (int c = 0; c < 256; c++) P->cval[c] = (double)(c & 15) + (3.0 + bonus) * (double)(c >> 4);
+    P->budget = (size_t)budget;
+    return 0;
+}
+
+static PyObject *PiTable_stats(PiTable *P, PyObject *unused) {
+    return Py_BuildValue("{s:n,s:L,s:L}", "bytes", (Py_ssize_t)P->bytes, "blocks", P->computed, "clears", P->clears);
+}
+
+/* value(ngraph, latent stones, counts): the code of one state (for tests). */
+static PyObject *PiTable_value(PiTable *P, PyObject *args) {
+    int g;
+    PyObject *ost, *ocnt;
+    if (!PyArg_ParseTuple(args, "iOO", &g, &ost, &ocnt)) return NULL;
+    if (!P->trans) {
+        PyErr_SetString(PyExc_RuntimeError, "_search.PiTable: not initialised");
+        return NULL;
+    }
+    int st[MAXST], cnt[NPOT];
+    int nst = int_seq(ost, st, PI_MAXST, "stones");
+    if (nst < 0) return NULL;
+    if (int_seq(ocnt, cnt, NPOT, "counts") != NPOT) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "counts: six counts");
+        return NULL;
+    }
+    int S = 0;
+    for (int k = 0; k < NPOT; k++) {
+        if (cnt[k] < 0) {
+            PyErr_SetString(PyExc_ValueError, "counts must be >= 0");
+            return NULL;
+        }
+        S += cnt[k];
+    }
+    if (nst < 1 || g < 0 || g >= P->ngraphs || S > PI_MAXS) {
+        PyErr_SetString(PyExc_ValueError, "1 to 5 stones, a graph of the table and at most 15 potions");
+        return NULL;
+    }
+    uint8_t raw[MAXST], sorted[MAXST];
+    for (int i = 0; i < nst; i++) {
+        if (st[i] < 0 || st[i] >= NLAT) {
+            PyErr_SetString(PyExc_ValueError, "latent stone out of range");
+            return NULL;
+        }
+        raw[i] = (uint8_t)st[i];
+    }
+    sort_stones(raw, nst, sorted);
+    if (pi_stones(P, nst) < 0) return PyErr_NoMemory();
+    const uint8_t *blk = pi_block(P, nst, cnt, S, lc_rank(cnt, S));
+    if (!blk) return PyErr_NoMemory();
+    return PyLong_FromLong(blk[(size_t)P->rank[nst][ms_pack(sorted, nst)] * P->ngraphs + g]);
+}
+
+static PyMethodDef PiTable_methods[] = {
+    {"stats", (PyCFunction)PiTable_stats, METH_NOARGS, "Bytes held, blocks computed, clears."},
+    {"value", (PyCFunction)PiTable_value, METH_VARARGS, "The code of one state (graph, latent stones, counts)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PiTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "alchemy_gym.agents._search.PiTable",
+    .tp_basicsize = sizeof(PiTable),
+    .tp_dealloc = (destructor)PiTable_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Perfect-information values of a world model, tabulated in blocks (shared by its kernels).",
+    .tp_methods = PiTable_methods,
+    .tp_init = (initproc)PiTable_init,
+    .tp_new = PyType_GenericNew,
+};
 
 /* Unnormalised upper bound on an outcome's value: Σ over its world states (bel & mask) of prior weight × the value
- * with the world state known (pi_value), for stones st (perceived) and potion counts pot (perceived colours).
- * In batches: every world state's key first, its cache entry prefetched, then the lookups, so that the memory
- * latencies of a batch overlap. */
+ * with the world state known, for stones st (perceived) and potion counts pot (perceived colours). Each stone map
+ * and each potion map met gives its multiset rank and its block once per call (stamped); a world state is then
+ * one byte read. */
 static double pi_bound(Kernel *K, const uint64_t *bel, const uint64_t *mask, int lo, int hi, const uint8_t *st,
                        int nst, const int *pot) {
-    enum { B = 32 };
-    uint64_t keys[B];
-    size_t slots[B], bits[B];
-    int n = 0;
+    PiTable *P = K->pit;
+    if (P->bytes > P->budget) pi_clear(P);
+    int S = 0;
+    for (int p = 0; p < NPOT; p++) S += pot[p];
+    const int G = P->ngraphs;
+    uint32_t stamp = ++K->pi_stamp;
+    if (stamp == 0) { /* wrapped: forget every stamp */
+        memset(K->sr_stamp, 0, sizeof(uint32_t) * (size_t)K->nsr);
+        memset(K->pm_stamp, 0, sizeof(uint32_t) * (size_t)K->npm);
+        stamp = K->pi_stamp = 1;
+    }
+    const uint16_t *rank = P->rank[nst];
     double total = 0.0;
-    for (int i = lo; i <= hi; i++) {
-        uint64_t c = i < hi ? bel[i] & mask[i] & K->first[i] : 0;
-        while (c || (i == hi && n)) {
-            if (c) {
-                size_t b = (size_t)i * 64 + (size_t)__builtin_ctzll(c);
-                c &= c - 1;
-                uint8_t ls[MAXST];
-                int lc[NPOT];
-                pi_state(K, b, st, nst, pot, ls, lc);
-                uint64_t key = pi_key(K->graph[b], ls, nst, lc);
-                size_t slot = (size_t)fmix64(key) & K->pimask;
-                __builtin_prefetch(K->pimemo + slot);
-                keys[n] = key;
-                slots[n] = slot;
-                bits[n++] = b;
-                if (n < B) continue;
-            }
-            for (int k = 0; k < n; k++) {
-                size_t b = bits[k];
-                uint64_t e = K->pimemo[slots[k]];
-                int code;
-                if (e >> 8 == keys[k]) {
-                    code = (int)(e & 0xFF);
-                } else {
-                    uint8_t ls[MAXST];
-                    int lc[NPOT];
-                    pi_state(K, b, st, nst, pot, ls, lc);
-                    code = pi_value(K, K->graph[b], ls, nst, lc);
+    for (int i = lo; i < hi; i++) {
+        uint64_t c = bel[i] & mask[i] & K->first[i];
+        while (c) {
+            size_t b = (size_t)i * 64 + (size_t)__builtin_ctzll(c);
+            c &= c - 1;
+            int sr = K->bit_sr[b], pm = K->bit_pm[b];
+            if (K->sr_stamp[sr] != stamp) {
+                const int8_t *lat = K->sr_row[sr];
+                uint8_t raw[MAXST], ls[MAXST];
+                for (int s = 0; s < nst; s++) {
+                    int l = lat[st[s]];
+                    if (l < 0) {
+                        PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: a stone inconsistent with a belief");
+                        K->err = 3;
+                        return 0.0;
+                    }
+                    raw[s] = (uint8_t)l;
                 }
-                total += (double)K->copies[b] * code_value(K, code);
+                sort_stones(raw, nst, ls);
+                K->sr_off[sr] = (size_t)rank[ms_pack(ls, nst)] * (size_t)G;
+                K->sr_stamp[sr] = stamp;
             }
-            n = 0;
+            if (K->pm_stamp[pm] != stamp) {
+                const uint8_t *lp = K->pm_row[pm];
+                int lc[NPOT] = {0};
+                for (int p = 0; p < NPOT; p++) lc[lp[p]] += pot[p];
+                const uint8_t *blk = pi_block(P, nst, lc, S, lc_rank(lc, S));
+                if (!blk) {
+                    K->err = 1;
+                    return 0.0;
+                }
+                K->pm_blk[pm] = blk;
+                K->pm_stamp[pm] = stamp;
+            }
+            total += (double)K->copies[b] * P->cval[K->pm_blk[pm][K->sr_off[sr] + (size_t)K->graph[b]]];
         }
     }
     return total;
@@ -1304,7 +1568,15 @@ static void Kernel_dealloc(Kernel *K) {
     free(K->clbuf);
     free(K->mixa);
     free(K->mixb);
-    if (K->pibuf.obj) PyBuffer_Release(&K->pibuf);
+    Py_XDECREF((PyObject *)K->pit);
+    free(K->bit_sr);
+    free(K->bit_pm);
+    free(K->sr_row);
+    free(K->pm_row);
+    free(K->sr_stamp);
+    free(K->pm_stamp);
+    free(K->sr_off);
+    free(K->pm_blk);
     free(K->copies);
     free(K->latpot);
     free(K->latent);
@@ -1450,25 +1722,31 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
         int r = 2 * (K->obs[l] % 4) - 3;
         K->lcode[l] = r >= 3 ? 16 : (r == 1 ? 1 : 0);
     }
-    K->pi = !minimise && ngraphs <= 65536 && pi_cache != Py_None;
+    K->pi = !minimise && pi_cache != Py_None;
     for (int b = 0; b < n && K->pi; b++)
         for (int l = 0; l < NLAT; l++) {
             int r = 2 * (K->obs[(size_t)b * NLAT + l] % 4) - 3;
             if ((r >= 3 ? 16 : (r == 1 ? 1 : 0)) != K->lcode[l]) K->pi = 0;
         }
     if (K->pi) {
-        if (PyObject_GetBuffer(pi_cache, &K->pibuf, PyBUF_WRITABLE) < 0) return -1;
-        size_t slots = (size_t)K->pibuf.len / 8;
-        if (slots < 1 || (slots & (slots - 1)) || ((uintptr_t)K->pibuf.buf & 7)) {
-            PyBuffer_Release(&K->pibuf);
-            K->pibuf.obj = NULL;
-            PyErr_SetString(PyExc_ValueError, "_search.Kernel: pi_cache must hold a power of two of 8-byte entries");
+        if (!PyObject_TypeCheck(pi_cache, &PiTableType) || !((PiTable *)pi_cache)->trans) {
+            PyErr_SetString(PyExc_TypeError, "_search.Kernel: pi_cache must be an initialised PiTable or None");
             return -1;
         }
-        K->pimemo = (uint64_t *)K->pibuf.buf;
-        K->pimask = slots - 1;
+        PiTable *P = (PiTable *)pi_cache;
+        if (P->ngraphs != ngraphs || memcmp(P->trans, K->trans, (size_t)ngraphs * NLAT * NPOT) ||
+            memcmp(P->lcode, K->lcode, sizeof K->lcode) || P->bonus != bonus) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: the PiTable is of another world model or bonus");
+            return -1;
+        }
+        Py_INCREF(pi_cache);
+        K->pit = P;
         K->copies = (int32_t *)calloc((size_t)n, sizeof(int32_t));
-        if (!K->copies) {
+        K->bit_sr = (uint8_t *)malloc((size_t)n);
+        K->bit_pm = (uint8_t *)malloc((size_t)n);
+        K->sr_row = (const int8_t **)malloc(sizeof(int8_t *) * 256);
+        K->pm_row = (const uint8_t **)malloc(sizeof(uint8_t *) * 256);
+        if (!K->copies || !K->bit_sr || !K->bit_pm || !K->sr_row || !K->pm_row) {
             PyErr_NoMemory();
             return -1;
         }
@@ -1477,6 +1755,47 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             if (b == n || (K->first[b / 64] >> (b % 64) & 1)) {
                 if (last >= 0) K->copies[last] = b - last;
                 last = b;
+            }
+        /* the distinct latent rows and potion maps of the frame (consecutive bits mostly share both) */
+        for (int b = 0; b < n; b++) {
+            const int8_t *lat = K->latent + (size_t)b * NOBS;
+            const uint8_t *lp = K->latpot + (size_t)b * NPOT;
+            int sr = b ? K->bit_sr[b - 1] : -1, pm = b ? K->bit_pm[b - 1] : -1;
+            if (sr < 0 || memcmp(K->sr_row[sr], lat, NOBS)) {
+                for (sr = 0; sr < K->nsr && memcmp(K->sr_row[sr], lat, NOBS); sr++) {
+                }
+                if (sr == K->nsr) {
+                    if (K->nsr == 256) break;
+                    K->sr_row[K->nsr++] = lat;
+                }
+            }
+            if (pm < 0 || memcmp(K->pm_row[pm], lp, NPOT)) {
+                for (pm = 0; pm < K->npm && memcmp(K->pm_row[pm], lp, NPOT); pm++) {
+                }
+                if (pm == K->npm) {
+                    if (K->npm == 256) break;
+                    K->pm_row[K->npm++] = lp;
+                }
+            }
+            K->bit_sr[b] = (uint8_t)sr;
+            K->bit_pm[b] = (uint8_t)pm;
+        }
+        if (K->nsr == 256 || K->npm == 256) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: more than 255 stone or potion maps");
+            return -1;
+        }
+        K->sr_stamp = (uint32_t *)calloc((size_t)K->nsr, sizeof(uint32_t));
+        K->pm_stamp = (uint32_t *)calloc((size_t)K->npm, sizeof(uint32_t));
+        K->sr_off = (size_t *)calloc((size_t)K->nsr, sizeof(size_t));
+        K->pm_blk = (const uint8_t **)calloc((size_t)K->npm, sizeof(uint8_t *));
+        if (!K->sr_stamp || !K->pm_stamp || !K->sr_off || !K->pm_blk) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (int st = 1; st <= PI_MAXST; st++)
+            if (pi_stones(P, st) < 0) {
+                PyErr_NoMemory();
+                return -1;
             }
     }
     return 0;
@@ -1648,9 +1967,16 @@ static struct PyModuleDef moduledef = {
 };
 
 PyMODINIT_FUNC PyInit__search(void) {
-    if (PyType_Ready(&KernelType) < 0) return NULL;
+    if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&PiTableType) < 0) return NULL;
+    pi_rank_tables();
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
+    Py_INCREF(&PiTableType);
+    if (PyModule_AddObject(m, "PiTable", (PyObject *)&PiTableType) < 0) {
+        Py_DECREF(&PiTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&KernelType);
     if (PyModule_AddObject(m, "Kernel", (PyObject *)&KernelType) < 0) {
         Py_DECREF(&KernelType);

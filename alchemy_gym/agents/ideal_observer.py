@@ -123,8 +123,9 @@ END = (-1, -1)
 #: Relative tolerance under which two expected values count as a tie.
 TIE_TOLERANCE = 1e-9
 INF = float("inf")
-#: Most entries (8 bytes each) of the C kernel's perfect-information cache of a world model (128 MB).
-PI_CACHE_ENTRIES = 1 << 24
+#: Byte budget of the C kernel's table of perfect-information values of a world model (all of it is dropped when
+#: it is exceeded; the evaluation level needs at most about 162 MB: 109 graphs × 120 stone triples × 12376 counts).
+PI_TABLE_BYTES = 256 << 20
 #: The perfect-information bound of an outcome with at least PI_EAGER potions left is computed with its candidate
 #: (it orders the candidates); with PI_LAZY to PI_EAGER - 1 left only when its candidate is about to be searched;
 #: below PI_LAZY never (cheaper to search). The same in the C kernel.
@@ -463,7 +464,7 @@ class WorldModel:
         self.reach_value = _reach_values(masks)
         self._symmetries: tuple | None = None
         self._group_bytes: tuple | None = None  # the group as the C kernel takes it (see Planner._get_kernel)
-        self._pi_caches: dict[float, bytearray] = {}
+        self._pi_caches: dict = {}  # bonus -> _search.PiTable
         #: The Python search's perfect-information values per bonus (see Planner._pi_value), shared like the
         #: kernel's cache.
         self.pi_values: dict[float, dict[int, int]] = {}
@@ -500,16 +501,23 @@ class WorldModel:
         state["_pi_caches"], state["pi_values"] = {}, {}  # caches (up to 128 MB): a copy refills its own
         return state
 
-    def pi_cache(self, bonus: float) -> bytearray:
-        """The C kernel's cache of perfect-information values (see ``Planner``), one per bonus, shared by every
-        search on this model: its values depend only on the graph, the latent stones and the potion counts."""
-        cache = self._pi_caches.get(bonus)
-        if cache is None:  # a power of two of entries, about 4096 per world state (the search oracle has one)
-            entries = 1 << 16
-            while entries < PI_CACHE_ENTRIES and entries < self.size * 4096:
-                entries *= 2
-            cache = self._pi_caches[bonus] = bytearray(entries * 8)
-        return cache
+    def pi_cache(self, bonus: float):
+        """The C kernel's table of perfect-information values (``_search.PiTable``), one per bonus, shared by every
+        search on this model: its values depend only on the graph, the latent stones and the potion counts.
+        Filled block by block as searches need them, within ``PI_TABLE_BYTES``; None without the kernel or when
+        the bound does not apply (see ``Planner.pi_active``)."""
+        if _search_ext is None or self.latent_codes is None:
+            return None
+        table = self._pi_caches.get(bonus)
+        if table is None:
+            table = self._pi_caches[bonus] = _search_ext.PiTable(
+                len(self.graph_masks),
+                np.ascontiguousarray(self._trans, dtype=np.int8).tobytes(),
+                bytes(self.latent_codes),
+                float(bonus),
+                PI_TABLE_BYTES,
+            )
+        return table
 
     def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
         """Bitmask of latent potions that the perceived colours in ``colours`` are, per world state."""
