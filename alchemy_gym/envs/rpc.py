@@ -27,6 +27,9 @@ try:  # the ``rpc`` extra
     import grpc
     from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
     from dm_env_rpc.v1 import error as dm_error
+
+    _TERMINATED = pb.EnvironmentStateType.TERMINATED
+    _INTERRUPTED = pb.EnvironmentStateType.INTERRUPTED
 except ImportError:  # pragma: no cover - reported when an env is made
     grpc = pb = dm_error = None
 
@@ -311,6 +314,9 @@ class RpcWorldClient:
         self._acts = acts
         self.observation_space = obs.space
         self.action_space = acts.space
+        # a single discrete action (our server's): each value is checked and packed once
+        discrete = acts.single is not None and isinstance(acts.space, gym.spaces.Discrete)
+        self._packed_cache: dict | None = {} if discrete else None
         by_name = {spec.name: uid for uid, spec in specs.observations.items()}
         self._uid_names = {uid: spec.name for uid, spec in specs.observations.items()}
         extra = [by_name[n] for n in ("Score", "events", "reward", "discount") if n in by_name]
@@ -373,18 +379,30 @@ class RpcWorldClient:
 
     def pack_action(self, action) -> dict:
         """Check an action against the action space and pack it (``ValueError`` naming the key and bounds)."""
+        cache = self._packed_cache
+        if cache is not None and (type(action) is int or isinstance(action, np.integer)):  # not bool, not float
+            packed = cache.get(action)
+            if packed is None:
+                packed = cache[int(action)] = self._pack_single(action)
+            return packed
+        if self._acts.single is not None:
+            return self._pack_single(action)
+        return self._pack_dict(action)
+
+    def _pack_single(self, action) -> dict:
         acts = self._acts
-        if acts.single is not None:
-            if isinstance(action, Mapping):
-                if set(action) != {acts.single}:
-                    raise ValueError(
-                        f"{self._prefix()}action keys {sorted(action)} are not allowed: "
-                        f"the only action is {acts.single!r}"
-                    )
-                action = action[acts.single]
-            name = acts.single
-            value = self._check(name, acts.spaces[name], action)
-            return {acts.uids[name]: pack_value(acts.specs[name], value)}
+        if isinstance(action, Mapping):
+            if set(action) != {acts.single}:
+                raise ValueError(
+                    f"{self._prefix()}action keys {sorted(action)} are not allowed: the only action is {acts.single!r}"
+                )
+            action = action[acts.single]
+        name = acts.single
+        value = self._check(name, acts.spaces[name], action)
+        return {acts.uids[name]: pack_value(acts.specs[name], value)}
+
+    def _pack_dict(self, action) -> dict:
+        acts = self._acts
         if not isinstance(action, Mapping):
             raise ValueError(
                 f"{self._prefix()}the action must be a dict with keys among {sorted(acts.spaces)}, "
@@ -422,10 +440,11 @@ class RpcWorldClient:
                 total_reward += score - self._last_score
                 self._last_score = score
             events.extend(values.get("events", ()))
-            if response.state == pb.EnvironmentStateType.TERMINATED:
+            state = response.state
+            if state == _TERMINATED:
                 terminated = True
                 break
-            if response.state == pb.EnvironmentStateType.INTERRUPTED:
+            if state == _INTERRUPTED:
                 truncated = True
                 break
         self.needs_reset = terminated or truncated

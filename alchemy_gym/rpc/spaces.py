@@ -168,35 +168,34 @@ def _describe(space: spaces.Space) -> str:
 def check_action_value(name: str, space: spaces.Space, value) -> np.ndarray:
     """``value`` as an array of the space's dtype; ``ValueError`` naming ``name`` and the bounds if it is not
     in ``space``."""
-    allowed = _describe(space)
     if isinstance(space, spaces.Discrete):
         v = value
         if isinstance(v, np.ndarray) and v.shape in ((), (1,)):
             v = v.reshape(())[()]
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-            raise ValueError(f"action {name!r} must be {allowed}, got {value!r} ({type(value).__name__})")
+            raise ValueError(f"action {name!r} must be {_describe(space)}, got {value!r} ({type(value).__name__})")
         if not space.start <= int(v) < space.start + space.n:
-            raise ValueError(f"action {name!r}={int(v)} out of range: allowed {allowed}")
+            raise ValueError(f"action {name!r}={int(v)} out of range: allowed {_describe(space)}")
         return np.asarray(int(v), dtype=space.dtype)
     if isinstance(space, spaces.Box):
         try:
             arr = np.asarray(value)
         except Exception:
-            raise ValueError(f"action {name!r} must be {allowed}, got {value!r}") from None
+            raise ValueError(f"action {name!r} must be {_describe(space)}, got {value!r}") from None
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValueError(f"action {name!r} must be {allowed}, got {value!r} ({arr.dtype})")
+            raise ValueError(f"action {name!r} must be {_describe(space)}, got {value!r} ({arr.dtype})")
         if arr.shape != space.shape:
             if arr.size == int(np.prod(space.shape)) and arr.size == 1:
                 arr = arr.reshape(space.shape)
             else:
-                raise ValueError(f"action {name!r} has shape {arr.shape}: allowed {allowed}")
+                raise ValueError(f"action {name!r} has shape {arr.shape}: allowed {_describe(space)}")
         if np.issubdtype(space.dtype, np.integer) and not np.issubdtype(arr.dtype, np.integer):
             if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError(f"action {name!r} must be {allowed}, got non-integer {arr.tolist()}")
+                raise ValueError(f"action {name!r} must be {_describe(space)}, got non-integer {arr.tolist()}")
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-            raise ValueError(f"action {name!r} must be finite, got {arr.tolist()}: allowed {allowed}")
+            raise ValueError(f"action {name!r} must be finite, got {arr.tolist()}: allowed {_describe(space)}")
         if np.any(arr < space.low) or np.any(arr > space.high):
-            raise ValueError(f"action {name!r}={arr.tolist()} out of range: allowed {allowed}")
+            raise ValueError(f"action {name!r}={arr.tolist()} out of range: allowed {_describe(space)}")
         return arr.astype(space.dtype, copy=False)
     raise ValueError(f"action {name!r}: cannot check a value against {space}")
 
@@ -212,18 +211,22 @@ def pack_value(spec, value: np.ndarray):
     return tensor_utils.pack_tensor(value, dtype=spec.dtype)
 
 
+#: payload → dtype of the payloads unpacked here (the others go through dm_env_rpc's tensor_utils).
+_FAST_PAYLOADS = {"floats": np.float32, "doubles": np.float64, "int64s": np.int64, "int32s": np.int32}
+
+
 def unpack_value(tensor) -> np.ndarray:
-    """A dm_env_rpc ``Tensor`` as a numpy array (fast paths for the common payloads)."""
+    """A dm_env_rpc ``Tensor`` as a numpy array (fast paths for the common payloads); scalars are 0-d arrays."""
     which = tensor.WhichOneof("payload")
     shape = tuple(tensor.shape)
-    if which == "uint8s":
+    dtype = _FAST_PAYLOADS.get(which)
+    if dtype is not None:
+        values = getattr(tensor, which).array
+        if not shape and len(values) == 1:
+            return np.array(values[0], dtype=dtype)
+        arr = np.array(values[:], dtype=dtype)
+    elif which == "uint8s":
         arr = np.frombuffer(tensor.uint8s.array, dtype=np.uint8).copy()
-    elif which == "floats":
-        arr = np.array(tensor.floats.array, dtype=np.float32)
-    elif which == "doubles":
-        arr = np.array(tensor.doubles.array, dtype=np.float64)
-    elif which == "int64s":
-        arr = np.array(tensor.int64s.array, dtype=np.int64)
     else:
         _, _, tensor_utils = _dm_env_rpc()
         return np.asarray(tensor_utils.unpack_tensor(tensor))  # scalars as 0-d arrays, like the fast paths
