@@ -11,14 +11,14 @@ the call in flight a few times per ``timeout`` (and is joined by
 :meth:`RpcConnection.close`).
 
 :class:`AsyncRpcConnection` is the same over ``grpc.aio`` (``await send(request)``),
-with the timeout as a timer on the loop; the envs use it, each on a
-:class:`PrivateLoop` that runs only inside their calls. It costs less client CPU
-per request than the blocking stream (no hand-off to gRPC's request thread), and
-many streams can wait at once (the vector env).
+with the timeout checked by a callback on the loop; the vector env uses it on a
+:class:`PrivateLoop` that runs only inside its calls. Many of its streams can
+have a request in flight at once, which shares gRPC's cost per wake-up among them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -148,7 +148,9 @@ class AsyncRpcConnection:
     use it, inside coroutines run by one loop.
 
     With ``timeout`` set, a request that gets no answer within ``timeout`` seconds cancels the
-    stream and ``send`` raises :class:`RequestTimeout` (a timer on the loop per request, no thread).
+    stream and ``send`` raises :class:`RequestTimeout`. As in :class:`RpcConnection` the check
+    costs nothing per request: a callback on the loop looks at the request in flight a few times
+    per ``timeout`` (no thread; a timer per request would cost more than the rest of ``send``).
     If ``send`` itself is cancelled mid-request (an interrupted caller), the stream's order is lost:
     it is cancelled too and later sends raise :class:`StreamClosed`.
 
@@ -159,31 +161,37 @@ class AsyncRpcConnection:
     """
 
     def __init__(self, channel, metadata=None, timeout: float | None = None) -> None:
-        import asyncio
-
-        from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
+        import grpc
+        from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc, message_utils
 
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         self._loop = asyncio.get_running_loop()
         self._call = dm_env_rpc_pb2_grpc.EnvironmentStub(channel).Process(metadata=metadata)
+        self._pack, self._unpack = message_utils.pack_environment_request, message_utils.unpack_environment_response
+        self._eof = grpc.aio.EOF
         self.timeout = timeout
         self._timed_out = False
         self._lost: str | None = None  # why the stream can no longer be used
+        self._started: float | None = None  # when the request in flight went out
+        self._watch = None
+        if timeout is not None:
+            self._period = min(max(timeout / 4, 0.01), 1.0)
+            self._watch = self._loop.call_later(self._period, self._check)
 
-    def _expire(self) -> None:
-        call = self._call
-        if call is not None:
+    def _check(self) -> None:
+        """Cancel the stream if the request in flight is overdue; else look again in a while."""
+        call, started = self._call, self._started
+        if call is None:
+            return
+        if started is not None and time.monotonic() - started > self.timeout:
             self._timed_out = True
             call.cancel()
+            return
+        self._watch = self._loop.call_later(self._period, self._check)
 
     async def send(self, request):
         """Send one request (e.g. ``StepRequest``) and return the matching response message."""
-        import asyncio
-
-        import grpc
-        from dm_env_rpc.v1 import message_utils
-
         call = self._call
         if call is None:
             raise ValueError("cannot send a request on a closed connection")
@@ -191,8 +199,8 @@ class AsyncRpcConnection:
             raise StreamClosed(self._lost)
         if self._timed_out:
             raise RequestTimeout(f"an earlier request got no answer within {self.timeout:g} s; the stream is closed")
-        environment_request, field_name = message_utils.pack_environment_request(request)
-        timer = None if self.timeout is None else self._loop.call_later(self.timeout, self._expire)
+        environment_request, field_name = self._pack(request)
+        self._started = time.monotonic()
         try:
             await call.write(environment_request)
             response = await call.read()
@@ -207,11 +215,10 @@ class AsyncRpcConnection:
         except asyncio.InvalidStateError:  # the call had already ended: report its status
             raise StreamClosed(await self._ended()) from None
         finally:
-            if timer is not None:
-                timer.cancel()
-        if response is grpc.aio.EOF:
+            self._started = None
+        if response is self._eof:
             raise StreamClosed(await self._ended())
-        return message_utils.unpack_environment_response(response, field_name)
+        return self._unpack(response, field_name)
 
     async def _ended(self) -> str:
         call = self._call
@@ -226,11 +233,11 @@ class AsyncRpcConnection:
         servers do at the end of the requests); otherwise, or if the stream is already broken, it is
         cancelled.
         """
-        import asyncio
-
         call, self._call = self._call, None
         if call is None:
             return
+        if self._watch is not None:
+            self._watch.cancel()
         status = asyncio.ensure_future(call.code())
         if not call.done() and self._lost is None and not self._timed_out:
             try:
@@ -257,8 +264,6 @@ class PrivateLoop:
     """
 
     def __init__(self) -> None:
-        import asyncio
-
         self._loop = asyncio.new_event_loop()
 
     @property
@@ -267,8 +272,6 @@ class PrivateLoop:
 
     def run(self, awaitable):
         """Run a coroutine (or future) to completion on this loop and return its result."""
-        import asyncio
-
         loop = self._loop
         task = asyncio.ensure_future(awaitable, loop=loop)
         outer = asyncio._get_running_loop()  # documented as the fast get_running_loop() that returns None
@@ -291,8 +294,6 @@ class PrivateLoop:
 
     def close(self) -> None:
         """Cancel what is left on the loop, finish async generators, close it (idempotent)."""
-        import asyncio
-
         loop = self._loop
         if loop.is_closed():
             return
