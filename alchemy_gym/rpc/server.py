@@ -38,6 +38,7 @@ message that says what was wrong and what is allowed.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
 import re
@@ -75,6 +76,7 @@ _INT_PAYLOADS = ("int8s", "int32s", "int64s", "uint8s", "uint32s", "uint64s", "i
 _ROUNDNESS = (0.0, 0.5, 1.0)
 
 
+@functools.cache
 def _pb():
     from dm_env_rpc.v1 import dm_env_rpc_pb2
 
@@ -90,10 +92,18 @@ class ServerError(Exception):
         self.message = message
 
 
+@functools.cache
 def _codes():
     from google.rpc import code_pb2
 
     return code_pb2
+
+
+@functools.cache
+def _make_event():
+    from alchemy_gym.rpc.events import make_event
+
+    return make_event
 
 
 def _invalid(message: str) -> ServerError:
@@ -309,8 +319,7 @@ class _EventRecorder:
         pending, self.pending = self.pending, []
         if not build:
             return []
-        from alchemy_gym.rpc.events import make_event
-
+        make_event = _make_event()
         return [
             make_event(name, detail() if callable(detail) else detail, frame=frame, seed=self.seed)
             for name, frame, detail in pending
