@@ -50,7 +50,7 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   states of prior weight × the value of the trial with the world state known,
   the potions counted and shared by the stones (a small deterministic game,
   ``_pi_value``, memoised per world model: its states are graph × latent stones
-  × potion counts). It costs a lookup per world state, so it is computed with
+  × potion counts; tabulated in the kernel). It costs a lookup per world state, so it is computed with
   the candidates for outcomes with at least ``PI_EAGER`` potions left, only
   when a candidate is about to be searched from ``PI_LAZY`` potions left (then
   kept as the outcome's upper bound in the memo: once per node), and not
@@ -83,10 +83,15 @@ compiler is available), for the ideal observer, the search oracle and the ideal 
 and upper bounds: one probe finds a node's entry) with a memory budget (``memo_mb``, default 256 MB) and,
 once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
 the Python memos do: the hard first trials stop searching the same subtrees again. Its perfect-information
-values live in a lossy 128 MB cache per world model (``PI_CACHE_ENTRIES``), kept across trials and episodes.
-First decision of evaluation episodes 3, 0 and 13 with the kernel, in that order in one process: 2.7, 5.2, 21 s
-(0.42M nodes for episode 0, 1.3M for episode 13; without the perfect-information bound 2.2 s, 4.6 s, 40 s
-from 0.67M, 1.39M and 7.1M nodes).
+values are tabulated per world model (``WorldModel.pi_cache``: a ``_search.PiTable`` kept across trials and
+episodes, within ``PI_TABLE_BYTES``): one block of codes per (stones, count vector of the latent potion types),
+laid out latent-stone multiset × graph and computed on first use from the blocks one potion smaller, so a world
+state's value in a bound is one byte read (its potion map picks the block, its stone map the row, its graph the
+byte; the frame's consecutive bits differ by graph, so the reads are adjacent). First decision of evaluation
+episodes 3, 0, 13 and 16 with the kernel, in that order in one process: 2.4, 2.8, 12.5, 10.3 s (0.42M nodes for
+episode 0, 1.3M for episode 13; 2.9, 5.2, 22 and 24 s with the hashed cache of values that the table replaced,
+and without the perfect-information bound 2.2 s, 4.6 s, 40 s for the first three, from 0.67M, 1.39M and 7.1M
+nodes).
 ``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
 """
 
@@ -498,7 +503,7 @@ class WorldModel:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_pi_caches"], state["pi_values"] = {}, {}  # caches (up to 128 MB): a copy refills its own
+        state["_pi_caches"], state["pi_values"] = {}, {}  # tables (up to PI_TABLE_BYTES): a copy refills its own
         return state
 
     def pi_cache(self, bonus: float):
