@@ -307,3 +307,21 @@ def test_no_process_is_left_after_garbage_collection():
         time.sleep(0.05)
     else:
         pytest.fail("the server process outlived its env")
+
+
+def test_works_when_called_from_a_running_event_loop(address):
+    """Blocking env calls from inside a coroutine (a notebook cell, an async trainer) keep working."""
+    import asyncio
+
+    async def main():
+        env = RpcAlchemyEnv(LEVEL, address=address, observations=["symbolic_obs"])
+        try:
+            obs, info = env.reset(seed=0)
+            await asyncio.sleep(0)
+            env.step(1)
+            return obs, info["world_seed"]
+        finally:
+            env.close()
+
+    obs, world_seed = asyncio.run(main())
+    np.testing.assert_array_equal(obs, SymbolicAlchemyEnv(LEVEL).reset(seed=world_seed)[0])

@@ -297,6 +297,7 @@ def test_close_leaves_no_thread_process_port_or_loop():
 
 
 def test_a_killed_server_gives_a_clear_error_and_restart_recovers(address):
+    baseline_threads = set(threading.enumerate())
     envs = _local(2)
     try:
         envs.reset(seed=3)
@@ -320,6 +321,7 @@ def test_a_killed_server_gives_a_clear_error_and_restart_recovers(address):
             single.close()
     finally:
         envs.close()
+    assert extra_threads(baseline_threads) == []  # the failed stream too is gone
 
 
 def test_a_hung_server_times_out_and_names_the_sub_env():

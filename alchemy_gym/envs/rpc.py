@@ -1,8 +1,8 @@
 """The 3D Alchemy env (or any dm_env_rpc Alchemy server) as a Gymnasium env.
 
 :class:`RpcWorldClient` is the dm_env_rpc side of one env (its server, stream and world; requests
-as coroutines); :class:`RpcAlchemyEnv` runs one on a blocking stream, without an event loop;
-:class:`alchemy_gym.envs.rpc_vector.RpcAlchemyVectorEnv` runs N of them concurrently on one loop.
+as coroutines on a ``grpc.aio`` stream); :class:`RpcAlchemyEnv` runs one on a private event loop,
+:class:`alchemy_gym.envs.rpc_vector.RpcAlchemyVectorEnv` runs N of them concurrently on one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from alchemy_gym.envs.options import episode_option
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
-from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, run_blocking
+from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed
 from alchemy_gym.rpc.events import WorldEvent, decode_event
 from alchemy_gym.rpc.spaces import SpecSpaces, check_action_value, pack_value, specs_to_spaces, unpack_value
 
@@ -133,12 +133,11 @@ class RpcEnvConfig:
 class RpcWorldClient:
     """One env's server, stream and world: the dm_env_rpc protocol of :class:`RpcAlchemyEnv`.
 
-    Blocking work (starting the server) is in plain methods; every request is a coroutine that
-    awaits the ``transport``: with :class:`~alchemy_gym.rpc.connection.BlockingTransport` (the
-    single env) they never suspend and run without a loop (``run_blocking``), with
-    :class:`~alchemy_gym.rpc.connection.AioTransport` (the vector env) many clients' requests are
-    in flight at once on one event loop. :meth:`pack_action` and :meth:`plan_reset` check their
-    arguments and raise before anything is sent.
+    Blocking work (starting the server) is in plain methods; every request is a coroutine on a
+    ``grpc.aio`` stream (:class:`~alchemy_gym.rpc.connection.AioTransport`), run by the owner's
+    event loop: one client on the single env's private loop, many at once on the vector env's.
+    :meth:`pack_action` and :meth:`plan_reset` check their arguments and raise before anything
+    is sent.
 
     Args:
         config: the env's arguments.
@@ -147,7 +146,6 @@ class RpcWorldClient:
         recovery: what a lost server's message tells the user to do.
         first_episode, episode_stride: on the evaluation level, without an explicit episode,
             episodes ``first_episode, first_episode + stride, …`` are played.
-        transport: the stream's class (``BlockingTransport`` or ``AioTransport``).
     """
 
     def __init__(
@@ -159,12 +157,8 @@ class RpcWorldClient:
         recovery: str = _ENV_RECOVERY,
         first_episode: int = 0,
         episode_stride: int = 1,
-        transport: type | None = None,
     ) -> None:
-        from alchemy_gym.rpc.connection import BlockingTransport
-
         self.config = config
-        self._transport_type = BlockingTransport if transport is None else transport
         self.address = config.address if address is None else address
         self.label = label
         self.recovery = recovery
@@ -201,7 +195,9 @@ class RpcWorldClient:
 
     async def connect(self) -> None:
         """Open the stream to the started server and create a world with a random seed."""
-        self._connection = self._transport_type(self.launcher.address, timeout=self.config.request_timeout)
+        from alchemy_gym.rpc.connection import AioTransport
+
+        self._connection = AioTransport(self.launcher.address, timeout=self.config.request_timeout)
         seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         await self._create_world(self._episode_level(self.config.fixed_episode), seed)
 
@@ -609,13 +605,16 @@ class RpcAlchemyEnv(gym.Env):
         )
         if address is not None and not isinstance(address, str):
             raise ValueError(f"address must be 'host:port', got {address!r} (a list is for the vector env)")
+        from alchemy_gym.rpc.connection import PrivateLoop
+
         self._config = config
         self.level_name = level_name
         self.render_mode = config.render_mode
+        self._loop = PrivateLoop()  # runs only inside this env's calls
         self._client = RpcWorldClient(config)
         self._closed = False
-        # an env dropped without close() still closes its stream (the launcher has its own finalizer)
-        self._finalizer = weakref.finalize(self, _drop_quietly, self._client)
+        # an env dropped without close() still closes its stream and loop (the launcher has its own finalizer)
+        self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._client)
         self._start()
 
     # read-only views of the configuration and of the world
@@ -634,7 +633,7 @@ class RpcAlchemyEnv(gym.Env):
         client = self._client
         try:
             client.start_server()
-            run_blocking(client.connect())
+            self._loop.run(client.connect())
         except BaseException:
             self._shutdown()
             raise
@@ -650,14 +649,14 @@ class RpcAlchemyEnv(gym.Env):
             raise RpcEnvError("the env is closed")
         super().reset(seed=seed)
         level, world_seed = self._client.plan_reset(seed, options, self.np_random)
-        return run_blocking(self._client.reset(level, world_seed))
+        return self._loop.run(self._client.reset(level, world_seed))
 
     def step(self, action):
         client = self._client
         if client.needs_reset:
             raise RuntimeError("call reset() before step() (and after an episode ends)")
         packed = client.pack_action(action)
-        return run_blocking(client.step(packed))
+        return self._loop.run(client.step(packed))
 
     def render(self):
         if self.render_mode is None:
@@ -673,7 +672,7 @@ class RpcAlchemyEnv(gym.Env):
         self._shutdown()
         self._closed = True
         self._client.closed = True
-        self._finalizer.detach()
+        self._finalizer()  # closes the loop
 
     def restart(self) -> None:
         """Start a new server after a failure (or at will); call ``reset()`` next."""
@@ -687,15 +686,21 @@ class RpcAlchemyEnv(gym.Env):
 
     def _shutdown(self) -> None:
         try:
-            run_blocking(self._client.disconnect())
+            if not self._loop.closed:
+                self._loop.run(self._client.disconnect())
         finally:
             self._client.stop_server()
 
 
-def _drop_quietly(client: RpcWorldClient) -> None:
-    """Close a blocking client's stream (at garbage collection or exit); never raises."""
+def _close_quietly(loop, client: RpcWorldClient) -> None:
+    """Close the client's stream and the loop (at close, garbage collection or exit); never raises."""
     try:
-        run_blocking(client._drop_connection())
+        if not loop.closed:
+            loop.run(client._drop_connection())
+    except Exception:
+        pass
+    try:
+        loop.close()
     except Exception:
         pass
 

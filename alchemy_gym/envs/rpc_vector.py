@@ -136,7 +136,7 @@ class RpcAlchemyVectorEnv(VectorEnv):
         )
         if addresses[0] is not None and binary is not None:
             raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
-        from alchemy_gym.rpc.connection import AioTransport, PrivateLoop
+        from alchemy_gym.rpc.connection import PrivateLoop
 
         self.num_envs = num_envs
         self.level_name = level_name
@@ -151,7 +151,6 @@ class RpcAlchemyVectorEnv(VectorEnv):
                 recovery=_RECOVERY,
                 first_episode=i % NUM_EVALUATION_EPISODES,
                 episode_stride=num_envs,
-                transport=AioTransport,
             )
             for i in range(num_envs)
         ]
@@ -208,13 +207,16 @@ class RpcAlchemyVectorEnv(VectorEnv):
 
         results = self._loop.run(gather())
         errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            lost = [e for e in errors if isinstance(e, RpcEnvError)]
-            first = lost[0] if lost else errors[0]
-            if len(errors) > 1 and isinstance(first, (RpcEnvError, ValueError)):
-                first.args = (f"{first.args[0]}\n({len(errors) - 1} more sub-env(s) failed in the same call)",)
+        if not errors:
+            return results
+        lost = [e for e in errors if isinstance(e, RpcEnvError)]
+        first = lost[0] if lost else errors[0]
+        if len(errors) > 1 and isinstance(first, (RpcEnvError, ValueError)):
+            first.args = (f"{first.args[0]}\n({len(errors) - 1} more sub-env(s) failed in the same call)",)
+        try:
             raise first
-        return results
+        finally:  # no reference cycle through this frame: the failed streams are freed at once
+            results = errors = lost = first = None
 
     def restart(self) -> None:
         """Start new servers for the sub-envs that lost theirs (or all, if none did); call ``reset()`` next."""

@@ -11,9 +11,12 @@ the call in flight a few times per ``timeout`` (and is joined by
 :meth:`RpcConnection.close`).
 
 :class:`AsyncRpcConnection` is the same over ``grpc.aio`` (``await send(request)``),
-with the timeout checked by a callback on the loop; the vector env uses it on a
-:class:`PrivateLoop` that runs only inside its calls. Many of its streams can
-have a request in flight at once, which shares gRPC's cost per wake-up among them.
+with the timeout checked by a callback on the loop. The envs use it (through
+:class:`AioTransport`), each env on a :class:`PrivateLoop` that runs only inside its
+calls: against our server a single env steps 1-10 % faster than on the blocking
+stream, with less client CPU (no hand-off to gRPC's request thread, no watchdog
+thread), and the vector env has one request in flight on each of its streams at
+once, which shares gRPC's cost per wake-up among them.
 """
 
 from __future__ import annotations
@@ -271,16 +274,21 @@ class PrivateLoop:
         return self._loop.is_closed()
 
     def run(self, awaitable):
-        """Run a coroutine (or future) to completion on this loop and return its result."""
+        """Run a coroutine (or future) to completion on this loop and return its result (or raise its error).
+
+        An error is caught inside the loop and raised here, not through ``run_until_complete``, whose
+        frame would keep it (and every object its traceback holds: calls, channels) in a reference
+        cycle until the next garbage collection: a failed env's gRPC objects are freed at once.
+        """
         loop = self._loop
-        task = asyncio.ensure_future(awaitable, loop=loop)
+        task = loop.create_task(_outcome(awaitable))
         outer = asyncio._get_running_loop()  # documented as the fast get_running_loop() that returns None
         if outer is not None:
             asyncio._set_running_loop(None)
         try:
             try:
-                return loop.run_until_complete(task)
-            except BaseException:
+                ok, value = loop.run_until_complete(task)
+            except BaseException:  # interrupted (KeyboardInterrupt …) while the loop ran
                 if not task.done():
                     task.cancel()
                     try:
@@ -289,8 +297,15 @@ class PrivateLoop:
                         pass
                 raise
         finally:
+            task = None
             if outer is not None:
                 asyncio._set_running_loop(outer)
+        if ok:
+            return value
+        try:
+            raise value
+        finally:
+            value = None  # no cycle through this frame
 
     def close(self) -> None:
         """Cancel what is left on the loop, finish async generators, close it (idempotent)."""
@@ -306,39 +321,23 @@ class PrivateLoop:
         loop.close()
 
 
-# -------------------------------------------------------------------------------- transports
+async def _outcome(awaitable) -> tuple[bool, object]:
+    """``(True, result)`` or ``(False, exception)`` of an awaitable (``BaseException``s other than
+    ``Exception`` propagate)."""
+    try:
+        return True, await awaitable
+    except Exception as exc:
+        return False, exc
 
 
-class BlockingTransport:
-    """A blocking stream (:class:`RpcConnection` on its own channel) behind the awaitable interface.
-
-    ``send`` and ``close`` are coroutines that never suspend: they block until the answer is
-    there. Code written against the awaitable interface (``await transport.send(request)``)
-    therefore runs without any event loop, through :func:`run_blocking` (the single env), or
-    on a loop with :class:`AioTransport` instead (the vector env).
-    """
-
-    def __init__(self, address: str, timeout: float | None = None) -> None:
-        from alchemy_gym.rpc.launchers import open_channel
-
-        self._channel = open_channel(address)
-        self._connection = RpcConnection(self._channel, timeout=timeout)
-
-    async def send(self, request):
-        """Send one request and return the matching response message (blocking)."""
-        try:
-            return self._connection.send(request)
-        except StopIteration:  # must not escape a coroutine (PEP 479)
-            raise StreamClosed("the server ended the stream") from None
-
-    async def close(self) -> None:
-        """End the stream and close the channel (idempotent)."""
-        self._connection.close()
-        self._channel.close()
+# --------------------------------------------------------------------------------- transport
 
 
 class AioTransport:
-    """A ``grpc.aio`` stream (:class:`AsyncRpcConnection` on its own channel); make and use it on one loop."""
+    """A ``grpc.aio`` stream (:class:`AsyncRpcConnection`) on its own channel to ``address``: what an env uses.
+
+    Make it, and use it, on one loop (it opens the channel, which binds to the running loop).
+    """
 
     def __init__(self, address: str, timeout: float | None = None) -> None:
         from alchemy_gym.rpc.launchers import open_aio_channel
@@ -354,13 +353,3 @@ class AioTransport:
         """End the stream and close the channel (idempotent)."""
         await self._connection.close()
         await self._channel.close()
-
-
-def run_blocking(coro):
-    """Run a coroutine that never suspends (it awaits only :class:`BlockingTransport`) to its end, without a loop."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    raise RuntimeError("run_blocking: the coroutine awaited something that suspends; run it on an event loop")
