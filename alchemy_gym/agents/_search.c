@@ -37,6 +37,7 @@
 #define MAX_PATH 7
 #define MAXST 16
 #define MAXLEFT 48 /* potions at the root of a search (the depth of its scratch buffers) */
+#define MAXKIDS 32 /* outcomes of a move whose trimmed belief span refinement keeps (more are recomputed) */
 #define TIE_TOLERANCE 1e-9
 /* The perfect-information bound (pi_bound) of an outcome with at least PI_EAGER potions left is computed with
  * the candidates (it orders them); with PI_LAZY to PI_EAGER - 1 left, only when its candidate is about to be
@@ -1437,18 +1438,22 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             int rp[NPOT];
             memcpy(rp, pot, sizeof rp);
             rp[cd.p]--;
-            double nub = 0.0;
+            /* First every child's key (its memo slot prefetched), then the probes: the memo's cache misses overlap
+             * the key computations instead of following each. */
+            int span[2 * MAXKIDS];
+            const int nk = cd.nk < MAXKIDS ? cd.nk : MAXKIDS;
             for (int c = 0; c < cd.nk; c++) {
                 Kid *kd = &K->scr[depth].k[cd.kid0 + c];
-                if (kd->trivial) {
-                    nub += kd->b;
-                    continue;
-                }
+                if (kd->trivial) continue;
                 int j = kd->oc;
                 int l = lo > ocr->lo[j] ? lo : ocr->lo[j], h = hi < ocr->hi[j] ? hi : ocr->hi[j];
                 const uint64_t *mk = ocr->masks + (size_t)j * nw;
                 while (l < h && !(bel[l] & mk[l])) l++;
                 while (h > l && !(bel[h - 1] & mk[h - 1])) h--;
+                if (c < nk) {
+                    span[2 * c] = l;
+                    span[2 * c + 1] = h;
+                }
                 uint8_t cs[MAXST];
                 sort_stones(kd->st, nst, cs);
                 uint64_t c0, c1;
@@ -1460,6 +1465,27 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 kd->keyed = 1;
                 kd->k0 = c0;
                 kd->k1 = c1;
+                __builtin_prefetch(K->memo.t + table_home(c0, c1, K->memo.cap - 1));
+            }
+            double nub = 0.0;
+            for (int c = 0; c < cd.nk; c++) {
+                Kid *kd = &K->scr[depth].k[cd.kid0 + c];
+                if (kd->trivial) {
+                    nub += kd->b;
+                    continue;
+                }
+                int j = kd->oc, l, h;
+                const uint64_t *mk = ocr->masks + (size_t)j * nw;
+                if (c < nk) {
+                    l = span[2 * c];
+                    h = span[2 * c + 1];
+                } else {
+                    l = lo > ocr->lo[j] ? lo : ocr->lo[j];
+                    h = hi < ocr->hi[j] ? hi : ocr->hi[j];
+                    while (l < h && !(bel[l] & mk[l])) l++;
+                    while (h > l && !(bel[h - 1] & mk[h - 1])) h--;
+                }
+                const uint64_t c0 = kd->k0, c1 = kd->k1;
                 Entry *e = table_find(&K->memo, c0, c1);
                 if (e && e->d >= 0) kd->b = (double)kd->w * e->v;
                 else {
