@@ -202,7 +202,12 @@ class RpcAlchemyVectorEnv(VectorEnv):
     def _run_all(self, coroutines: list) -> list:
         """Run the coroutines concurrently; all finish, then the first failure (if any) is raised."""
 
-        async def gather():
+        async def gather():  # made on the loop: asyncio.gather outside it would pick another loop
+            if len(coroutines) == 1:  # no task needed
+                try:
+                    return [await coroutines[0]]
+                except Exception as exc:
+                    return [exc]
             return await asyncio.gather(*coroutines, return_exceptions=True)
 
         results = self._loop.run(gather())
@@ -306,11 +311,13 @@ class RpcAlchemyVectorEnv(VectorEnv):
         return self._rngs[i]
 
     def _batch(self, observations: list):
-        return concatenate(
-            self.single_observation_space,
-            observations,
-            create_empty_array(self.single_observation_space, self.num_envs, fn=np.empty),
-        )
+        """The sub-envs' observations stacked along a new first axis (as ``batch_space`` describes them)."""
+        space = self.single_observation_space
+        if isinstance(space, spaces.Box):
+            return np.stack(observations)
+        if isinstance(space, spaces.Dict) and all(isinstance(s, spaces.Box) for s in space.spaces.values()):
+            return {key: np.stack([obs[key] for obs in observations]) for key in space.spaces}
+        return concatenate(space, observations, create_empty_array(space, self.num_envs, fn=np.empty))
 
     def _episode_options(self, options) -> list[dict[str, int] | None]:
         n = self.num_envs
