@@ -693,11 +693,7 @@ typedef struct PiTable {
     int lcode[NLAT];
     double bonus;
     double cval[256];             /* value of each code */
-    int nms[PI_MAXST + 1];        /* sorted multisets of nst latent stones: C(nst + 7, nst) */
-    uint8_t *ms[PI_MAXST + 1];    /* nms x nst: the multisets by rank */
-    uint16_t *rank[PI_MAXST + 1]; /* 8^nst: rank of a sorted multiset packed 3 bits a stone (stone 0 lowest) */
-    uint16_t *nxt[PI_MAXST + 1];  /* nms x nst x 8: rank after stone i of multiset r becomes latent v */
-    uint8_t *cash[PI_MAXST + 1];  /* nms: code of cashing multiset r */
+    uint8_t *cash[PI_MAXST + 1];  /* pi_nms[nst]: code of cashing multiset r (allocated with blocks[nst]) */
     uint8_t **blocks[PI_MAXST + 1]; /* PI_NLC pointers each (NULL until computed) */
     uint32_t *used;               /* the blocks computed, as nst << 16 | rank (to drop them all quickly) */
     size_t nused, capused;
@@ -722,44 +718,61 @@ static void pi_clear(PiTable *P) {
     P->clears++;
 }
 
-/* The multiset tables of nst stones (once per table). */
+/* Sorted multisets of nst latent stones (1 <= nst <= PI_MAXST), the same for every table (built at import). */
+static int pi_nms[PI_MAXST + 1];          /* C(nst + 7, nst) */
+static uint8_t *pi_ms[PI_MAXST + 1];      /* nms x nst: the multisets by rank */
+static uint16_t *pi_rankof[PI_MAXST + 1]; /* 8^nst: rank of a sorted multiset packed 3 bits a stone */
+static uint16_t *pi_nxt[PI_MAXST + 1];    /* nms x nst x 8: rank after stone i of multiset r becomes latent v */
+
+static int pi_multisets(void) {
+    for (int nst = 1; nst <= PI_MAXST; nst++) {
+        int nms = 1;
+        for (int i = 1; i <= nst; i++) nms = nms * (NLAT - 1 + i) / i;
+        pi_ms[nst] = (uint8_t *)malloc((size_t)nms * nst);
+        pi_rankof[nst] = (uint16_t *)calloc((size_t)1 << (3 * nst), sizeof(uint16_t));
+        pi_nxt[nst] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)nms * nst * NLAT);
+        if (!pi_ms[nst] || !pi_rankof[nst] || !pi_nxt[nst]) return -1;
+        uint8_t cur[MAXST] = {0};
+        for (int r = 0; r < nms; r++) { /* non-decreasing sequences in lexicographic order */
+            memcpy(pi_ms[nst] + (size_t)r * nst, cur, nst);
+            pi_rankof[nst][ms_pack(cur, nst)] = (uint16_t)r;
+            int i = nst - 1;
+            while (i >= 0 && cur[i] == NLAT - 1) i--;
+            if (i < 0) break;
+            cur[i]++;
+            memset(cur + i + 1, cur[i], (size_t)(nst - i - 1));
+        }
+        for (int r = 0; r < nms; r++)
+            for (int i = 0; i < nst; i++)
+                for (int v = 0; v < NLAT; v++) {
+                    uint8_t raw[MAXST], sorted[MAXST];
+                    memcpy(raw, pi_ms[nst] + (size_t)r * nst, nst);
+                    raw[i] = (uint8_t)v;
+                    sort_stones(raw, nst, sorted);
+                    pi_nxt[nst][((size_t)r * nst + i) * NLAT + v] = pi_rankof[nst][ms_pack(sorted, nst)];
+                }
+        pi_nms[nst] = nms;
+    }
+    return 0;
+}
+
+/* A table's blocks of nst stones and the codes of cashing each multiset, allocated on first use. */
 static int pi_stones(PiTable *P, int nst) {
     if (P->blocks[nst]) return 0;
-    int nms = 1;
-    for (int i = 1; i <= nst; i++) nms = nms * (NLAT - 1 + i) / i;
-    int npack = 1 << (3 * nst);
-    P->ms[nst] = (uint8_t *)malloc((size_t)nms * nst);
-    P->rank[nst] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)npack);
-    P->nxt[nst] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)nms * nst * NLAT);
-    P->cash[nst] = (uint8_t *)malloc((size_t)nms);
+    const int nms = pi_nms[nst];
+    uint8_t *cash = (uint8_t *)malloc((size_t)nms);
     uint8_t **blocks = (uint8_t **)calloc(PI_NLC, sizeof(uint8_t *));
-    if (!P->ms[nst] || !P->rank[nst] || !P->nxt[nst] || !P->cash[nst] || !blocks) {
+    if (!cash || !blocks) {
+        free(cash);
         free(blocks);
         return -1;
     }
-    uint8_t cur[MAXST] = {0};
-    for (int r = 0; r < nms; r++) { /* non-decreasing sequences in lexicographic order */
-        memcpy(P->ms[nst] + (size_t)r * nst, cur, nst);
-        P->rank[nst][ms_pack(cur, nst)] = (uint16_t)r;
+    for (int r = 0; r < nms; r++) {
         int code = 0;
-        for (int i = 0; i < nst; i++) code += P->lcode[cur[i]];
-        P->cash[nst][r] = (uint8_t)code;
-        int i = nst - 1;
-        while (i >= 0 && cur[i] == NLAT - 1) i--;
-        if (i < 0) break;
-        cur[i]++;
-        memset(cur + i + 1, cur[i], (size_t)(nst - i - 1));
+        for (int i = 0; i < nst; i++) code += P->lcode[pi_ms[nst][(size_t)r * nst + i]];
+        cash[r] = (uint8_t)code;
     }
-    for (int r = 0; r < nms; r++)
-        for (int i = 0; i < nst; i++)
-            for (int v = 0; v < NLAT; v++) {
-                uint8_t raw[MAXST], sorted[MAXST];
-                memcpy(raw, P->ms[nst] + (size_t)r * nst, nst);
-                raw[i] = (uint8_t)v;
-                sort_stones(raw, nst, sorted);
-                P->nxt[nst][((size_t)r * nst + i) * NLAT + v] = P->rank[nst][ms_pack(sorted, nst)];
-            }
-    P->nms[nst] = nms;
+    P->cash[nst] = cash;
     P->blocks[nst] = blocks;
     return 0;
 }
@@ -769,7 +782,7 @@ static int pi_stones(PiTable *P, int nst) {
 static const uint8_t *pi_block(PiTable *P, int nst, int *c, int S, int idx) {
     uint8_t *have = P->blocks[nst][idx];
     if (have) return have;
-    const int G = P->ngraphs, nms = P->nms[nst];
+    const int G = P->ngraphs, nms = pi_nms[nst];
     const uint8_t *pred[NPOT];
     for (int k = 0; k < NPOT; k++) {
         pred[k] = NULL;
@@ -790,8 +803,8 @@ static const uint8_t *pi_block(PiTable *P, int nst, int *c, int S, int idx) {
     if (!blk) return NULL;
     const double *cv = P->cval;
     for (int r = 0; r < nms; r++) {
-        const uint8_t *m = P->ms[nst] + (size_t)r * nst;
-        const uint16_t *nx = P->nxt[nst] + (size_t)r * nst * NLAT;
+        const uint8_t *m = pi_ms[nst] + (size_t)r * nst;
+        const uint16_t *nx = pi_nxt[nst] + (size_t)r * nst * NLAT;
         const int cash = P->cash[nst][r];
         uint8_t *out = blk + (size_t)r * G;
         for (int g = 0; g < G; g++) {
@@ -828,9 +841,6 @@ static void PiTable_dealloc(PiTable *P) {
             for (int i = 0; i < PI_NLC; i++) free(P->blocks[n][i]);
             free(P->blocks[n]);
         }
-        free(P->ms[n]);
-        free(P->rank[n]);
-        free(P->nxt[n]);
         free(P->cash[n]);
     }
     free(P->used);
@@ -922,7 +932,7 @@ static PyObject *PiTable_value(PiTable *P, PyObject *args) {
     if (pi_stones(P, nst) < 0) return PyErr_NoMemory();
     const uint8_t *blk = pi_block(P, nst, cnt, S, lc_rank(cnt, S));
     if (!blk) return PyErr_NoMemory();
-    return PyLong_FromLong(blk[(size_t)P->rank[nst][ms_pack(sorted, nst)] * P->ngraphs + g]);
+    return PyLong_FromLong(blk[(size_t)pi_rankof[nst][ms_pack(sorted, nst)] * P->ngraphs + g]);
 }
 
 static PyMethodDef PiTable_methods[] = {
@@ -959,7 +969,11 @@ static double pi_bound(Kernel *K, const uint64_t *bel, const uint64_t *mask, int
         memset(K->pm_stamp, 0, sizeof(uint32_t) * (size_t)K->npm);
         stamp = K->pi_stamp = 1;
     }
-    const uint16_t *rank = P->rank[nst];
+    if (pi_stones(P, nst) < 0) {
+        K->err = 1;
+        return 0.0;
+    }
+    const uint16_t *rank = pi_rankof[nst];
     double total = 0.0;
     for (int i = lo; i < hi; i++) {
         uint64_t c = bel[i] & mask[i] & K->first[i];
@@ -1818,11 +1832,6 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             PyErr_NoMemory();
             return -1;
         }
-        for (int st = 1; st <= PI_MAXST; st++)
-            if (pi_stones(P, st) < 0) {
-                PyErr_NoMemory();
-                return -1;
-            }
     }
     return 0;
 }
@@ -1995,6 +2004,7 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC PyInit__search(void) {
     if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&PiTableType) < 0) return NULL;
     pi_rank_tables();
+    if (pi_multisets() < 0) return PyErr_NoMemory();
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&PiTableType);

@@ -851,10 +851,12 @@ class Planner:
         return gain
 
     def pi_active(self) -> bool:
-        """Whether the perfect-information bound is used (see _pi_bound)."""
+        """Whether the perfect-information bound is used (see _pi_bound): not for the explorer, nor for a model of
+        one world state (the search oracle), where it is about the static bound and costs more than it saves."""
         return (
             self.pi_bound
             and not self.minimise
+            and self.model.size > 1
             and self.model.latent_codes is not None
             and len(self.model.graph_masks) <= 65536
         )
