@@ -1,18 +1,25 @@
 """dm_env_rpc benchmarks: steps/s of the served symbolic env over loopback, and container start-up time.
 
-    python benchmarks/bench_rpc.py                 # loopback figures (no Docker needed)
+    python benchmarks/bench_rpc.py                 # loopback figures (no Docker needed; ~1.5 min)
+    python benchmarks/bench_rpc.py --vector-envs 16 --envs   # fewer figures
     python benchmarks/bench_rpc.py --docker IMAGE  # + time from gymnasium.make to the first observation
 
 Prints figures; asserts nothing. Figures:
 
 * ``grpc ceiling``: round trips/s of an empty ``StepRequest`` (answered with an error status) on
-  one stream: what gRPC Python itself allows on this machine.
-* ``grpc echo ceiling``: the same with gRPC's asyncio API on both sides and a server that only
-  echoes (no dm_env_rpc code, no thread hand-offs): the most any Python dm_env_rpc client and
-  server pair can do here, whatever the game.
+  one stream, with the blocking client (``RpcConnection``) and our server: the transport alone.
+* ``grpc echo ceiling``: gRPC's asyncio API on both sides and a server that only echoes (no
+  dm_env_rpc code, no thread hand-offs): the most any Python dm_env_rpc client and server pair
+  doing one round trip at a time can do here, whatever the game.
+* ``grpc echo ceiling, k streams``: the same client and echo server with k streams on one channel,
+  each round one request in flight on every stream (``asyncio.gather``): round trips/s.
 * ``env steps/s``: ``RpcAlchemyEnv.step`` against ``alchemy-gym serve`` in another process
   (resets included), requesting only ``symbolic_obs`` + ``Score``, then every observation
   (``RGB_INTERLEAVED`` 96×72 and events too).
+* ``vector env steps/s``: ``RpcAlchemyVectorEnv.step`` (``symbolic_obs`` + ``Score``, events in
+  ``info`` as by default, autoresets included), total sub-env steps/s, with N streams to one
+  ``alchemy-gym serve`` process (``address=``; also without events: ``event_regex=None``) and
+  with one local server process per sub-env (``binary=``).
 * ``aggregate``: N envs, each with its own server process, stepped by N client processes
   (``gymnasium.vector.AsyncVectorEnv``): total steps/s.
 * ``make → first obs``: wall time of ``gymnasium.make("Alchemy/Standard-v0", image=IMAGE)`` plus
@@ -91,8 +98,11 @@ asyncio.run(main())
 """
 
 
-def grpc_echo_ceiling(n: int) -> float:
-    """Round trips/s between an asyncio gRPC client and an asyncio echo server in another process."""
+def grpc_echo_ceiling(n: int, streams: int = 1) -> float:
+    """Round trips/s between an asyncio gRPC client and an asyncio echo server in another process.
+
+    With ``streams`` > 1, that many streams share the channel and each round has one request in
+    flight on every stream."""
     import asyncio
 
     import grpc
@@ -105,18 +115,27 @@ def grpc_echo_ceiling(n: int) -> float:
     process = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(port)])
     request = pb.EnvironmentRequest(step=pb.StepRequest())
 
+    async def round_trip(call) -> None:
+        await call.write(request)
+        await call.read()
+
     async def run() -> float:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
-            call = dm_env_rpc_pb2_grpc.EnvironmentStub(channel).Process()
+            stub = dm_env_rpc_pb2_grpc.EnvironmentStub(channel)
+            calls = [stub.Process() for _ in range(streams)]
+            rounds = max(n // streams, 1)
             best = 0.0
             for _ in range(3):
                 start = time.perf_counter()
-                for _ in range(n):
-                    await call.write(request)
-                    await call.read()
-                best = max(best, n / (time.perf_counter() - start))
-            await call.done_writing()
+                for _ in range(rounds):
+                    if streams == 1:
+                        await round_trip(calls[0])
+                    else:
+                        await asyncio.gather(*(round_trip(call) for call in calls))
+                best = max(best, rounds * streams / (time.perf_counter() - start))
+            for call in calls:
+                await call.done_writing()
             return best
 
     try:
@@ -141,6 +160,28 @@ def env_steps(address: str, n: int, observations) -> float:
                 env.reset()
         best = max(best, n / (time.perf_counter() - start))
     env.close()
+    return best
+
+
+def vector_steps(num_envs: int, n: int, events: bool = True, **server) -> float:
+    """Sub-env steps/s of ``RpcAlchemyVectorEnv`` (``server``: ``binary=…`` or ``address=…``; without
+    ``events`` no event subscription)."""
+    import numpy as np
+
+    from alchemy_gym.envs.rpc_vector import RpcAlchemyVectorEnv
+
+    extra = {} if events else {"event_regex": None}
+    envs = RpcAlchemyVectorEnv(num_envs, LEVEL, observations=["symbolic_obs", "Score"], **extra, **server)
+    envs.reset(seed=0)
+    steps = max(n // num_envs, 200)
+    actions = [np.full(num_envs, (i * 7) % 40, dtype=np.int64) for i in range(steps)]
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for a in actions:
+            envs.step(a)
+        best = max(best, steps * num_envs / (time.perf_counter() - start))
+    envs.close()
     return best
 
 
@@ -188,19 +229,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docker", metavar="IMAGE", help="also time make → first observation with this image")
     parser.add_argument("--repeats", type=int, default=5, help="container start-ups to time (default 5)")
     parser.add_argument("--envs", type=int, nargs="*", default=[2, 4], help="vector sizes for the aggregate figure")
+    parser.add_argument(
+        "--vector-envs", type=int, nargs="*", default=[1, 2, 4, 8, 16], help="sizes for the vector env figures"
+    )
+    parser.add_argument("--echo-streams", type=int, nargs="*", default=[8], help="streams for the echo figure")
     args = parser.parse_args(argv)
 
     process, address = _start_server()
     try:
         print(f"grpc ceiling (empty StepRequest round trips, 1 stream): {grpc_ceiling(address, args.steps):8.0f} /s")
         print(f"grpc echo ceiling (asyncio client + asyncio echo server): {grpc_echo_ceiling(args.steps):6.0f} /s")
+        for k in args.echo_streams:
+            rate = grpc_echo_ceiling(args.steps, streams=k)
+            print(f"grpc echo ceiling, {k} streams at once:                    {rate:8.0f} /s")
         rate = env_steps(address, args.steps, ["symbolic_obs", "Score"])
         print(f"env steps/s, symbolic_obs + Score:                         {rate:8.0f}")
         rate = env_steps(address, args.steps, None)
         print(f"env steps/s, every observation (+ RGB 96x72, events):      {rate:8.0f}")
+        for num_envs in args.vector_envs:
+            rate = vector_steps(num_envs, args.steps, address=address)
+            print(f"vector env steps/s, {num_envs:2d} envs, streams to one server:      {rate:8.0f}")
+        for num_envs in args.vector_envs:
+            rate = vector_steps(num_envs, args.steps, events=False, address=address)
+            print(f"vector env steps/s, {num_envs:2d} envs, one server, no events:      {rate:8.0f}")
     finally:
         process.terminate()
         process.wait(10)
+    local = dict(binary=sys.executable, binary_args=["-m", "alchemy_gym.rpc.server", "--port", "{port}"])
+    for num_envs in args.vector_envs:
+        rate = vector_steps(num_envs, args.steps, **local)
+        print(f"vector env steps/s, {num_envs:2d} envs, one server process each: {rate:8.0f}")
     for num_envs in args.envs:
         rate = aggregate(num_envs, max(args.steps // num_envs, 200))
         print(f"aggregate steps/s, {num_envs} envs (own servers, AsyncVectorEnv):    {rate:8.0f}")
