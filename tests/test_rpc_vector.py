@@ -276,6 +276,17 @@ def test_unity_dict_actions_are_batched_per_key_and_checked_before_sending():
         server.stop(grace=0.5).wait(5)
 
 
+def test_render_gives_every_sub_envs_picture(address):
+    envs = RpcAlchemyVectorEnv(2, LEVEL, address=address, render_mode="rgb_array", width=32, height=24)
+    try:
+        obs, _ = envs.reset(seed=2)
+        frames = envs.render()
+        assert len(frames) == 2 and frames[0].shape == (24, 32, 3) and frames[0].dtype == np.uint8
+        np.testing.assert_array_equal(np.stack(frames), obs["RGB_INTERLEAVED"])
+    finally:
+        envs.close()
+
+
 def test_close_leaves_no_thread_process_port_or_loop():
     baseline_threads = set(threading.enumerate())
     baseline_children = _child_pids()
