@@ -176,6 +176,9 @@ def test_local_binary_launcher_runs_and_stops_the_server():
     env.close()  # idempotent
     assert process.poll() is not None
     assert extra_threads(baseline) == []
+    for call in (lambda: env.step(1), env.reset):
+        with pytest.raises(RpcEnvError, match="closed"):
+            call()
 
 
 def test_a_killed_server_gives_a_clear_error_and_restart_recovers():

@@ -653,6 +653,8 @@ class RpcAlchemyEnv(gym.Env):
 
     def step(self, action):
         client = self._client
+        if self._closed:
+            raise RpcEnvError("the env is closed")
         if client.needs_reset:
             raise RuntimeError("call reset() before step() (and after an episode ends)")
         packed = client.pack_action(action)
