@@ -5,7 +5,7 @@ Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, do
 
 * :mod:`~alchemy_gym.rpc.spaces` — dm_env_rpc ``TensorSpec`` → Gymnasium spaces, action packing and checks.
 * :mod:`~alchemy_gym.rpc.launchers` — one server per env: Docker container, local process, or an address.
-* :mod:`~alchemy_gym.rpc.connection` — a dm_env_rpc client stream that leaves no thread behind.
+* :mod:`~alchemy_gym.rpc.connection` — dm_env_rpc client streams (blocking; asyncio for the envs), no thread left.
 * :mod:`~alchemy_gym.rpc.events` — ``WorldEvent`` messages built in code; decoding of the ``events`` observation.
 * :mod:`~alchemy_gym.rpc.server` — ``alchemy-gym serve``: symbolic Alchemy behind the 3D interface.
 * :mod:`~alchemy_gym.rpc.image` — ``alchemy-gym build-image``: the server's Docker image, built offline.
