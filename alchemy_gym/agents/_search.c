@@ -631,8 +631,6 @@ static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) 
     }
 }
 
-
-
 /* The most a trial can still pay with the world state known (the perfect-information value) depends only on the
  * graph, the multiset of latent stones and the potion count of each latent type. A PiTable holds these values for
  * one world model in blocks: one block per (number of stones, count vector), nms x G codes (multiset rank major,
