@@ -6,6 +6,9 @@
 #
 #   pip wheel --wheel-dir wheels . dm-env-rpc grpcio && docker build -t alchemy-gym-server .
 #
+# The entry point chooses gRPC's faster loopback transport (alchemy_gym/rpc/tuning.py) unless the
+# container is given GRPC_EXPERIMENTS.
+#
 # The build context must hold ./wheels with the alchemy-gym wheel and the wheels of its
 # dependencies for the base image's Python: nothing is downloaded during the build.
 ARG BASE_IMAGE=python:3.11-slim-bookworm

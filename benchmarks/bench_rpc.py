@@ -24,17 +24,26 @@ Prints figures; asserts nothing. Figures:
   (``gymnasium.vector.AsyncVectorEnv``): total steps/s.
 * ``make → first obs``: wall time of ``gymnasium.make("Alchemy/Standard-v0", image=IMAGE)`` plus
   ``reset()``, median of ``--repeats`` (container start, readiness, world creation, first step).
+
+gRPC's transport (:mod:`alchemy_gym.rpc.tuning`): by default both the benchmark (the client) and
+every server process it starts use the faster iomgr loopback path. ``--client-grpc default`` measures
+the client as a user's process has it unless it opts in (our servers choose the fast path for
+themselves); ``--server-grpc default`` also starts the servers with gRPC's defaults (the figures
+before the change). The first line printed says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+#: environment variables of every server process started here (set by ``main`` from ``--server-grpc``)
+SERVER_ENV: dict[str, str] = {}
 
 
 def _start_server() -> tuple[subprocess.Popen, str]:
@@ -42,7 +51,7 @@ def _start_server() -> tuple[subprocess.Popen, str]:
 
     port = free_port()
     cmd = [sys.executable, "-m", "alchemy_gym.rpc.server", "--port", str(port)]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_server_env())
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while probe(address, 1.0) is not None:
@@ -50,6 +59,12 @@ def _start_server() -> tuple[subprocess.Popen, str]:
             raise RuntimeError("the server did not start")
         time.sleep(0.1)
     return process, address
+
+
+def _server_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, **SERVER_ENV}
 
 
 def grpc_ceiling(address: str, n: int) -> float:
@@ -112,7 +127,7 @@ def grpc_echo_ceiling(n: int, streams: int = 1) -> float:
     from alchemy_gym.rpc.launchers import free_port
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(port)])
+    process = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(port)], env=_server_env())
     request = pb.EnvironmentRequest(step=pb.StepRequest())
 
     async def round_trip(call) -> None:
@@ -189,7 +204,9 @@ def _make_local_env():
     from alchemy_gym.envs.rpc import RpcAlchemyEnv
 
     args = ("-m", "alchemy_gym.rpc.server", "--port", "{port}")
-    return RpcAlchemyEnv(LEVEL, binary=sys.executable, binary_args=args, observations=["symbolic_obs", "Score"])
+    return RpcAlchemyEnv(
+        LEVEL, binary=sys.executable, binary_args=args, environment=SERVER_ENV, observations=["symbolic_obs", "Score"]
+    )
 
 
 def aggregate(num_envs: int, n: int) -> float:
@@ -233,7 +250,31 @@ def main(argv: list[str] | None = None) -> int:
         "--vector-envs", type=int, nargs="*", default=[1, 2, 4, 8, 16], help="sizes for the vector env figures"
     )
     parser.add_argument("--echo-streams", type=int, nargs="*", default=[8], help="streams for the echo figure")
+    parser.add_argument(
+        "--client-grpc",
+        choices=["fast", "default"],
+        default="fast",
+        help="gRPC transport of this (client) process: fast (alchemy_gym.rpc.tuning) or gRPC's default",
+    )
+    parser.add_argument(
+        "--server-grpc",
+        choices=["fast", "default"],
+        default="fast",
+        help="gRPC transport of the server processes started here (the Docker image always chooses fast)",
+    )
     args = parser.parse_args(argv)
+    from alchemy_gym.rpc import tuning
+
+    if "grpc" in sys.modules:
+        parser.error("grpc was imported before the transport could be chosen")
+    if args.client_grpc == "fast" and "GRPC_EXPERIMENTS" not in os.environ:
+        if not tuning.use_fast_grpc_transport():
+            print("(this grpcio is outside alchemy_gym.rpc.tuning.SUPPORTED_GRPCIO: gRPC's defaults)")
+    elif args.client_grpc == "default":
+        os.environ.pop("GRPC_EXPERIMENTS", None)
+    print(f"client: {tuning.describe()}")
+    SERVER_ENV["GRPC_EXPERIMENTS"] = tuning.FAST_GRPC_EXPERIMENTS if args.server_grpc == "fast" else ""
+    print(f"servers started here: GRPC_EXPERIMENTS={SERVER_ENV['GRPC_EXPERIMENTS']!r}")
 
     process, address = _start_server()
     try:
@@ -255,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         process.terminate()
         process.wait(10)
-    local = dict(binary=sys.executable, binary_args=["-m", "alchemy_gym.rpc.server", "--port", "{port}"])
+    local = dict(
+        binary=sys.executable, binary_args=["-m", "alchemy_gym.rpc.server", "--port", "{port}"], environment=SERVER_ENV
+    )
     for num_envs in args.vector_envs:
         rate = vector_steps(num_envs, args.steps, **local)
         print(f"vector env steps/s, {num_envs:2d} envs, one server process each: {rate:8.0f}")

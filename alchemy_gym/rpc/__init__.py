@@ -9,6 +9,7 @@ Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, do
 * :mod:`~alchemy_gym.rpc.events` — ``WorldEvent`` messages built in code; decoding of the ``events`` observation.
 * :mod:`~alchemy_gym.rpc.server` — ``alchemy-gym serve``: symbolic Alchemy behind the 3D interface.
 * :mod:`~alchemy_gym.rpc.image` — ``alchemy-gym build-image``: the server's Docker image, built offline.
+* :mod:`~alchemy_gym.rpc.tuning` — gRPC's faster loopback transport for a process (servers choose it).
 """
 
 #: The Unity image of dm_alchemy v1.0.0 (interface spec §1).

@@ -601,14 +601,12 @@ def _make_specs(world: _World, width: int, height: int):
 # --------------------------------------------------------------------------- servicer
 
 
-def _servicer_base():
-    from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
-
-    return dm_env_rpc_pb2_grpc.EnvironmentServicer
-
-
-class AlchemyServicer(_servicer_base()):
+class AlchemyServicer:
     """The dm_env_rpc ``Environment`` service over symbolic Alchemy worlds, for a ``grpc.aio`` server.
+
+    It has the one method of ``dm_env_rpc_pb2_grpc.EnvironmentServicer`` (``Process``) without
+    deriving from it, so that importing this module does not import ``grpc``: :func:`main` first
+    chooses gRPC's transport (:mod:`alchemy_gym.rpc.tuning`), which gRPC reads at its import.
 
     Every stream is a coroutine on the server's one event loop: a request is handled to the end
     before the next one starts (the game is pure Python; threads would only take turns on the
@@ -801,8 +799,16 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, max_connections: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``alchemy-gym serve``: serve symbolic Alchemy over dm_env_rpc until SIGINT/SIGTERM."""
+    """``alchemy-gym serve``: serve symbolic Alchemy over dm_env_rpc until SIGINT/SIGTERM.
+
+    Unless ``GRPC_EXPERIMENTS`` is set, the process uses gRPC's faster loopback transport
+    (:func:`alchemy_gym.rpc.tuning.use_fast_grpc_transport`, before ``grpc`` is imported).
+    """
     import asyncio
+
+    from alchemy_gym.rpc import tuning
+
+    tuning.use_fast_grpc_transport()
 
     parser = argparse.ArgumentParser(
         prog="alchemy-gym serve",
@@ -836,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"alchemy-gym serve: dm_env_rpc on {args.host}:{port}", file=sys.stderr, flush=True)
+        print(f"alchemy-gym serve: dm_env_rpc on {args.host}:{port} ({tuning.describe()})", file=sys.stderr, flush=True)
         try:
             await stop.wait()
         finally:
