@@ -54,8 +54,9 @@ order of its ``Counter``, colours by first potion slot). What makes it exact
   so it is computed with the candidates for outcomes with at least ``PI_EAGER``
   potions left, only when a candidate is about to be searched from ``PI_LAZY``
   potions left (then kept as the outcome's upper bound in the memo: once per
-  node), and not below (nor for the search oracle: one world state). On hard first trials it cuts the nodes 3–6 fold (episode 13: 7.1M ->
-  1.3M), on the easiest it costs a little;
+  node), and not below (nor for the search oracle: one world state). On hard
+  first trials it cuts the nodes 3–6 fold (episode 13: 7.1M -> 1.3M), on the
+  easiest it costs a little;
 * floors (expectimax "fail low"): an outcome is searched with the value it
   must reach for its action to matter; a node that provably stays below its
   floor returns an upper bound instead of its value (kept in a bounded dict);
