@@ -323,3 +323,12 @@ def test_serve_main_rejects_a_taken_port():
         s.listen()
         port = s.getsockname()[1]
         assert main(["--port", str(port)]) == 1
+
+
+def test_state_constants_are_dm_env_rpcs():
+    from alchemy_gym.rpc import server
+
+    assert (server._RUNNING, server._TERMINATED) == (
+        pb.EnvironmentStateType.RUNNING,
+        pb.EnvironmentStateType.TERMINATED,
+    )

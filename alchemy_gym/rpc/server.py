@@ -72,6 +72,9 @@ ACTION_UID = 1
 OBS_SYMBOLIC, OBS_SCORE, OBS_RGB, OBS_EVENTS = 1, 2, 3, 4
 _OBS_NAMES = {OBS_SYMBOLIC: "symbolic_obs", OBS_SCORE: "Score", OBS_RGB: "RGB_INTERLEAVED", OBS_EVENTS: "events"}
 
+#: ``EnvironmentStateType`` values (dm_env_rpc.proto; checked in the tests)
+_RUNNING, _TERMINATED = 1, 2
+
 _INT_PAYLOADS = ("int8s", "int32s", "int64s", "uint8s", "uint32s", "uint64s", "int16s", "uint16s")
 _ROUNDNESS = (0.0, 0.5, 1.0)
 
@@ -387,7 +390,7 @@ class _Session:
         response = pb.EnvironmentResponse()
         try:
             if payload == "step":
-                response.step.CopyFrom(self.step(request.step))
+                self.step(request.step, response.step)
             elif payload == "create_world":
                 response.create_world.CopyFrom(self.create_world(request.create_world))
             elif payload == "join_world":
@@ -486,8 +489,8 @@ class _Session:
         return _pb().ResetWorldResponse()
 
     # -- stepping
-    def step(self, request):
-        pb = _pb()
+    def step(self, request, response=None):
+        """Play one step; fills ``response`` (a new ``StepResponse`` if None) and returns it."""
         world = self.world
         if world is None:
             raise _precondition("not joined to a world: send CreateWorld and JoinWorld before Step")
@@ -512,9 +515,9 @@ class _Session:
             _obs, _reward, terminated, _truncated, _info = env.step(action)
             if terminated:
                 self.state = self.NEW_EPISODE
-        response = pb.StepResponse(
-            state=pb.EnvironmentStateType.TERMINATED if terminated else pb.EnvironmentStateType.RUNNING
-        )
+        if response is None:
+            response = _pb().StepResponse()
+        response.state = _TERMINATED if terminated else _RUNNING
         observations = response.observations
         for uid in requested:
             if uid in observations:
@@ -550,6 +553,12 @@ class _Session:
     def _parse_action(self, actions, num_actions: int) -> int:
         if not actions:
             return 0  # no-op
+        if len(actions) == 1:  # the usual request: one int64 scalar (anything else is checked below)
+            tensor = actions.get(ACTION_UID)
+            if tensor is not None and not tensor.shape and tensor.WhichOneof("payload") == "int64s":
+                values = tensor.int64s.array
+                if len(values) == 1 and 0 <= values[0] < num_actions:
+                    return values[0]
         action = 0
         for uid, tensor in actions.items():
             if uid != ACTION_UID:
