@@ -62,8 +62,6 @@ def _start_server() -> tuple[subprocess.Popen, str]:
 
 
 def _server_env() -> dict[str, str]:
-    import os
-
     return {**os.environ, **SERVER_ENV}
 
 
