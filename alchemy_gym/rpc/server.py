@@ -489,8 +489,8 @@ class _Session:
         return _pb().ResetWorldResponse()
 
     # -- stepping
-    def step(self, request, response=None):
-        """Play one step; fills ``response`` (a new ``StepResponse`` if None) and returns it."""
+    def step(self, request, response) -> None:
+        """Play one step and fill ``response`` (the ``StepResponse`` to send)."""
         world = self.world
         if world is None:
             raise _precondition("not joined to a world: send CreateWorld and JoinWorld before Step")
@@ -515,8 +515,6 @@ class _Session:
             _obs, _reward, terminated, _truncated, _info = env.step(action)
             if terminated:
                 self.state = self.NEW_EPISODE
-        if response is None:
-            response = _pb().StepResponse()
         response.state = _TERMINATED if terminated else _RUNNING
         observations = response.observations
         for uid in requested:
@@ -537,7 +535,6 @@ class _Session:
                 tensor.shape.append(len(events))
         if recorder is not None and OBS_EVENTS not in requested:
             recorder.take(build=False)
-        return response
 
     def _rgb_tensor(self, game):
         image = self.painter.paint(game)
