@@ -47,6 +47,13 @@ def _grpcio_version() -> tuple[int, int] | None:
     return major, minor
 
 
+def grpcio_supported() -> bool:
+    """Whether the installed grpcio is in :data:`SUPPORTED_GRPCIO` (read from its metadata, not imported)."""
+    version = _grpcio_version()
+    low, high = SUPPORTED_GRPCIO
+    return version is not None and low <= version < high
+
+
 def use_fast_grpc_transport(environ: MutableMapping[str, str] | None = None) -> bool:
     """Select gRPC's iomgr loopback transport for this process; returns whether it did.
 
@@ -58,9 +65,7 @@ def use_fast_grpc_transport(environ: MutableMapping[str, str] | None = None) -> 
     environ = os.environ if environ is None else environ
     if "GRPC_EXPERIMENTS" in environ or "grpc" in sys.modules:
         return False
-    version = _grpcio_version()
-    low, high = SUPPORTED_GRPCIO
-    if version is None or not low <= version < high:
+    if not grpcio_supported():
         return False
     environ["GRPC_EXPERIMENTS"] = FAST_GRPC_EXPERIMENTS
     return True
@@ -72,4 +77,4 @@ def describe() -> str:
     return "GRPC_EXPERIMENTS unset (gRPC's defaults)" if value is None else f"GRPC_EXPERIMENTS={value!r}"
 
 
-__all__ = ["FAST_GRPC_EXPERIMENTS", "SUPPORTED_GRPCIO", "describe", "use_fast_grpc_transport"]
+__all__ = ["FAST_GRPC_EXPERIMENTS", "SUPPORTED_GRPCIO", "describe", "grpcio_supported", "use_fast_grpc_transport"]
