@@ -24,7 +24,13 @@ setup(
             ["alchemy_gym/agents/_search.c"],
             optional=True,
             extra_compile_args=["-O3"],
-        )
+        ),
+        Extension(
+            "alchemy_gym.core._kernel",
+            ["alchemy_gym/core/_kernel.c"],
+            optional=True,
+            extra_compile_args=["-O3"],
+        ),
     ],
     cmdclass={"build_ext": _BuildExt},
 )

@@ -142,7 +142,7 @@ def test_trial_ends_after_20_steps_and_episode_after_last_trial(fixture_episode)
         if step == 20:
             assert env.unwrapped.trial_number == 1 and info["trial_ended"] == 0
         assert terminated == (step == 40)
-    assert info["trial_rewards"] == [0.0, 0.0]
+    assert info["trial_rewards"].tolist() == [0.0, 0.0]
     assert env.unwrapped.trial_number == -1
 
 

@@ -149,6 +149,32 @@ class ChemistrySeen:
             return [(self.content, {e: range(ELEMENT_SIZES[e]) for e in ALL_ELEMENTS})]
         return [(ElementContent(int(rng.choice(3, p=g.distr))), g.dims) for g in self.groups]
 
+    def ground_truth_mask(self, contents) -> np.ndarray:
+        """Which dimensions of the observation show ground truth for drawn ``contents`` (bool, ``size``);
+        the others are 0.5. Contents must not include the belief state."""
+        mask = np.zeros(self.size, dtype=np.bool_)
+        offset = {}
+        start = 0
+        for element in self.elements:
+            offset[element] = start
+            start += ELEMENT_SIZES[element]
+        for content, dims in contents:
+            if content == ElementContent.BELIEF_STATE:
+                raise ValueError("ground_truth_mask: these contents include the belief state")
+            if content != ElementContent.GROUND_TRUTH:
+                continue
+            for element, indices in dims.items():
+                if element in offset:
+                    mask[[offset[element] + i for i in indices]] = True
+        return mask
+
+    def observe_rows(self, chem: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The observations of many games without belief content: ``chem`` (m, 4) chemistry rows of a game
+        batch (-1 before the first episode), ``masks`` (m, size) from :meth:`ground_truth_mask`."""
+        truth = np.concatenate([ground_truth_rows(np.maximum(chem, 0), e) for e in self.elements], axis=1)
+        shown = masks & (np.asarray(chem)[:, :1] >= 0)
+        return np.where(shown, truth, np.float32(0.5)).astype(np.float32)
+
     def observe(self, contents, chemistry: Chemistry | None, belief: BeliefState | None) -> np.ndarray:
         """The observation vector for drawn ``contents`` (all 0.5 when ``chemistry`` is None)."""
         vectors = {e: np.full(ELEMENT_SIZES[e], 0.5, dtype=np.float32) for e in self.elements}
@@ -183,6 +209,31 @@ def ground_truth_vector(chemistry: Chemistry, element: ElementType) -> np.ndarra
     one_hot = np.zeros(NUM_ROTATIONS, dtype=np.float32)
     one_hot[chemistry.rotation] = 1.0
     return one_hot
+
+
+#: Column of each element's index in a chemistry row ``(potion map, stone map, graph, rotation)``.
+_CHEM_COLUMN = {ElementType.POTION_MAP: 0, ElementType.STONE_MAP: 1, ElementType.GRAPH: 2, ElementType.ROTATION: 3}
+
+
+def _ground_truth_tables() -> dict[ElementType, np.ndarray]:
+    """Every element's ground-truth vector for every index (graph: all 4096 edge masks)."""
+    tables = {
+        ElementType.GRAPH: ((np.arange(graphs.FULL_GRAPH + 1)[:, None] >> np.arange(12)[None, :]) & 1).astype(np.float32),
+        ElementType.POTION_MAP: np.stack([ground_truth_vector(Chemistry(pm, 0, 0), ElementType.POTION_MAP) for pm in range(48)]),
+        ElementType.STONE_MAP: np.stack([ground_truth_vector(Chemistry(0, sm, 0), ElementType.STONE_MAP) for sm in range(8)]),
+        ElementType.ROTATION: np.eye(NUM_ROTATIONS, dtype=np.float32),
+    }
+    for table in tables.values():
+        table.setflags(write=False)
+    return tables
+
+
+_GROUND_TRUTH = _ground_truth_tables()
+
+
+def ground_truth_rows(chem: np.ndarray, element: ElementType) -> np.ndarray:
+    """Ground-truth vectors of ``element`` for many chemistries, ``chem`` (m, 4) as a game batch holds them."""
+    return _GROUND_TRUTH[element][np.asarray(chem)[:, _CHEM_COLUMN[element]].astype(np.intp)]
 
 
 PerceivedStone = tuple[tuple[int, int, int], int]  # (perceived coords, reward indicator)

@@ -159,20 +159,31 @@ def graph_to_edge_vector(mask: int) -> np.ndarray:
     return np.array([(mask >> e) & 1 for e in range(NUM_EDGES)], dtype=np.float32)
 
 
-@cache
-def transition_table(mask: int) -> tuple[int, ...]:
-    """``table[6 * stone + potion]`` → the latent stone after dipping (§1.7)."""
-    table = []
+def _transitions() -> np.ndarray:
+    """(4096, 48) int8: ``[mask, 6 * stone + potion]`` → the latent stone after dipping (§1.7)."""
+    stay = np.repeat(np.arange(NUM_LATENT_STONES), NUM_POTION_TYPES)
+    move, edge = stay.copy(), np.zeros_like(stay)
     for stone in range(NUM_LATENT_STONES):
         for potion in range(NUM_POTION_TYPES):
             dim, direction = POTION_DIM_DIR[potion]
-            result = stone
-            if STONE_COORDS[stone][dim] == -direction:
+            if STONE_COORDS[stone][dim] == -direction:  # the potion pushes this coordinate over
                 other = stone ^ (1 << dim)
-                if mask >> EDGE_INDEX[(stone, other)] & 1:
-                    result = other
-            table.append(result)
-    return tuple(table)
+                move[stone * NUM_POTION_TYPES + potion] = other
+                edge[stone * NUM_POTION_TYPES + potion] = EDGE_INDEX[(stone, other)]
+    masks = np.arange(FULL_GRAPH + 1)[:, None]
+    present = (masks >> edge[None, :]) & 1
+    return np.where(present.astype(bool), move[None, :], stay[None, :]).astype(np.int8)
+
+
+#: ``TRANSITIONS[mask, 6 * stone + potion]`` → the latent stone after dipping, for every edge mask (§1.7).
+TRANSITIONS = _transitions()
+TRANSITIONS.setflags(write=False)
+
+
+@cache
+def transition_table(mask: int) -> tuple[int, ...]:
+    """``table[6 * stone + potion]`` → the latent stone after dipping (§1.7): a row of :data:`TRANSITIONS`."""
+    return tuple(TRANSITIONS[mask].tolist())
 
 
 def flip_graph(mask: int, pos_dir: Sequence[int]) -> int:

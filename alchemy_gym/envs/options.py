@@ -9,11 +9,23 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
+from alchemy_gym.core.batch import BACKENDS, GameConfig
 from alchemy_gym.core.belief import ChemistrySeen, ElementContent
 from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules, sampler_for
-from alchemy_gym.core.game import AlchemyGame, FixedEpisode, TrialItems, observation_size
+from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems, check_episode_index, check_seed
+from alchemy_gym.core.game import AlchemyGame, observation_size
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
-from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level
+from alchemy_gym.levels import EVALUATION_PREFIX, find_level
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "LevelOptions",
+    "check_backend",
+    "check_episode_index",
+    "check_see_chemistries",
+    "check_seed",
+    "symbolic_obs_space",
+]
 
 DEFAULT_LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 #: Substrings that give a level name meaning (dm_alchemy's rules, spec §5.1). A symbolic level name
@@ -110,16 +122,10 @@ class LevelOptions:
         """The (shared) chemistry sampler of a random level; ``None`` for fixed episodes."""
         return None if self.fixed else sampler_for(self.rules)
 
-    def fixed_episodes(self) -> tuple[FixedEpisode, ...]:
-        """The episodes of a fixed level (the packaged evaluation set unless episodes were given)."""
-        if self.episodes is not None:
-            return self.episodes
-        from alchemy_gym.data import evaluation_episodes
-
-        return evaluation_episodes()
-
-    def new_game(self, obs: np.ndarray | None = None) -> AlchemyGame:
-        return AlchemyGame(
+    @property
+    def config(self) -> GameConfig:
+        """The core game settings of these options."""
+        return GameConfig(
             num_trials=self.num_trials,
             max_steps_per_trial=self.max_steps_per_trial,
             end_trial_action=self.end_trial_action,
@@ -127,42 +133,42 @@ class LevelOptions:
             reward_weights=self.reward_weights,
             num_stones_per_trial=self.num_stones_per_trial,
             num_potions_per_trial=self.num_potions_per_trial,
-            obs=obs,
+        )
+
+    @property
+    def source(self) -> EpisodeSource:
+        """Where the level's episodes come from: sampled, the evaluation set or the given episodes."""
+        if self.episodes is not None:
+            return EpisodeSource.fixed(self.episodes)
+        if self.fixed:
+            return EpisodeSource.evaluation()
+        return EpisodeSource.sampled(self.rules)
+
+    def fixed_episodes(self) -> tuple[FixedEpisode, ...]:
+        """The episodes of a fixed level (the packaged evaluation set unless episodes were given)."""
+        return self.source.episodes
+
+    def new_game(self, backend: str = "auto") -> AlchemyGame:
+        """A game playing these options' episodes."""
+        c = self.config
+        return AlchemyGame(
+            num_trials=c.num_trials,
+            max_steps_per_trial=c.max_steps_per_trial,
+            end_trial_action=c.end_trial_action,
+            observe_used=c.observe_used,
+            reward_weights=c.reward_weights,
+            num_stones_per_trial=c.num_stones_per_trial,
+            num_potions_per_trial=c.num_potions_per_trial,
+            source=self.source,
+            backend=backend,
         )
 
 
-def check_seed(seed) -> int | None:
-    """``None`` or an int usable by ``numpy.random.RandomState``."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**32:
-        raise ValueError(f"seed must be an int in 0..2**32-1 (numpy RandomState), got {seed!r}")
-    return int(seed)
-
-
-def episode_option(options, *, fixed: bool, count: int = NUM_EVALUATION_EPISODES, level: str = "") -> int | None:
-    """The episode index of ``reset(options={"episode": i})`` (``None`` without the option)."""
-    if not options:
-        return None
-    if not isinstance(options, Mapping):
-        raise TypeError(f"options must be a dict, got {type(options).__name__}")
-    unknown = set(options) - {"episode"}
-    if unknown:
-        raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
-    if not fixed:
-        raise ValueError(
-            "options={'episode': i} applies to fixed episodes only (the evaluation level "
-            f"{EVALUATION_PREFIX!r} or episodes=...); this env plays {level!r}"
-        )
-    return check_episode_index(options["episode"], count)
-
-
-def check_episode_index(episode, count: int = NUM_EVALUATION_EPISODES) -> int:
-    if isinstance(episode, bool) or not isinstance(episode, numbers.Integral):
-        raise ValueError(f"episode must be an int in 0..{count - 1}, got {episode!r}")
-    if not 0 <= episode < count:
-        raise ValueError(f"episode {episode} out of range: allowed 0..{count - 1}")
-    return int(episode)
+def check_backend(backend) -> str:
+    """The game backend: ``"auto"`` (the compiled kernel when built), ``"c"`` or ``"numpy"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    return backend
 
 
 def symbolic_obs_space(observe_used: bool) -> spaces.Box:

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from alchemy_gym.envs.options import episode_option
+from alchemy_gym.core.episodes import check_episode_index, reset_options
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
 from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed
@@ -338,7 +338,8 @@ class RpcWorldClient:
         when the world has to be recreated (a seed given, another evaluation episode).
         """
         config = self.config
-        episode = episode_option(options, fixed=config.evaluation, level=config.level_name)
+        options = reset_options(options, fixed=config.evaluation, level=config.level_name)
+        episode = check_episode_index(options["episode"], NUM_EVALUATION_EPISODES) if "episode" in options else None
         if self._connection is None:
             raise self._no_server()
         if seed is not None:

@@ -23,7 +23,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from alchemy_gym.envs.options import check_episode_index
+from alchemy_gym.core.episodes import episode_indices, reset_options
 from alchemy_gym.envs.rpc import RpcEnvConfig, RpcEnvError, RpcWorldClient
 from alchemy_gym.levels import NUM_EVALUATION_EPISODES
 from alchemy_gym.rpc import DEFAULT_IMAGE
@@ -321,26 +321,10 @@ class RpcAlchemyVectorEnv(VectorEnv):
 
     def _episode_options(self, options) -> list[dict[str, int] | None]:
         n = self.num_envs
-        if not options:
+        options = reset_options(options, fixed=self._config.evaluation, level=self.level_name)
+        if "episode" not in options:
             return [None] * n
-        if not isinstance(options, Mapping):
-            raise TypeError(f"options must be a dict, got {type(options).__name__}")
-        unknown = set(options) - {"episode"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
-        if not self._config.evaluation:
-            raise ValueError(
-                "options={'episode': ...} applies to the evaluation level only; "
-                f"this vector env plays {self.level_name!r}"
-            )
-        episode = options["episode"]
-        if isinstance(episode, (Sequence, np.ndarray)) and not isinstance(episode, str):
-            if len(episode) != n:
-                raise ValueError(f"options['episode'] lists {len(episode)} episodes: give one per sub-env ({n})")
-            episodes = [check_episode_index(e) for e in episode]
-        else:
-            episodes = [check_episode_index(episode)] * n
-        return [{"episode": e} for e in episodes]
+        return [{"episode": int(e)} for e in episode_indices(options["episode"], n, NUM_EVALUATION_EPISODES)]
 
     def _split_actions(self, actions) -> list:
         """Per-sub-env actions from a batch (shape and keys checked here, values by each sub-env)."""

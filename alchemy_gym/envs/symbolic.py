@@ -12,17 +12,10 @@ from gymnasium import spaces
 
 from alchemy_gym.core.belief import BeliefState, ChemistrySeen
 from alchemy_gym.core.chemistry import LevelRules
+from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
-from alchemy_gym.envs.options import (
-    DEFAULT_LEVEL,
-    LevelOptions,
-    check_see_chemistries,
-    check_seed,
-    episode_option,
-    symbolic_obs_space,
-)
-from alchemy_gym.levels import NUM_EVALUATION_EPISODES
+from alchemy_gym.envs.options import DEFAULT_LEVEL, LevelOptions, check_backend, check_see_chemistries, symbolic_obs_space
 
 
 class SymbolicAlchemyEnv(gym.Env):
@@ -91,12 +84,22 @@ class SymbolicAlchemyEnv(gym.Env):
     | see_chemistries | None | ``{name: ChemistrySeen or "ground_truth" / "belief_state"}`` |
     | episodes | None | fixed ``(Chemistry, trials)`` episodes to play in turn |
     | render_mode | None | ``"ansi"`` (text) or ``"rgb_array"`` (96×72 picture of the trial) |
+    | backend | ``"auto"`` | game backend: the compiled kernel (``"c"``) when built, else ``"numpy"`` |
 
     ``episodes=[(chemistry, [TrialItems, ...]), ...]`` plays given episodes
     instead of sampling (like the evaluation level). The evaluation level plays
     episode ``i`` after ``reset(options={"episode": i})``;
     without the option successive resets play 0, 1, 2, … (wrapping after 999);
     ``reset(seed=S)`` restarts that sequence at episode 0.
+
+    ## Info
+
+    ``reset`` gives ``{"trial": 0}``; a step that ends a trial gives ``"trial_ended"`` and
+    ``"trial_reward"``; the step that ends the episode adds ``"trial_rewards"`` (float64, one per
+    trial), ``"matrix_events"`` (int8 (trials, 3, 13), §7.2), ``"chemistry"`` (a
+    :class:`~alchemy_gym.core.chemistry.Chemistry`) and ``"items"`` (int8 (trials, 15): each trial's
+    latent stones then potions, -1 for none; :meth:`TrialItems.from_row
+    <alchemy_gym.core.episodes.TrialItems.from_row>` reads a row). Fixed levels add ``"episode"``.
 
     ## Version history
 
@@ -121,6 +124,7 @@ class SymbolicAlchemyEnv(gym.Env):
         see_chemistries: Mapping[str, ChemistrySeen | str] | None = None,
         episodes: Sequence | None = None,
         render_mode: str | None = None,
+        backend: str = "auto",
     ) -> None:
         options = LevelOptions.parse(
             level_name,
@@ -140,10 +144,8 @@ class SymbolicAlchemyEnv(gym.Env):
         self.level_name = level_name
         self.reward_weights = options.reward_weights
         self.rules = options.rules
-        self._episodes = options.episodes
         self._evaluation = options.fixed
-        self._sampler = options.sampler
-        self.game = options.new_game()
+        self.game = options.new_game(check_backend(backend))
         self._num_actions = self.game.num_actions
         self.action_space = spaces.Discrete(self._num_actions)
         symbolic_space = symbolic_obs_space(options.observe_used)
@@ -166,45 +168,26 @@ class SymbolicAlchemyEnv(gym.Env):
                 self.game.add_listener(self._feed_beliefs)
         else:
             self.observation_space = symbolic_space
-        self._rs: np.random.RandomState | None = None
         self._painter = None
-        self._next_episode = 0
-        self.episode_index: int | None = None
         self._last_reward = 0.0
 
     # ----------------------------------------------------------------- gym API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         seed = check_seed(seed)
+        options = reset_options(options, fixed=self._evaluation, level=self.level_name)
+        episode = None
+        if "episode" in options:
+            episode = check_episode_index(options["episode"], self.game.batch.source.count)
         super().reset(seed=seed)
-        if seed is not None:
-            if self._rs is None:
-                self._rs = np.random.RandomState(seed)
-            else:
-                self._rs.seed(seed)  # same stream as a new RandomState(seed), without reallocating
-            self._next_episode = 0  # a seeded evaluation env restarts its sequence at episode 0
-        elif self._rs is None:
-            self._rs = np.random.RandomState()
-        count = NUM_EVALUATION_EPISODES if self._episodes is None else len(self._episodes)
-        episode = episode_option(options, fixed=self._evaluation, count=count, level=self.level_name)
-        if self._evaluation:
-            if self._episodes is None:
-                self._episodes = self.level_options.fixed_episodes()
-            if episode is None:
-                episode = self._next_episode
-            entry = self._episodes[episode]
-            self._next_episode = (episode + 1) % len(self._episodes)
-            self.episode_index = episode
-            self.game.start_episode(entry.chemistry, items=entry.trials)
-        else:
-            self.game.start_episode(self._sampler.sample(self._rs), self._rs)
+        self.game.new_episode(episode, seed=seed)
         self._last_reward = 0.0
         if self._chem_seen:
             rng = self.np_random
             self._chem_contents = {name: seen.sample_contents(rng) for name, seen in self._chem_seen.items()}
         info = {"trial": 0}
         if self._evaluation:
-            info["episode"] = episode
+            info["episode"] = self.game.episode_index
         return self._observation(), info
 
     def step(self, action):
@@ -222,18 +205,19 @@ class SymbolicAlchemyEnv(gym.Env):
             ) from None
         self._last_reward = reward
         if terminated:
+            batch, row = game.batch, game.row
             info = {
                 "trial_ended": trial,
-                "trial_reward": game.trial_rewards[trial],
-                "trial_rewards": list(game.trial_rewards),
-                "matrix_events": game.matrix_events.copy(),
+                "trial_reward": float(batch.trial_rewards[row, trial]),
+                "trial_rewards": batch.trial_rewards[row].copy(),
+                "matrix_events": batch.matrix_events[row].copy(),
                 "chemistry": game.chemistry,
-                "items": tuple(game.items_history),
+                "items": batch.items[row].copy(),
             }
             if self._evaluation:
-                info["episode"] = self.episode_index
+                info["episode"] = game.episode_index
         elif game.trial_number != trial:
-            info = {"trial_ended": trial, "trial_reward": game.trial_rewards[trial]}
+            info = {"trial_ended": trial, "trial_reward": float(game.batch.trial_rewards[game.row, trial])}
         else:
             info = {}
         if self._chem_seen:
@@ -260,6 +244,11 @@ class SymbolicAlchemyEnv(gym.Env):
     def trial_number(self) -> int:
         """Current trial (0-based); -1 before the first reset and after the episode ended."""
         return self.game.trial_number
+
+    @property
+    def episode_index(self) -> int | None:
+        """The fixed episode being played (evaluation level or ``episodes=``), else ``None``."""
+        return self.game.episode_index
 
     @property
     def episode_return(self) -> float:

@@ -1,168 +1,341 @@
-"""A native vector env of symbolic Alchemy: N games stepped in one call, one batch buffer.
+"""A native vector env of symbolic Alchemy: ``N`` games stepped in one call of the batched core.
 
 ``gymnasium.make_vec(ID, num_envs=N, vectorization_mode="vector_entry_point")`` builds it for any
-symbolic ID. Sub-env ``i`` is exactly the single env seeded with ``seed + i`` (``reset(seed=S)``),
-stepped with the same actions; episodes auto-reset on the *next* step (Gymnasium's default
-``NEXT_STEP`` mode: that step ignores the action and returns the first observation of a new
-episode with reward 0). Chemistry observations are not batched here: use
-``vectorization_mode="sync"`` for those.
+symbolic ID. Every sub-env is a row of one :class:`~alchemy_gym.core.batch.GameBatch`, so a step
+is one call over all ``N`` games (compiled when the package's C kernel is built).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import VectorEnv
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from alchemy_gym.core.game import observation_size
-from alchemy_gym.envs.options import DEFAULT_LEVEL, LevelOptions, check_episode_index, check_seed, symbolic_obs_space
+from alchemy_gym.core.batch import GameBatch
+from alchemy_gym.core.belief import ChemistrySeen
+from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
+from alchemy_gym.core.game import AlchemyGame
+from alchemy_gym.envs.options import (
+    DEFAULT_LEVEL,
+    LevelOptions,
+    check_backend,
+    check_see_chemistries,
+    symbolic_obs_space,
+)
 
-try:  # gymnasium >= 1.1
-    from gymnasium.vector import AutoresetMode
-
-    _NEXT_STEP = AutoresetMode.NEXT_STEP
-except ImportError:  # gymnasium 1.0: next-step autoreset is the only mode
-    _NEXT_STEP = "next_step"
+#: Sub-envs per thread when ``num_threads`` is chosen automatically.
+ROWS_PER_THREAD = 8192
 
 
 class SymbolicAlchemyVectorEnv(VectorEnv):
     """``num_envs`` symbolic Alchemy games with batched observations ``(num_envs, 39)``.
 
-    Takes the same level options as :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv`
-    (except ``see_chemistries`` and ``render_mode``). On the evaluation level (or with
-    ``episodes=``) sub-env ``i`` plays episodes ``i, i + N, i + 2N, …``; ``reset(options={"episode":
-    [e_0, …, e_{N-1}]})`` chooses them.
+    Sub-env ``i`` after ``reset(seed=S)`` is exactly
+    :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv` after ``reset(seed=S + i)``, stepped with
+    the same actions, through its autoresets: the same observations, rewards, episode ends and info
+    (``info`` has the layout of ``SyncVectorEnv`` over single envs: ``info[key]`` an array over
+    sub-envs, ``info["_" + key]`` the mask of sub-envs that set it).
+
+    ## Arguments
+
+    The level options of :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv`, and:
+
+    | argument | default | meaning |
+    |---|---|---|
+    | num_envs | 1 | sub-envs |
+    | autoreset_mode | ``NEXT_STEP`` | ``gymnasium.vector.AutoresetMode.NEXT_STEP`` or ``SAME_STEP`` |
+    | render_mode | None | ``"rgb_array"``: ``render()`` returns each sub-env's picture |
+    | see_chemistries | None | chemistry observations with ground-truth or unknown content (the belief state needs ``vectorization_mode="sync"``) |
+    | backend | ``"auto"`` | ``"c"`` (the compiled kernel), ``"numpy"``, or ``"auto"`` (the kernel when built) |
+    | num_threads | None | threads of a step (compiled kernel); ``None``: one per 8192 sub-envs, at most the CPUs this process may use |
+    | copy | True | return fresh observation arrays (``False``: the same buffer, overwritten by the next step) |
+
+    ## Autoreset
+
+    ``NEXT_STEP`` (Gymnasium's default): the step after an episode's last step ignores that
+    sub-env's action and returns the first observation of a new episode, reward 0, with the reset
+    info. ``SAME_STEP``: the last step returns the new episode's first observation, with
+    ``info["final_obs"]`` and ``info["final_info"]`` (masked per sub-env) holding the last ones.
+
+    ## Fixed episodes
+
+    On the evaluation level (or with ``episodes=``) sub-env ``i`` plays episodes ``i, i + N,
+    i + 2N, …``; ``reset(options={"episode": e})`` chooses them: one int for every sub-env, or a
+    list, tuple or array of ``N`` indices. After the chosen ones each sub-env goes on ``N`` further.
+
+    ## Reset options
+
+    ``"episode"`` (fixed episodes) and ``"reset_mask"`` (a bool array of ``N``: reset only those
+    sub-envs, as ``SyncVectorEnv`` does).
     """
 
-    metadata = {"autoreset_mode": _NEXT_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
 
-    def __init__(self, num_envs: int = 1, level_name: str = DEFAULT_LEVEL, **kwargs: Any) -> None:
-        unsupported = {"see_chemistries", "render_mode"} & {k for k, v in kwargs.items() if v is not None}
-        if unsupported:
+    def __init__(
+        self,
+        num_envs: int = 1,
+        level_name: str = DEFAULT_LEVEL,
+        *,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
+        see_chemistries: Mapping[str, ChemistrySeen | str] | None = None,
+        backend: str = "auto",
+        num_threads: int | None = None,
+        copy: bool = True,
+        **level_kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        num_envs = int(num_envs)
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            allowed = [m.value for m in AutoresetMode if m != AutoresetMode.DISABLED]
+            raise ValueError(f"autoreset_mode {autoreset_mode!r} is not supported: allowed {allowed}") from None
+        if mode == AutoresetMode.DISABLED:
+            raise ValueError("autoreset_mode DISABLED is not supported: use NEXT_STEP or SAME_STEP")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} is not supported by the vector env: allowed None, 'rgb_array'")
+        self.level_options = opts = LevelOptions.parse(level_name, **level_kwargs)
+        self.level_name = level_name
+        self.num_envs = num_envs
+        self.autoreset_mode = mode
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.render_mode = render_mode
+        self.copy = bool(copy)
+        self._chem_seen = check_see_chemistries(see_chemistries)
+        belief = [name for name, seen in self._chem_seen.items() if seen.needs_belief]
+        if belief:
             raise ValueError(
-                f"{sorted(unsupported)} are not supported by the native vector env; "
+                f"see_chemistries {belief} need the belief state, which the native vector env does not batch: "
                 "use gymnasium.make_vec(..., vectorization_mode='sync') for them"
             )
-        kwargs.pop("see_chemistries", None)
-        kwargs.pop("render_mode", None)
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        self.level_options = LevelOptions.parse(level_name, **kwargs)
-        opts = self.level_options
-        self.num_envs = num_envs
-        self.render_mode = None
-        size = observation_size(opts.observe_used)
-        self._obs = np.empty((num_envs, size), dtype=np.float32)
-        self.games = [opts.new_game(obs=self._obs[i]) for i in range(num_envs)]
-        self._n_actions = self.games[0].num_actions
-        self.single_observation_space = symbolic_obs_space(opts.observe_used)
+        self.batch = GameBatch(num_envs, opts.config, opts.source, stride=num_envs, backend=check_backend(backend))
+        self.num_threads = self._threads(num_threads)
+        self._fixed = opts.fixed
+        self._obs_size = opts.config.observation_size
+        self._n_actions = opts.config.num_actions
+        symbolic = symbolic_obs_space(opts.observe_used)
+        if self._chem_seen:
+            self.single_observation_space = spaces.Dict(
+                {"symbolic_obs": symbolic}
+                | {name: spaces.Box(0.0, 1.0, shape=(seen.size,), dtype=np.float32) for name, seen in self._chem_seen.items()}
+            )
+            self._chem_masks = {name: np.zeros((num_envs, seen.size), dtype=np.bool_) for name, seen in self._chem_seen.items()}
+            self._chem_obs = {name: np.full((num_envs, seen.size), 0.5, dtype=np.float32) for name, seen in self._chem_seen.items()}
+        else:
+            self.single_observation_space = symbolic
         self.single_action_space = spaces.Discrete(self._n_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self._sampler = opts.sampler
-        self._episodes = None
-        self._rs: list[np.random.RandomState] | None = None
-        self._next_episode = list(range(num_envs))
-        self._autoreset = [False] * num_envs
+        self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+        self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._painter = None
+        self._obs_buffer = None if self.copy else np.empty((num_envs, self._obs_size), dtype=np.float32)
 
-    # ------------------------------------------------------------------ API
+    def _threads(self, num_threads: int | None) -> int:
+        if num_threads is None:
+            try:
+                cpus = len(os.sched_getaffinity(0))
+            except AttributeError:  # not Linux
+                cpus = os.cpu_count() or 1
+            num_threads = max(1, min(cpus, self.num_envs // ROWS_PER_THREAD, 16))
+        elif isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or not 1 <= num_threads <= 16:
+            raise ValueError(f"num_threads must be an int in 1..16 or None, got {num_threads!r}")
+        if num_threads > 1 and self.batch.kernel_name != "c":
+            raise ValueError("num_threads > 1 needs the compiled kernel (backend='c')")
+        if self.batch.kernel_name == "c":
+            self.batch._kernel.threads = int(num_threads)
+        return int(num_threads)
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def games(self) -> list[AlchemyGame]:
+        """Each sub-env's game (a view of its row: reading it does not copy the batch)."""
+        return [AlchemyGame.view(self.batch, i) for i in range(self.num_envs)]
+
+    # -------------------------------------------------------------------- API
 
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
         n = self.num_envs
-        if seed is None:
-            seeds = [None] * n
-        elif isinstance(seed, Sequence) and not isinstance(seed, str):
-            if len(seed) != n:
-                raise ValueError(f"seed list has {len(seed)} entries, num_envs is {n}")
-            seeds = [check_seed(s) for s in seed]
-        else:
-            first = check_seed(seed)
-            seeds = [check_seed(first + i) if first + i < 2**32 else None for i in range(n)]
-            if None in seeds:
-                raise ValueError(f"seed {seed} + {n - 1} sub-envs exceeds 2**32-1")
-        super().reset(seed=seed if not isinstance(seed, Sequence) else None)
-        if self._rs is None:
-            self._rs = [np.random.RandomState(s) for s in seeds]
-        else:
-            for rs, s in zip(self._rs, seeds):
-                if s is not None:
-                    rs.seed(s)
-        episodes = self._episode_option(options)
-        if self.level_options.fixed and seed is not None and episodes is None:
-            self._next_episode = list(range(n))
-        for i in range(n):
-            self._start(i, None if episodes is None else episodes[i])
-        self._autoreset = [False] * n
-        return self._obs.copy(), {}
+        seeds = sub_env_seeds(seed, n)
+        options = reset_options(options, fixed=self._fixed, level=self.level_name, allowed=("episode", "reset_mask"))
+        rows = np.arange(n)
+        if "reset_mask" in options:
+            mask = options["reset_mask"]
+            if not isinstance(mask, np.ndarray) or mask.shape != (n,) or mask.dtype != np.bool_:
+                raise ValueError(f"options['reset_mask'] must be a bool numpy array of shape ({n},)")
+            if not mask.any():
+                raise ValueError("options['reset_mask'] must select at least one sub-env")
+            rows = np.flatnonzero(mask)
+        episodes = None
+        if "episode" in options:
+            episodes = episode_indices(options["episode"], n, self.batch.source.count)[rows]
+        if isinstance(seed, (int, np.integer)):
+            super().reset(seed=int(seed))
+        if self._chem_seen:
+            for i in rows.tolist():
+                if seeds[i] is not None or self._rngs[i] is None:
+                    self._rngs[i], _ = seeding.np_random(seeds[i])
+        self.batch.reset(rows, [seeds[i] for i in rows.tolist()], episodes)
+        self._autoreset[rows] = False
+        if self._chem_seen:
+            self._chemistries_changed(rows)
+        return self._observation(), self._reset_info(rows)
 
     def step(self, actions):
-        actions = self._check_actions(actions)
-        autoreset = self._autoreset
-        rewards = [0.0] * self.num_envs
-        ended = []
-        for i, game in enumerate(self.games):
-            if autoreset[i]:
-                self._start(i)
-                autoreset[i] = False
-            else:
-                rewards[i], over = game.step(actions[i])
-                if over:
-                    autoreset[i] = True
-                    ended.append(i)
-        terminated = np.zeros(self.num_envs, dtype=np.bool_)
-        info: dict[str, Any] = {}
-        if ended:
-            terminated[ended] = True
-            trial_rewards = np.zeros((self.num_envs, self.level_options.num_trials))
-            for i in ended:
-                trial_rewards[i] = self.games[i].trial_rewards
-            info = {"trial_rewards": trial_rewards, "_trial_rewards": terminated.copy()}
-        return self._obs.copy(), np.array(rewards), terminated, np.zeros(self.num_envs, dtype=np.bool_), info
-
-    # -------------------------------------------------------------- helpers
-
-    def _start(self, i: int, episode: int | None = None) -> None:
-        game, rs = self.games[i], self._rs[i]
-        if self.level_options.fixed:
-            if self._episodes is None:
-                self._episodes = self.level_options.fixed_episodes()
-            if episode is None:
-                episode = self._next_episode[i]
-            entry = self._episodes[episode]
-            self._next_episode[i] = (episode + self.num_envs) % len(self._episodes)
-            game.start_episode(entry.chemistry, items=entry.trials)
+        batch = self.batch
+        actions = batch.check_actions(actions)
+        obs_out = self._obs_out()
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            begin = self._autoreset if self._autoreset.any() else None
+            result = batch.step(actions, begin=begin, obs_out=obs_out)
+            info = self._step_info(result)
+            started = None
+            if begin is not None:
+                started = np.flatnonzero(begin)
+                self._merge(info, self._reset_info(started))
+            self._autoreset = result.terminated.copy()
         else:
-            game.start_episode(self._sampler.sample(rs), rs)
+            result = batch.step(actions, obs_out=obs_out)
+            started = None
+            if not result.num_terminated:
+                info = self._step_info(result)
+            else:
+                # as SyncVectorEnv: the last step's observation and info go to final_obs / final_info,
+                # the sub-env's own entries are those of its reset
+                started = np.flatnonzero(result.terminated)
+                info = self._step_info(result, exclude=result.terminated)
+                final_info = self._step_info(result, exclude=~result.terminated)
+                last = obs_out[started].copy()
+                final = np.full(self.num_envs, None, dtype=object)
+                for j, i in enumerate(started.tolist()):
+                    if self._chem_seen:
+                        final[i] = {"symbolic_obs": last[j]} | {k: v[i].copy() for k, v in self._chem_obs.items()}
+                    else:
+                        final[i] = last[j]
+                batch.reset(started)
+                obs_out[started] = batch.obs[started]
+                info["final_obs"], info["_final_obs"] = final, result.terminated.copy()
+                info["final_info"], info["_final_info"] = final_info, result.terminated.copy()
+                self._merge(info, self._reset_info(started))
+        if self._chem_seen and started is not None:
+            self._chemistries_changed(started)
+        truncated = np.zeros(self.num_envs, dtype=np.bool_)
+        return self._observation(obs_out), result.reward, result.terminated, truncated, info
 
-    def _episode_option(self, options) -> list[int] | None:
-        if not options:
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """Each sub-env's picture (``render_mode="rgb_array"``), as the single env draws it."""
+        if self.render_mode is None:
+            from gymnasium import logger
+
+            logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to make_vec")
             return None
-        unknown = set(options) - {"episode"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}: the only option is 'episode'")
-        if not self.level_options.fixed:
-            raise ValueError("options={'episode': [...]} applies to fixed episodes only (the evaluation level)")
-        episodes = options["episode"]
-        if not isinstance(episodes, Sequence) or len(episodes) != self.num_envs:
-            raise ValueError(f"options['episode'] must list one episode per sub-env ({self.num_envs})")
-        count = len(self.level_options.fixed_episodes())
-        return [check_episode_index(e, count) for e in episodes]
+        if self._painter is None:
+            from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
+            from alchemy_gym.render import TrialPainter
 
-    def _check_actions(self, actions) -> list[int]:
-        a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or a.dtype.kind not in "iu":
-            raise ValueError(
-                f"actions must be {self.num_envs} integers (MultiDiscrete of Discrete({self._n_actions})), "
-                f"got {a.dtype} array of shape {a.shape}"
-            )
-        if a.size and (a.min() < 0 or a.max() >= self._n_actions):
-            bad = a[(a < 0) | (a >= self._n_actions)]
-            raise ValueError(f"actions {bad.tolist()} out of range: each must be in 0..{self._n_actions - 1}")
-        return a.tolist()
+            self._painter = TrialPainter(*SymbolicAlchemyEnv.render_size)
+        return tuple(self._painter.paint(game) for game in self.games)
 
     def close_extras(self, **kwargs: Any) -> None:
         """Nothing to release: the games live in this process."""
+
+    # ---------------------------------------------------------------- helpers
+
+    def _obs_out(self) -> np.ndarray:
+        if self._obs_buffer is not None:
+            return self._obs_buffer
+        return np.empty((self.num_envs, self._obs_size), dtype=np.float32)
+
+    def _observation(self, symbolic: np.ndarray | None = None):
+        if symbolic is None:
+            symbolic = self.batch.obs.copy() if self.copy else self.batch.obs
+        if not self._chem_seen:
+            return symbolic
+        return {"symbolic_obs": symbolic} | {name: obs.copy() for name, obs in self._chem_obs.items()}
+
+    def _chemistries_changed(self, rows: np.ndarray) -> None:
+        """New episodes in ``rows``: draw their chemistry-observation contents and refresh the observations."""
+        if not len(rows):
+            return
+        chem = self.batch.chem[rows]
+        for name, seen in self._chem_seen.items():
+            masks = self._chem_masks[name]
+            for i in rows.tolist():
+                masks[i] = seen.ground_truth_mask(seen.sample_contents(self._rngs[i]))
+            self._chem_obs[name][rows] = seen.observe_rows(chem, masks[rows])
+
+    def _reset_info(self, rows: np.ndarray) -> dict[str, Any]:
+        """What the single envs' ``reset`` infos give, in the vector layout."""
+        n = self.num_envs
+        mask = np.zeros(n, dtype=np.bool_)
+        mask[rows] = True
+        info = {"trial": np.zeros(n, dtype=np.int64), "_trial": mask}
+        if self._fixed:
+            episode = np.zeros(n, dtype=np.int64)
+            episode[rows] = self.batch.episode[rows]
+            info["episode"], info["_episode"] = episode, mask.copy()
+        return info
+
+    def _step_info(self, result, exclude: np.ndarray | None = None) -> dict[str, Any]:
+        """What the single envs' ``step`` infos give, in the vector layout (without the ``exclude`` sub-envs)."""
+        if not result.num_trial_ends:
+            return {}
+        n, batch = self.num_envs, self.batch
+        ended = result.trial_ended >= 0
+        if exclude is not None:
+            ended &= ~exclude
+        rows = np.flatnonzero(ended)
+        if not len(rows):
+            return {}
+        trial = np.zeros(n, dtype=np.int64)
+        trial[rows] = result.trial_ended[rows]
+        reward = np.zeros(n, dtype=np.float64)
+        reward[rows] = batch.trial_rewards[rows, trial[rows]]
+        info: dict[str, Any] = {
+            "trial_ended": trial,
+            "_trial_ended": ended,
+            "trial_reward": reward,
+            "_trial_reward": ended.copy(),
+        }
+        over = result.terminated & ended
+        if over.any():
+            done = np.flatnonzero(over)
+            for key, source in (
+                ("trial_rewards", batch.trial_rewards),
+                ("matrix_events", batch.matrix_events),
+                ("items", batch.items),
+            ):
+                values = np.zeros_like(source)
+                values[done] = source[done]
+                info[key], info["_" + key] = values, over.copy()
+            chemistry = np.full(n, None, dtype=object)
+            for i, c in zip(done.tolist(), batch.chemistries(done)):
+                chemistry[i] = c
+            info["chemistry"], info["_chemistry"] = chemistry, over.copy()
+            if self._fixed:
+                episode = np.zeros(n, dtype=np.int64)
+                episode[done] = batch.episode[done]
+                info["episode"], info["_episode"] = episode, over.copy()
+        return info
+
+    @staticmethod
+    def _merge(info: dict[str, Any], extra: dict[str, Any]) -> None:
+        """Add ``extra``'s entries to ``info`` where their masks are set (as ``SyncVectorEnv`` would)."""
+        for key, value in extra.items():
+            if key.startswith("_"):
+                continue
+            mask = extra["_" + key]
+            if key in info:
+                info[key][mask] = value[mask]
+                info["_" + key] |= mask
+            else:
+                info[key], info["_" + key] = value, mask

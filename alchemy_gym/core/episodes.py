@@ -1,0 +1,251 @@
+"""Where episodes come from, and the checks of seeds and reset options (spec §4.6, §4.7, §7.1).
+
+An :class:`EpisodeSource` is either
+
+* **sampled**: each episode draws a chemistry from the game's own random stream in
+  dm_alchemy's order (potion map, stone map, graph, rotation; §4.7), then each trial
+  draws its items from the same stream; or
+* **fixed**: a list of given episodes (chemistry + the items of every trial), such as
+  the 1000 evaluation episodes, played in turn by a cursor: a game that played
+  episode ``e`` plays ``(e + stride) % count`` next (stride 1 for one env, ``N`` for
+  sub-env ``i`` of ``N``, which starts at ``i``).
+
+The tables a game batch reads (graph masks and their CDF; chemistries and items as
+arrays) are built once per source.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import Any
+
+import numpy as np
+
+from alchemy_gym.core import graphs
+from alchemy_gym.core.chemistry import Chemistry, LevelRules, _thaw
+from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
+
+#: Largest seed ``numpy.random.RandomState`` accepts.
+MAX_SEED = 2**32 - 1
+#: Items of one trial as stored in arrays: ``MAX_STONES`` stones then ``MAX_POTIONS`` potions, -1 padded.
+ITEM_SLOTS = MAX_STONES + MAX_POTIONS
+
+
+@dataclass(frozen=True)
+class TrialItems:
+    """Latent items of one trial, in slot order."""
+
+    stones: tuple[int, ...]
+    potions: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.stones) > MAX_STONES or len(self.potions) > MAX_POTIONS:
+            raise ValueError(
+                f"a trial holds at most {MAX_STONES} stones and {MAX_POTIONS} potions, "
+                f"got {len(self.stones)} and {len(self.potions)}"
+            )
+        if any(not 0 <= s < 8 for s in self.stones):
+            raise ValueError(f"latent stone indices must be 0..7, got {self.stones}")
+        if any(not 0 <= p < 6 for p in self.potions):
+            raise ValueError(f"latent potion indices must be 0..5, got {self.potions}")
+
+    def as_row(self) -> np.ndarray:
+        """The ``ITEM_SLOTS`` int8 row of these items (stones, then potions, -1 padded)."""
+        row = np.full(ITEM_SLOTS, -1, dtype=np.int8)
+        row[: len(self.stones)] = self.stones
+        row[MAX_STONES : MAX_STONES + len(self.potions)] = self.potions
+        return row
+
+    @classmethod
+    def from_row(cls, row) -> TrialItems:
+        """Inverse of :meth:`as_row`."""
+        values = [int(v) for v in row]
+        return cls(
+            tuple(v for v in values[:MAX_STONES] if v >= 0), tuple(v for v in values[MAX_STONES:] if v >= 0)
+        )
+
+
+@dataclass(frozen=True)
+class FixedEpisode:
+    """A given episode: its chemistry and the items of each trial (e.g. an evaluation episode)."""
+
+    chemistry: Chemistry
+    trials: tuple[TrialItems, ...]
+
+
+class EpisodeSource:
+    """Sampled episodes of a level (:meth:`sampled`) or fixed episodes played in turn (:meth:`fixed`)."""
+
+    def __init__(
+        self,
+        *,
+        rules: LevelRules | None = None,
+        episodes: Sequence[FixedEpisode] | Callable[[], Sequence[FixedEpisode]] | None = None,
+    ) -> None:
+        if (rules is None) == (episodes is None):
+            raise ValueError("an EpisodeSource is either sampled (rules=...) or fixed (episodes=...)")
+        self.rules = rules
+        self._episodes = episodes
+
+    @classmethod
+    def sampled(cls, rules: LevelRules | str) -> EpisodeSource:
+        """Episodes drawn with a level's rules (a :class:`LevelRules` or a dm_alchemy level name)."""
+        if isinstance(rules, str):
+            rules = LevelRules.from_level_name(rules)
+        return _sampled_source(rules)
+
+    @classmethod
+    def fixed(cls, episodes: Sequence[FixedEpisode] | Callable[[], Sequence[FixedEpisode]]) -> EpisodeSource:
+        """Given episodes in turn; ``episodes`` may be a zero-argument loader, called on first use."""
+        return cls(episodes=episodes)
+
+    @classmethod
+    def evaluation(cls) -> EpisodeSource:
+        """The 1000 packaged evaluation episodes (loaded on first use, shared by every game)."""
+        return _evaluation_source()
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.rules is None
+
+    # ------------------------------------------------------------------ sampled
+
+    @cached_property
+    def graph_masks(self) -> np.ndarray:
+        """uint16 edge masks of the level's graphs, in dm_alchemy's order."""
+        return np.array(self.rules.graph_masks, dtype=np.uint16)
+
+    @cached_property
+    def graph_cdf(self) -> np.ndarray:
+        """float64 CDF that ``RandomState.choice(n, p=float32 prior)`` searches (§1.6)."""
+        prior = graphs.graph_prior([_thaw(c) for c in self.rules.constraints])
+        return np.array(graphs.prior_cdf(prior), dtype=np.float64)
+
+    # -------------------------------------------------------------------- fixed
+
+    @cached_property
+    def episodes(self) -> tuple[FixedEpisode, ...]:
+        """The fixed episodes (loaded now if a loader was given)."""
+        if self._episodes is None:
+            raise ValueError("a sampled source has no fixed episodes")
+        episodes = self._episodes() if callable(self._episodes) else self._episodes
+        return tuple(episodes)
+
+    @property
+    def count(self) -> int:
+        return len(self.episodes)
+
+    @cached_property
+    def chemistry_table(self) -> np.ndarray:
+        """(count, 4) int16: potion map, stone map, graph mask, rotation of each episode."""
+        return np.array(
+            [(e.chemistry.potion_map, e.chemistry.stone_map, e.chemistry.graph, e.chemistry.rotation) for e in self.episodes],
+            dtype=np.int16,
+        ).reshape(-1, 4)
+
+    @cached_property
+    def items_table(self) -> np.ndarray:
+        """(count, trials, ITEM_SLOTS) int8 items of every trial (-1 padded; trials = the most of any episode)."""
+        trials = max(len(e.trials) for e in self.episodes)
+        table = np.full((self.count, trials, ITEM_SLOTS), -1, dtype=np.int8)
+        for i, episode in enumerate(self.episodes):
+            for t, items in enumerate(episode.trials):
+                table[i, t] = items.as_row()
+        return table
+
+    @property
+    def min_trials(self) -> int:
+        """Trials of the shortest fixed episode."""
+        return min(len(e.trials) for e in self.episodes)
+
+    def __repr__(self) -> str:
+        if self.is_fixed:
+            return f"EpisodeSource.fixed(<{len(self.episodes) if 'episodes' in self.__dict__ else '?'} episodes>)"
+        return f"EpisodeSource.sampled({self.rules!r})"
+
+
+@lru_cache(maxsize=64)
+def _sampled_source(rules: LevelRules) -> EpisodeSource:
+    return EpisodeSource(rules=rules)
+
+
+@lru_cache(maxsize=1)
+def _evaluation_source() -> EpisodeSource:
+    from alchemy_gym.data import evaluation_episodes
+
+    return EpisodeSource(episodes=evaluation_episodes)
+
+
+@lru_cache(maxsize=None)
+def chemistry_of(potion_map: int, stone_map: int, graph: int, rotation: int) -> Chemistry:
+    """The (shared, immutable) :class:`Chemistry` of four indices."""
+    return Chemistry(potion_map, stone_map, graph, rotation)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_seed(seed: Any) -> int | None:
+    """``None`` or an int usable by ``numpy.random.RandomState`` (0..2**32-1)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must be an int in 0..2**32-1 (numpy RandomState), got {seed!r}")
+    return int(seed)
+
+
+def sub_env_seeds(seed: Any, num_envs: int) -> list[int | None]:
+    """Seeds of ``num_envs`` sub-envs: ``S + i`` for one int ``S``, or a list of ``num_envs`` seeds (or ``None``)."""
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, str):
+        if len(seed) != num_envs:
+            raise ValueError(f"seed list has {len(seed)} entries, num_envs is {num_envs}")
+        return [check_seed(s) for s in seed]
+    first = check_seed(seed)
+    if first + num_envs - 1 > MAX_SEED:
+        raise ValueError(f"seed {seed} + {num_envs - 1} (one seed per sub-env) exceeds 2**32-1")
+    return [first + i for i in range(num_envs)]
+
+
+def check_episode_index(episode: Any, count: int) -> int:
+    """One fixed-episode index in ``0..count-1``."""
+    if isinstance(episode, (bool, np.bool_)) or not isinstance(episode, numbers.Integral):
+        raise ValueError(f"episode must be an int in 0..{count - 1}, got {episode!r}")
+    if not 0 <= episode < count:
+        raise ValueError(f"episode {episode} out of range: allowed 0..{count - 1}")
+    return int(episode)
+
+
+def reset_options(options: Any, *, fixed: bool, level: str = "", allowed: tuple[str, ...] = ("episode",)) -> dict:
+    """Check ``reset(options=...)``: a dict of known keys; ``"episode"`` only for fixed episodes."""
+    if not options:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}: allowed {sorted(allowed)}")
+    if "episode" in options and not fixed:
+        raise ValueError(
+            "options={'episode': ...} applies to fixed episodes only (the evaluation level "
+            f"'alchemy/evaluation_episodes' or episodes=...); this env plays {level!r}"
+        )
+    return dict(options)
+
+
+def episode_indices(value: Any, num_envs: int, count: int) -> np.ndarray:
+    """``options["episode"]`` of a vector env: one int for every sub-env, or a list / tuple / array of ``num_envs``."""
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
+        values = list(np.asarray(value).reshape(-1)) if isinstance(value, np.ndarray) else list(value)
+        if isinstance(value, np.ndarray) and value.ndim != 1:
+            raise ValueError(f"options['episode'] must be 1-D (one index per sub-env), got shape {value.shape}")
+        if len(values) != num_envs:
+            raise ValueError(
+                f"options['episode'] lists {len(values)} episodes: give one per sub-env ({num_envs}) or one int for all"
+            )
+        return np.array([check_episode_index(v, count) for v in values], dtype=np.int32)
+    return np.full(num_envs, check_episode_index(value, count), dtype=np.int32)
