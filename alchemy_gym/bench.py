@@ -1,6 +1,8 @@
-"""Speed and memory benchmarks of the symbolic env (``alchemy-gym bench``).
+"""Speed and memory benchmarks of the symbolic envs (``alchemy-gym bench``).
 
-Printed figures only; nothing here asserts a time. Each memory figure is taken
+Printed figures only; nothing here asserts a time. Everything is measured side by side in one
+run: the single env and the native vector env at each size take turns for ``--rounds`` rounds
+and the medians are printed (these machines are shared and noisy). Each memory figure is taken
 in a fresh interpreter so that earlier work does not pollute it.
 """
 
@@ -8,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
 
 DEFAULT_ID = "Alchemy/SymbolicStandard-v0"
+VECTOR_SIZES = (1, 64, 1024, 4096, 16384)
 
 
 def steps_per_second(env_id: str = DEFAULT_ID, steps: int = 400_000, seed: int = 0) -> dict:
-    """Random actions (drawn up front) through ``gymnasium.make``, resets included."""
+    """One env through ``gymnasium.make``: random actions drawn up front, resets included."""
     import gymnasium as gym
     import numpy as np
 
@@ -48,23 +52,74 @@ def steps_per_second(env_id: str = DEFAULT_ID, steps: int = 400_000, seed: int =
     }
 
 
-def vector_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 16, steps: int = 400_000, seed: int = 0):
-    """The native vector env (``make_vec(..., vectorization_mode="vector_entry_point")``), autoresets included."""
+def vector_steps_per_second(
+    env_id: str = DEFAULT_ID, num_envs: int = 16, steps: int = 400_000, seed: int = 0, **kwargs
+) -> dict:
+    """The native vector env through its public ``step``: random actions drawn up front, autoresets included.
+
+    The timed steps (at least 400 per sub-env: two episode ends of the default level) follow one untimed
+    episode, so that first-use costs (memory pages, cached chemistry objects) are not counted.
+    """
     import gymnasium as gym
     import numpy as np
 
     import alchemy_gym  # noqa: F401
 
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    batches = np.random.default_rng(seed).integers(0, 40, size=(max(1, steps // num_envs), num_envs))
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    warmup = 201
+    batches = np.random.default_rng(seed).integers(
+        0, envs.single_action_space.n, size=(warmup + max(400, steps // num_envs), num_envs)
+    )
     envs.reset(seed=seed)
+    step = envs.step
+    for actions in batches[:warmup]:
+        step(actions)
+    batches = batches[warmup:]
     start = time.perf_counter()
     for actions in batches:
-        envs.step(actions)
+        step(actions)
     elapsed = time.perf_counter() - start
+    unwrapped = envs.unwrapped
     envs.close()
     total = batches.size
-    return {"num_envs": num_envs, "steps": total, "seconds": elapsed, "steps_per_second": total / elapsed}
+    return {
+        "num_envs": num_envs,
+        "num_threads": unwrapped.num_threads,
+        "backend": unwrapped.batch.kernel_name,
+        "steps": total,
+        "seconds": elapsed,
+        "steps_per_second": total / elapsed,
+    }
+
+
+def side_by_side(
+    env_id: str = DEFAULT_ID,
+    sizes=VECTOR_SIZES,
+    *,
+    single_steps: int = 200_000,
+    vector_steps: int = 4_000_000,
+    rounds: int = 3,
+    **kwargs,
+) -> dict:
+    """Single env and vector env at each size in turn, ``rounds`` times; medians and each vector size's ratio
+    to the single env of the same round."""
+    runs: dict = {"single": [], **{n: [] for n in sizes}}
+    for _ in range(rounds):
+        runs["single"].append(steps_per_second(env_id, single_steps)["steps_per_second"])
+        for n in sizes:
+            # small sizes take fewer steps: their rate is set by the per-call overhead
+            steps = min(vector_steps, max(20_000, 400 * n))
+            runs[n].append(vector_steps_per_second(env_id, n, steps, **kwargs)["steps_per_second"])
+    single = runs["single"]
+    out = {"env_id": env_id, "rounds": rounds, "single": _summary(single), "vector": {}}
+    for n in sizes:
+        ratios = [v / s for v, s in zip(runs[n], single)]
+        out["vector"][n] = _summary(runs[n]) | {"ratio_to_single_median": statistics.median(ratios)}
+    return out
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def replay_seconds(agent: str = "ideal_observer") -> dict:
@@ -83,7 +138,7 @@ def replay_seconds(agent: str = "ideal_observer") -> dict:
 
 
 _MEMORY_SCRIPT = r"""
-import json, resource, sys, gc
+import json, sys, gc
 def rss_kb():
     with open("/proc/self/status") as f:
         for line in f:
@@ -93,30 +148,44 @@ mode, n = sys.argv[1], int(sys.argv[2])
 out = {"start_kb": rss_kb()}
 import numpy, gymnasium
 out["numpy_gymnasium_kb"] = rss_kb()
-if mode == "baseline":
-    print(json.dumps(out)); sys.exit()
 import alchemy_gym
 out["import_kb"] = rss_kb()
 env = gymnasium.make("Alchemy/SymbolicStandard-v0"); env.reset(seed=0)
 for _ in range(150): env.step(1)
 out["one_env_kb"] = rss_kb()
-import tracemalloc
-gc.collect(); tracemalloc.start()
-envs = []
-for i in range(n):
-    e = gymnasium.make("Alchemy/SymbolicStandard-v0"); e.reset(seed=i); e.step(2); envs.append(e)
-gc.collect()
-current, _ = tracemalloc.get_traced_memory()
-out["n_envs"] = n
-out["traced_bytes_per_env"] = current / n
-out["rss_per_env_bytes"] = (rss_kb() - out["one_env_kb"]) * 1024 / n
+if mode == "single":
+    import tracemalloc
+    gc.collect(); tracemalloc.start()
+    envs = []
+    for i in range(n):
+        e = gymnasium.make("Alchemy/SymbolicStandard-v0"); e.reset(seed=i); e.step(2); envs.append(e)
+    gc.collect()
+    current, _ = tracemalloc.get_traced_memory()
+    out["n_envs"] = n
+    out["traced_bytes_per_env"] = current / n
+    out["rss_per_env_bytes"] = (rss_kb() - out["one_env_kb"]) * 1024 / n
+else:
+    before = rss_kb()
+    envs = gymnasium.make_vec("Alchemy/SymbolicStandard-v0", num_envs=n, vectorization_mode="vector_entry_point")
+    envs.reset(seed=0)
+    actions = numpy.random.default_rng(0).integers(0, 40, size=(250, n))
+    for a in actions:
+        envs.step(a)
+    del actions
+    gc.collect()
+    state, rng = envs.unwrapped.batch.nbytes()
+    out["n_envs"] = n
+    out["state_bytes_per_env"] = state / n
+    out["rng_bytes_per_env"] = rng / n
+    out["rss_per_env_bytes"] = (rss_kb() - before) * 1024 / n
 print(json.dumps(out))
 """
 
 
-def memory(n_envs: int = 1000) -> dict:
-    """RSS after importing numpy+gymnasium, after ``import alchemy_gym`` + one env, and per extra env."""
-    result = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, "full", str(n_envs)], capture_output=True, text=True)
+def memory(n_envs: int = 1000, mode: str = "single") -> dict:
+    """RSS after importing numpy+gymnasium, after ``import alchemy_gym`` + one env, and per extra env
+    (``mode="single"``: envs made one by one; ``"vector"``: sub-envs of one native vector env)."""
+    result = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, mode, str(n_envs)], capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"memory benchmark failed:\n{result.stderr}")
     return json.loads(result.stdout)
@@ -125,40 +194,65 @@ def memory(n_envs: int = 1000) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alchemy-gym bench", description=__doc__)
     parser.add_argument("--env-id", default=DEFAULT_ID)
-    parser.add_argument("--steps", type=int, default=400_000)
-    parser.add_argument("--envs", type=int, default=1000, help="envs for the per-env memory figure")
+    parser.add_argument("--steps", type=int, default=200_000, help="steps of the single env per round")
+    parser.add_argument("--vector-steps", type=int, default=4_000_000, help="sub-env steps per vector size and round")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(VECTOR_SIZES), help="vector env sizes")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of single and vector runs in turn")
+    parser.add_argument("--threads", type=int, default=None, help="num_threads of the vector env (default: auto)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "c", "numpy"])
+    parser.add_argument("--envs", type=int, default=1000, help="single envs for the per-env memory figure")
+    parser.add_argument("--quick", action="store_true", help="one round, fewer steps, no replay or memory")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.envs < 1:
-        parser.error("--steps and --envs must be positive")
+    if min(args.steps, args.vector_steps, args.rounds, args.envs, *args.sizes) < 1:
+        parser.error("--steps, --vector-steps, --rounds, --envs and --sizes must be positive")
+    if args.quick:
+        args.rounds, args.steps, args.vector_steps = 1, 50_000, 500_000
+    kwargs = {"backend": args.backend} | ({"num_threads": args.threads} if args.threads else {})
     results = {
-        "speed": steps_per_second(args.env_id, args.steps),
-        "vector": vector_steps_per_second(args.env_id, 16, args.steps),
-        "replay": replay_seconds(),
-        "memory": memory(args.envs),
+        "side_by_side": side_by_side(
+            args.env_id,
+            args.sizes,
+            single_steps=args.steps,
+            vector_steps=args.vector_steps,
+            rounds=args.rounds,
+            **kwargs,
+        )
     }
+    if not args.quick:
+        results["replay"] = replay_seconds()
+        results["memory"] = memory(args.envs)
+        results["vector_memory"] = memory(max(args.sizes), "vector")
     if args.json:
         print(json.dumps(results))
         return 0
-    s, r, m = results["speed"], results["replay"], results["memory"]
-    print(
-        f"{s['env_id']}: {s['steps_per_second']:,.0f} steps/s over {s['steps']:,} random steps ({s['resets']} resets)"
-    )
-    print(f"  reset alone: {s['reset_microseconds']:.1f} us")
-    v = results["vector"]
-    print(f"native vector env, {v['num_envs']} envs: {v['steps_per_second']:,.0f} steps/s (autoresets included)")
-    print(
-        f"replay_agent_events({r['agent']!r}), 1000 episodes: {r['replay_seconds']:.3f} s "
-        f"(+ {r['load_seconds']:.3f} s to parse the packaged files once); mean {r['mean']:.3f}"
-    )
-    print(
-        f"memory: numpy+gymnasium {m['numpy_gymnasium_kb'] / 1024:.1f} MB RSS; after import alchemy_gym "
-        f"{m['import_kb'] / 1024:.1f} MB; with one env {m['one_env_kb'] / 1024:.1f} MB"
-    )
-    print(
-        f"  per env ({m['n_envs']} envs via gymnasium.make): {m['traced_bytes_per_env'] / 1024:.1f} KB traced, "
-        f"{m['rss_per_env_bytes'] / 1024:.1f} KB RSS"
-    )
+    sbs = results["side_by_side"]
+    s = sbs["single"]
+    print(f"{sbs['env_id']}, medians of {sbs['rounds']} rounds (min–max), single and vector runs in turn:")
+    print(f"  single env (gymnasium.make): {s['median']:>12,.0f} steps/s  ({s['min']:,.0f}–{s['max']:,.0f})")
+    for n, v in sbs["vector"].items():
+        print(
+            f"  vector env, {n:>6} sub-envs: {v['median']:>12,.0f} steps/s  ({v['min']:,.0f}–{v['max']:,.0f})"
+            f"  {v['ratio_to_single_median']:6.1f}x the single env"
+        )
+    if "replay" in results:
+        r, m, vm = results["replay"], results["memory"], results["vector_memory"]
+        print(
+            f"replay_agent_events({r['agent']!r}), 1000 episodes: {r['replay_seconds']:.3f} s "
+            f"(+ {r['load_seconds']:.3f} s to parse the packaged files once); mean {r['mean']:.3f}"
+        )
+        print(
+            f"memory: numpy+gymnasium {m['numpy_gymnasium_kb'] / 1024:.1f} MB RSS; after import alchemy_gym "
+            f"{m['import_kb'] / 1024:.1f} MB; with one env {m['one_env_kb'] / 1024:.1f} MB"
+        )
+        print(
+            f"  per env ({m['n_envs']} envs via gymnasium.make): {m['traced_bytes_per_env'] / 1024:.1f} KB traced, "
+            f"{m['rss_per_env_bytes'] / 1024:.1f} KB RSS"
+        )
+        print(
+            f"  per sub-env of a {vm['n_envs']}-env vector env: {vm['state_bytes_per_env']:.0f} B of game state "
+            f"+ {vm['rng_bytes_per_env']:.0f} B of RNG state; {vm['rss_per_env_bytes']:.0f} B RSS in all"
+        )
     return 0
 
 

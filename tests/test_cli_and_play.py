@@ -46,9 +46,16 @@ def test_levels_lists_every_level(capsys):
 
 
 def test_bench_reports_speed_replay_and_memory(capsys):
-    assert main(["bench", "--steps", "2000", "--envs", "20", "--json"]) == 0
+    args = ["bench", "--steps", "2000", "--sizes", "1", "8", "--vector-steps", "4000", "--rounds", "2", "--envs", "20"]
+    assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["speed"]["steps"] == 2000 and result["speed"]["resets"] == 10
-    assert result["speed"]["steps_per_second"] > 0
+    table = result["side_by_side"]
+    assert table["rounds"] == 2 and table["single"]["median"] > 0
+    assert set(table["vector"]) == {"1", "8"}
+    for row in table["vector"].values():
+        assert row["min"] <= row["median"] <= row["max"] and row["ratio_to_single_median"] > 0
     assert result["replay"]["mean"] == pytest.approx(284.417)
     assert result["memory"]["n_envs"] == 20 and result["memory"]["traced_bytes_per_env"] > 0
+    vector = result["vector_memory"]
+    assert vector["n_envs"] == 8 and 0 < vector["state_bytes_per_env"] <= 1024
+    assert vector["rng_bytes_per_env"] == 624 * 4 + 4

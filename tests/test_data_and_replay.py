@@ -99,7 +99,7 @@ def test_replay_through_the_gym_env_matches_the_fast_replay():
                 env.step(13 * stone + 2 + potion if potion >= 0 else 13 * stone + 1)
             while not terminated and env.unwrapped.trial_number == trial:
                 _, _, terminated, _, info = env.step(0)
-        assert info["trial_rewards"] == fast[episode].tolist()
+        assert info["trial_rewards"].tolist() == fast[episode].tolist()
         np.testing.assert_array_equal(info["matrix_events"], events[episode])
 
 

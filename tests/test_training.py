@@ -46,3 +46,45 @@ def test_cleanrl_style_ppo_script():
     # 2 envs x 400 steps: each env finishes one 200-step episode (the vector env's next step is the reset)
     assert len(returns) == 2
     assert all(-90 <= r <= 450 for r in returns)
+
+
+def test_sb3_vec_env_over_the_native_vector_env_equals_dummy_vec_env():
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is an optional extra (sb3)")
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from alchemy_gym.wrappers import AlchemySB3VecEnv
+
+    env_id, n = "Alchemy/SymbolicStandard-v0", 3
+    native = AlchemySB3VecEnv(env_id, num_envs=n, seed=5, end_trial_action=True)
+    dummy = DummyVecEnv([lambda: gym.make(env_id, end_trial_action=True) for _ in range(n)])
+    dummy.seed(5)
+    np.testing.assert_array_equal(native.reset(), dummy.reset())
+    assert native.reset_infos == dummy.reset_infos
+    actions = np.random.default_rng(0)
+    dones = 0
+    for _ in range(420):
+        a = actions.integers(0, 41, size=n)
+        (obs, rewards, done, infos), (obs2, rewards2, done2, infos2) = native.step(a), dummy.step(a)
+        np.testing.assert_array_equal(obs, obs2)
+        np.testing.assert_array_equal(rewards, rewards2)
+        assert rewards.dtype == rewards2.dtype and done.tolist() == done2.tolist()
+        for got, want in zip(infos, infos2):
+            assert set(got) == set(want)
+            for key, value in want.items():
+                np.testing.assert_array_equal(got[key], value, err_msg=key)
+        dones += int(done.sum())
+    assert dones >= n
+
+
+def test_sb3_ppo_trains_on_the_native_vector_env():
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is an optional extra (sb3)")
+    from stable_baselines3 import PPO
+
+    from alchemy_gym.wrappers import AlchemySB3VecEnv
+
+    venv = AlchemySB3VecEnv("Alchemy/SymbolicStandard-v0", num_envs=16, seed=0)
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=128, n_epochs=1, seed=0, verbose=0)
+    model.learn(total_timesteps=16 * 32 * 2)
+    assert model.num_timesteps == 16 * 32 * 2
+    with pytest.raises(ValueError, match="not a symbolic Alchemy ID"):
+        AlchemySB3VecEnv("Alchemy/Standard-v0", num_envs=2)

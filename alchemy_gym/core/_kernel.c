@@ -309,10 +309,15 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
 static void start_trial(const ctx_t *c, Py_ssize_t i, int t) {
     int8_t *it = c->items + (i * c->T + t) * ITEM_SLOTS;
     if (c->episode[i] == SAMPLED) {
+        /* the stream position in a local: stores of the drawn bytes cannot alias it */
         uint32_t *key = c->rng_key + i * MT_N;
-        int32_t *pos = c->rng_pos + i;
-        for (int s = 0; s < c->n_stones; s++) it[s] = (int8_t)mt_randint(key, pos, NUM_LATENT_STONES);
-        for (int p = 0; p < c->n_potions; p++) it[MAX_STONES + p] = (int8_t)mt_randint(key, pos, NUM_POTION_TYPES);
+        int32_t pos = c->rng_pos[i];
+        int8_t drawn[ITEM_SLOTS];
+        for (int s = 0; s < c->n_stones; s++) drawn[s] = (int8_t)mt_randint(key, &pos, NUM_LATENT_STONES);
+        for (int p = 0; p < c->n_potions; p++) drawn[p + MAX_STONES] = (int8_t)mt_randint(key, &pos, NUM_POTION_TYPES);
+        c->rng_pos[i] = pos;
+        memcpy(it, drawn, (size_t)c->n_stones);
+        memcpy(it + MAX_STONES, drawn + MAX_STONES, (size_t)c->n_potions);
     }
     c->trial[i] = (int16_t)t;
     c->steps[i] = 0;

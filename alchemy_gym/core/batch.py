@@ -380,6 +380,7 @@ class GameBatch:
         return None if pm < 0 else chemistry_of(pm, sm, graph, rotation)
 
     def chemistries(self, rows: Sequence[int] | np.ndarray) -> list[Chemistry | None]:
+        """The chemistries of ``rows`` (``None`` for rows before their first episode)."""
         return [None if c[0] < 0 else chemistry_of(*c) for c in self.chem[np.asarray(rows, dtype=np.intp)].tolist()]
 
     def items_history(self, row: int) -> list[TrialItems]:

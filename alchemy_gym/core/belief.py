@@ -218,9 +218,15 @@ _CHEM_COLUMN = {ElementType.POTION_MAP: 0, ElementType.STONE_MAP: 1, ElementType
 def _ground_truth_tables() -> dict[ElementType, np.ndarray]:
     """Every element's ground-truth vector for every index (graph: all 4096 edge masks)."""
     tables = {
-        ElementType.GRAPH: ((np.arange(graphs.FULL_GRAPH + 1)[:, None] >> np.arange(12)[None, :]) & 1).astype(np.float32),
-        ElementType.POTION_MAP: np.stack([ground_truth_vector(Chemistry(pm, 0, 0), ElementType.POTION_MAP) for pm in range(48)]),
-        ElementType.STONE_MAP: np.stack([ground_truth_vector(Chemistry(0, sm, 0), ElementType.STONE_MAP) for sm in range(8)]),
+        ElementType.GRAPH: ((np.arange(graphs.FULL_GRAPH + 1)[:, None] >> np.arange(12)[None, :]) & 1).astype(
+            np.float32
+        ),
+        ElementType.POTION_MAP: np.stack(
+            [ground_truth_vector(Chemistry(pm, 0, 0), ElementType.POTION_MAP) for pm in range(48)]
+        ),
+        ElementType.STONE_MAP: np.stack(
+            [ground_truth_vector(Chemistry(0, sm, 0), ElementType.STONE_MAP) for sm in range(8)]
+        ),
         ElementType.ROTATION: np.eye(NUM_ROTATIONS, dtype=np.float32),
     }
     for table in tables.values():

@@ -63,9 +63,7 @@ class TrialItems:
     def from_row(cls, row) -> TrialItems:
         """Inverse of :meth:`as_row`."""
         values = [int(v) for v in row]
-        return cls(
-            tuple(v for v in values[:MAX_STONES] if v >= 0), tuple(v for v in values[MAX_STONES:] if v >= 0)
-        )
+        return cls(tuple(v for v in values[:MAX_STONES] if v >= 0), tuple(v for v in values[MAX_STONES:] if v >= 0))
 
 
 @dataclass(frozen=True)
@@ -102,11 +100,6 @@ class EpisodeSource:
         """Given episodes in turn; ``episodes`` may be a zero-argument loader, called on first use."""
         return cls(episodes=episodes)
 
-    @classmethod
-    def evaluation(cls) -> EpisodeSource:
-        """The 1000 packaged evaluation episodes (loaded on first use, shared by every game)."""
-        return _evaluation_source()
-
     @property
     def is_fixed(self) -> bool:
         return self.rules is None
@@ -142,7 +135,10 @@ class EpisodeSource:
     def chemistry_table(self) -> np.ndarray:
         """(count, 4) int16: potion map, stone map, graph mask, rotation of each episode."""
         return np.array(
-            [(e.chemistry.potion_map, e.chemistry.stone_map, e.chemistry.graph, e.chemistry.rotation) for e in self.episodes],
+            [
+                (e.chemistry.potion_map, e.chemistry.stone_map, e.chemistry.graph, e.chemistry.rotation)
+                for e in self.episodes
+            ],
             dtype=np.int16,
         ).reshape(-1, 4)
 
@@ -172,17 +168,20 @@ def _sampled_source(rules: LevelRules) -> EpisodeSource:
     return EpisodeSource(rules=rules)
 
 
-@lru_cache(maxsize=1)
-def _evaluation_source() -> EpisodeSource:
-    from alchemy_gym.data import evaluation_episodes
-
-    return EpisodeSource(episodes=evaluation_episodes)
+_CHEMISTRIES: dict[int, Chemistry] = {}
 
 
-@lru_cache(maxsize=None)
 def chemistry_of(potion_map: int, stone_map: int, graph: int, rotation: int) -> Chemistry:
-    """The (shared, immutable) :class:`Chemistry` of four indices."""
-    return Chemistry(potion_map, stone_map, graph, rotation)
+    """The (shared, immutable) :class:`Chemistry` of four indices a game batch holds (already in range:
+    the checks of ``Chemistry()`` are skipped)."""
+    code = ((potion_map * 8 + stone_map) * 4 + rotation) * 4096 + graph
+    chemistry = _CHEMISTRIES.get(code)
+    if chemistry is None:
+        chemistry = object.__new__(Chemistry)
+        chemistry.__dict__.update(potion_map=potion_map, stone_map=stone_map, graph=graph, rotation=rotation)
+        if len(_CHEMISTRIES) < 1 << 18:
+            _CHEMISTRIES[code] = chemistry
+    return chemistry
 
 
 # --------------------------------------------------------------------------- checks
@@ -228,7 +227,9 @@ def reset_options(options: Any, *, fixed: bool, level: str = "", allowed: tuple[
         raise TypeError(f"options must be a dict, got {type(options).__name__}")
     unknown = set(options) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown reset options {sorted(unknown)}: allowed {sorted(allowed)}")
+        names = " and ".join(repr(a) for a in allowed)
+        rule = f"the only option is {names}" if len(allowed) == 1 else f"the options are {names}"
+        raise ValueError(f"unknown reset options {sorted(unknown)}: {rule}")
     if "episode" in options and not fixed:
         raise ValueError(
             "options={'episode': ...} applies to fixed episodes only (the evaluation level "

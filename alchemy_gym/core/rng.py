@@ -73,7 +73,9 @@ def _twist(words: np.ndarray) -> None:
     # the spans below never read a word regenerated in the same span.
     words[:, : n - m] = mix(words[:, : n - m], words[:, 1 : n - m + 1], words[:, m:n])
     for start, stop in ((n - m, 2 * (n - m)), (2 * (n - m), n - 1)):
-        words[:, start:stop] = mix(words[:, start:stop], words[:, start + 1 : stop + 1], words[:, start + m - n : stop + m - n])
+        words[:, start:stop] = mix(
+            words[:, start:stop], words[:, start + 1 : stop + 1], words[:, start + m - n : stop + m - n]
+        )
     words[:, n - 1] = mix(words[:, n - 1], words[:, 0], words[:, m - 1])
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from alchemy_gym.core.chemistry import Chemistry
+from alchemy_gym.core.episodes import EpisodeSource
 from alchemy_gym.core.game import CAULDRON, STONE_BLOCK, FixedEpisode, TrialItems
 from alchemy_gym.core.graphs import graph_from_edge_values
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, rotation_from_angles
@@ -86,6 +87,12 @@ def parse_chemistries(data: bytes, what: str = "chemistries data") -> tuple[Eval
 def evaluation_episodes() -> tuple[EvaluationEpisode, ...]:
     """The 1000 fixed evaluation episodes (``alchemy/evaluation_episodes/0..999``), cached."""
     return parse_chemistries(_read_package_file("chemistries.xz"), "the packaged chemistries file")
+
+
+@lru_cache(maxsize=1)
+def evaluation_source() -> EpisodeSource:
+    """The evaluation episodes as a game's episode source (loaded on first use, shared by every game)."""
+    return EpisodeSource.fixed(evaluation_episodes)
 
 
 def load_chemistries(path: str | os.PathLike) -> tuple[EvaluationEpisode, ...]:

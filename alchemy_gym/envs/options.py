@@ -141,7 +141,9 @@ class LevelOptions:
         if self.episodes is not None:
             return EpisodeSource.fixed(self.episodes)
         if self.fixed:
-            return EpisodeSource.evaluation()
+            from alchemy_gym.data import evaluation_source
+
+            return evaluation_source()
         return EpisodeSource.sampled(self.rules)
 
     def fixed_episodes(self) -> tuple[FixedEpisode, ...]:

@@ -15,7 +15,13 @@ from alchemy_gym.core.chemistry import LevelRules
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
-from alchemy_gym.envs.options import DEFAULT_LEVEL, LevelOptions, check_backend, check_see_chemistries, symbolic_obs_space
+from alchemy_gym.envs.options import (
+    DEFAULT_LEVEL,
+    LevelOptions,
+    check_backend,
+    check_see_chemistries,
+    symbolic_obs_space,
+)
 
 
 class SymbolicAlchemyEnv(gym.Env):

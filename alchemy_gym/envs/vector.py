@@ -51,9 +51,9 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     | num_envs | 1 | sub-envs |
     | autoreset_mode | ``NEXT_STEP`` | ``gymnasium.vector.AutoresetMode.NEXT_STEP`` or ``SAME_STEP`` |
     | render_mode | None | ``"rgb_array"``: ``render()`` returns each sub-env's picture |
-    | see_chemistries | None | chemistry observations with ground-truth or unknown content (the belief state needs ``vectorization_mode="sync"``) |
+    | see_chemistries | None | chemistry observations with ground-truth or unknown content (see below) |
     | backend | ``"auto"`` | ``"c"`` (the compiled kernel), ``"numpy"``, or ``"auto"`` (the kernel when built) |
-    | num_threads | None | threads of a step (compiled kernel); ``None``: one per 8192 sub-envs, at most the CPUs this process may use |
+    | num_threads | None | threads of a step (compiled kernel); ``None``: one per 8192 sub-envs, at most the CPUs |
     | copy | True | return fresh observation arrays (``False``: the same buffer, overwritten by the next step) |
 
     ## Autoreset
@@ -68,6 +68,12 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     On the evaluation level (or with ``episodes=``) sub-env ``i`` plays episodes ``i, i + N,
     i + 2N, …``; ``reset(options={"episode": e})`` chooses them: one int for every sub-env, or a
     list, tuple or array of ``N`` indices. After the chosen ones each sub-env goes on ``N`` further.
+
+    ## Chemistry observations
+
+    ``see_chemistries`` entries with ground-truth or unknown contents (also drawn per episode from
+    content groups, with each sub-env's own ``np_random``) are batched. Belief-state contents follow
+    each sub-env's observations one event at a time: use ``vectorization_mode="sync"`` for them.
 
     ## Reset options
 
@@ -101,7 +107,9 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode DISABLED is not supported: use NEXT_STEP or SAME_STEP")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode {render_mode!r} is not supported by the vector env: allowed None, 'rgb_array'")
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported by the vector env: allowed None, 'rgb_array'"
+            )
         self.level_options = opts = LevelOptions.parse(level_name, **level_kwargs)
         self.level_name = level_name
         self.num_envs = num_envs
@@ -125,10 +133,17 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
         if self._chem_seen:
             self.single_observation_space = spaces.Dict(
                 {"symbolic_obs": symbolic}
-                | {name: spaces.Box(0.0, 1.0, shape=(seen.size,), dtype=np.float32) for name, seen in self._chem_seen.items()}
+                | {
+                    name: spaces.Box(0.0, 1.0, shape=(seen.size,), dtype=np.float32)
+                    for name, seen in self._chem_seen.items()
+                }
             )
-            self._chem_masks = {name: np.zeros((num_envs, seen.size), dtype=np.bool_) for name, seen in self._chem_seen.items()}
-            self._chem_obs = {name: np.full((num_envs, seen.size), 0.5, dtype=np.float32) for name, seen in self._chem_seen.items()}
+            self._chem_masks = {
+                name: np.zeros((num_envs, seen.size), dtype=np.bool_) for name, seen in self._chem_seen.items()
+            }
+            self._chem_obs = {
+                name: np.full((num_envs, seen.size), 0.5, dtype=np.float32) for name, seen in self._chem_seen.items()
+            }
         else:
             self.single_observation_space = symbolic
         self.single_action_space = spaces.Discrete(self._n_actions)
@@ -146,7 +161,11 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
             except AttributeError:  # not Linux
                 cpus = os.cpu_count() or 1
             num_threads = max(1, min(cpus, self.num_envs // ROWS_PER_THREAD, 16))
-        elif isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or not 1 <= num_threads <= 16:
+        elif (
+            isinstance(num_threads, bool)
+            or not isinstance(num_threads, (int, np.integer))
+            or not 1 <= num_threads <= 16
+        ):
             raise ValueError(f"num_threads must be an int in 1..16 or None, got {num_threads!r}")
         if num_threads > 1 and self.batch.kernel_name != "c":
             raise ValueError("num_threads > 1 needs the compiled kernel (backend='c')")
@@ -314,12 +333,14 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                 ("matrix_events", batch.matrix_events),
                 ("items", batch.items),
             ):
-                values = np.zeros_like(source)
-                values[done] = source[done]
+                if len(done) == n:
+                    values = source.copy()
+                else:
+                    values = np.zeros_like(source)
+                    values[done] = source[done]
                 info[key], info["_" + key] = values, over.copy()
             chemistry = np.full(n, None, dtype=object)
-            for i, c in zip(done.tolist(), batch.chemistries(done)):
-                chemistry[i] = c
+            chemistry[done] = batch.chemistries(done)
             info["chemistry"], info["_chemistry"] = chemistry, over.copy()
             if self._fixed:
                 episode = np.zeros(n, dtype=np.int64)
