@@ -3,7 +3,9 @@
     python3 -m pip install torch==2.13.0
     python3 examples/cleanrl_ppo.py --total-timesteps 200000
 
-Uses Gymnasium's own vector env (``gym.make_vec``) exactly as CleanRL's scripts do.
+Uses ``gym.make_vec`` as CleanRL's scripts do, with the package's native vector env
+(``vectorization_mode="vector_entry_point"``: all sub-envs in one call, the same episodes as
+``"sync"``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def main(argv=None) -> list[float]:
 
     args = parse(argv)
     torch.manual_seed(args.seed)
-    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode="sync")
+    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode="vector_entry_point")
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     obs_dim, n_actions = envs.single_observation_space.shape[0], envs.single_action_space.n
 

@@ -282,3 +282,24 @@ def test_memory_per_game_stays_under_one_kilobyte_beyond_the_rng():
     state, rng_bytes = batch.nbytes()
     assert state / 1000 <= 1024
     assert rng_bytes / 1000 == 624 * 4 + 4
+
+
+def test_without_the_compiled_kernel_auto_falls_back_to_numpy_and_c_says_how_to_build(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_kernel(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "alchemy_gym.core" and fromlist and "_kernel" in fromlist:
+            raise ImportError("no compiled kernel here")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_kernel)
+    batch = GameBatch(2, GameConfig(), EpisodeSource.sampled(STANDARD))
+    assert batch.kernel_name == "numpy"
+    batch.reset(None, [0, 1])
+    reference = ReferenceGame(STANDARD, 1)
+    reference.new_episode()
+    np.testing.assert_array_equal(batch.obs[1], reference.observation())
+    with pytest.raises(ImportError, match="with a C compiler available.*backend='numpy'"):
+        GameBatch(2, backend="c")
