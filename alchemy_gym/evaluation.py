@@ -109,26 +109,26 @@ def _agent_for(spec: str, level: LevelSpec, seed: int) -> Agent:
 
 
 def run_episodes(spec: str, level: LevelSpec, indices: Sequence[int], seed: int) -> list[tuple[int, list[float]]]:
-    """Play the given episodes with a fresh game; returns ``(index, trial rewards)`` pairs."""
-    from alchemy_gym.core.chemistry import ChemistrySampler, LevelRules
+    """Play the given episodes with a fresh game; returns ``(index, trial rewards)`` pairs.
+
+    Evaluation episode ``i`` is the fixed episode ``i``; episode ``i`` of a sampled level is drawn
+    from ``RandomState([seed, i])``, so every episode is the same whichever worker plays it.
+    """
+    from alchemy_gym.core.episodes import EpisodeSource
     from alchemy_gym.core.game import AlchemyGame
+    from alchemy_gym.data import evaluation_source
 
     agent = _agent_for(spec, level, seed)
-    game = AlchemyGame()
+    source = evaluation_source() if level.evaluation else EpisodeSource.sampled(level.name)
+    game = AlchemyGame(source=source)
     out = []
-    if level.evaluation:
-        from alchemy_gym.data import evaluation_episodes
-
-        episodes = evaluation_episodes()
-        for i in indices:
-            game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
-            out.append((i, run_episode(agent, game, i)))
-    else:
-        sampler = ChemistrySampler(LevelRules.from_level_name(level.name))
-        for i in indices:
-            rs = np.random.RandomState([seed & 0xFFFFFFFF, i])
-            game.start_episode(sampler.sample(rs), rs)
-            out.append((i, run_episode(agent, game, i)))
+    for i in indices:
+        if level.evaluation:
+            game.new_episode(i)
+        else:
+            game.seed(np.random.RandomState([seed & 0xFFFFFFFF, i]))
+            game.new_episode()
+        out.append((i, run_episode(agent, game, i)))
     return out
 
 
