@@ -88,3 +88,17 @@ def test_sb3_ppo_trains_on_the_native_vector_env():
     assert model.num_timesteps == 16 * 32 * 2
     with pytest.raises(ValueError, match="not a symbolic Alchemy ID"):
         AlchemySB3VecEnv("Alchemy/Standard-v0", num_envs=2)
+
+
+def test_rl2_recurrent_ppo_smoke_run_checkpoints_resumes_and_evaluates(tmp_path):
+    pytest.importorskip("torch", reason="torch is only needed by the training examples")
+    rl2 = _load("rl2_ppo")
+    args = ["--num-envs", "16", "--num-steps", "25", "--hidden", "16", "--run-dir", str(tmp_path), "--threads", "1"]
+    first = rl2.main([*args, "--total-timesteps", str(16 * 25 * 10)])
+    assert first["steps"] == 16 * 25 * 10 and (tmp_path / "checkpoint.pt").exists()
+    rows = (tmp_path / "progress.csv").read_text().splitlines()
+    assert rows[0] == "steps,hours,mean_episode_reward,episodes" and len(rows) == 2
+    again = rl2.main([*args, "--total-timesteps", str(16 * 25 * 20)])  # resumes from the checkpoint
+    assert again["updates"] == 20
+    evaluated = rl2.main([*args, "--eval-only"])
+    assert -90 <= evaluated["eval_mean"] <= 450
