@@ -144,7 +144,10 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     run = Path(args.run_dir) if args.run_dir else None
     envs = gym.make_vec(
-        args.env_id, num_envs=args.num_envs, vectorization_mode="vector_entry_point", autoreset_mode=AutoresetMode.SAME_STEP
+        args.env_id,
+        num_envs=args.num_envs,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=AutoresetMode.SAME_STEP,
     )
     obs_dim, n_actions = envs.single_observation_space.shape[0], envs.single_action_space.n
     agent = build(obs_dim, n_actions, args.hidden)
