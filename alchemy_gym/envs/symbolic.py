@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from alchemy_gym.core.belief import BeliefState, ChemistrySeen
+from alchemy_gym.core.belief import BeliefState
 from alchemy_gym.core.chemistry import LevelRules
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
-from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
-from alchemy_gym.envs.options import (
-    DEFAULT_LEVEL,
-    LevelOptions,
-    check_backend,
-    check_see_chemistries,
-    symbolic_obs_space,
-)
+from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, SymbolicSettings, symbolic_obs_space
 
 
 class SymbolicAlchemyEnv(gym.Env):
@@ -78,19 +70,22 @@ class SymbolicAlchemyEnv(gym.Env):
 
     ## Arguments
 
+    Keyword arguments (:class:`~alchemy_gym.envs.symbolic_settings.SymbolicSettings`):
+
     | argument | default | meaning |
     |---|---|---|
     | level_name | the standard task | dm_alchemy level name (§5.1 rules) or ``alchemy/evaluation_episodes`` |
-    | end_trial_action | False | add the end-trial action |
-    | observe_used | True | include used flags |
-    | num_trials | 10 | trials per episode (default: all trials of given ``episodes``) |
-    | max_steps_per_trial | 20 | steps per trial |
-    | num_stones_per_trial / num_potions_per_trial | 3 / 12 | items per trial (random levels) |
-    | reward_weights | ((1, 1, 1), 0, 12) | (coefficients, offset, bonus) |
-    | see_chemistries | None | ``{name: ChemistrySeen or "ground_truth" / "belief_state"}`` |
-    | episodes | None | fixed ``(Chemistry, trials)`` episodes to play in turn |
-    | render_mode | None | ``"ansi"`` (text) or ``"rgb_array"`` (96×72 picture of the trial) |
-    | backend | ``"auto"`` | game backend: the compiled kernel (``"c"``) when built, else ``"numpy"`` |
+    | end_trial_action | False | add action 0: end the trial now (41 actions) |
+    | observe_used | True | include the per-slot used flags (39 floats, else 24) |
+    | num_trials | 10 | trials per episode (at most the trials of fixed episodes) |
+    | max_steps_per_trial | 20 | a trial ends after this many steps |
+    | num_stones_per_trial | 3 | stones drawn per trial (0..3; sampled levels) |
+    | num_potions_per_trial | 12 | potions drawn per trial (0..12; sampled levels) |
+    | reward_weights | ((1, 1, 1), 0, 12) | ``(coefficients, offset, bonus)`` of a stone's value (§1.2) |
+    | see_chemistries | None | chemistry observations ``{name: ChemistrySeen or 'ground_truth' / 'belief_state'}`` |
+    | episodes | None | fixed ``(Chemistry, [TrialItems, ...])`` episodes to play in turn (instead of sampling) |
+    | render_mode | None | ``'ansi'`` (text) or ``'rgb_array'`` (96×72 picture of the trial) |
+    | backend | 'auto' | game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built) |
 
     ``episodes=[(chemistry, [TrialItems, ...]), ...]`` plays given episodes
     instead of sampling (like the evaluation level). The evaluation level plays
@@ -116,46 +111,19 @@ class SymbolicAlchemyEnv(gym.Env):
     #: Size (width, height) of ``rgb_array`` pictures: that of the 3D env's default camera.
     render_size = (96, 72)
 
-    def __init__(
-        self,
-        level_name: str = DEFAULT_LEVEL,
-        *,
-        end_trial_action: bool = False,
-        observe_used: bool = True,
-        num_trials: int | None = None,
-        max_steps_per_trial: int = 20,
-        num_stones_per_trial: int = MAX_STONES,
-        num_potions_per_trial: int = MAX_POTIONS,
-        reward_weights=None,
-        see_chemistries: Mapping[str, ChemistrySeen | str] | None = None,
-        episodes: Sequence | None = None,
-        render_mode: str | None = None,
-        backend: str = "auto",
-    ) -> None:
-        options = LevelOptions.parse(
-            level_name,
-            end_trial_action=end_trial_action,
-            observe_used=observe_used,
-            num_trials=num_trials,
-            max_steps_per_trial=max_steps_per_trial,
-            num_stones_per_trial=num_stones_per_trial,
-            num_potions_per_trial=num_potions_per_trial,
-            reward_weights=reward_weights,
-            episodes=episodes,
-        )
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported: allowed None, 'ansi' or 'rgb_array'")
+    def __init__(self, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
+        self.settings = options = SymbolicSettings.parse(level_name=level_name, **settings)
+        render_mode = options.render_mode
         self.render_mode = render_mode
-        self.level_options = options
         self.level_name = level_name
         self.reward_weights = options.reward_weights
         self.rules = options.rules
         self._evaluation = options.fixed
-        self.game = options.new_game(check_backend(backend))
+        self.game = options.new_game()
         self._num_actions = self.game.num_actions
         self.action_space = spaces.Discrete(self._num_actions)
         symbolic_space = symbolic_obs_space(options.observe_used)
-        self._chem_seen = check_see_chemistries(see_chemistries)
+        self._chem_seen = options.see_chemistries
         self._chem_contents: dict[str, list] = {}
         self._beliefs: dict[str, BeliefState] = {}
         if self._chem_seen:
@@ -300,3 +268,6 @@ class SymbolicAlchemyEnv(gym.Env):
     def decode_action(self, action: int) -> tuple[int, int]:
         """``(stone slot, potion slot)`` of an action: (-2, -2) end trial, (-1, -1) no-op, (s, -1) cauldron."""
         return slot_action(int(action), self.game.end_trial_action)
+
+
+SymbolicAlchemyEnv.__init__.__signature__ = SymbolicSettings.signature(positional=("level_name",))

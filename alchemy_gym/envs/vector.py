@@ -7,8 +7,9 @@ is one call over all ``N`` games (compiled when the package's C kernel is built)
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,16 +19,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from alchemy_gym.core.batch import GameBatch
-from alchemy_gym.core.belief import ChemistrySeen
 from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.core.game import AlchemyGame
-from alchemy_gym.envs.options import (
-    DEFAULT_LEVEL,
-    LevelOptions,
-    check_backend,
-    check_see_chemistries,
-    symbolic_obs_space,
-)
+from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, VectorSettings, symbolic_obs_space
 
 #: Sub-envs per thread when ``num_threads`` is chosen automatically.
 ROWS_PER_THREAD = 8192
@@ -44,17 +38,26 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
 
     ## Arguments
 
-    The level options of :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv`, and:
+    ``num_envs`` and the keyword arguments of
+    :class:`~alchemy_gym.envs.symbolic_settings.VectorSettings` (the single env's and how the batch runs):
 
     | argument | default | meaning |
     |---|---|---|
-    | num_envs | 1 | sub-envs |
-    | autoreset_mode | ``NEXT_STEP`` | ``gymnasium.vector.AutoresetMode.NEXT_STEP`` or ``SAME_STEP`` |
-    | render_mode | None | ``"rgb_array"``: ``render()`` returns each sub-env's picture |
-    | see_chemistries | None | chemistry observations with ground-truth or unknown content (see below) |
-    | backend | ``"auto"`` | ``"c"`` (the compiled kernel), ``"numpy"``, or ``"auto"`` (the kernel when built) |
+    | level_name | the standard task | dm_alchemy level name (§5.1 rules) or ``alchemy/evaluation_episodes`` |
+    | end_trial_action | False | add action 0: end the trial now (41 actions) |
+    | observe_used | True | include the per-slot used flags (39 floats, else 24) |
+    | num_trials | 10 | trials per episode (at most the trials of fixed episodes) |
+    | max_steps_per_trial | 20 | a trial ends after this many steps |
+    | num_stones_per_trial | 3 | stones drawn per trial (0..3; sampled levels) |
+    | num_potions_per_trial | 12 | potions drawn per trial (0..12; sampled levels) |
+    | reward_weights | ((1, 1, 1), 0, 12) | ``(coefficients, offset, bonus)`` of a stone's value (§1.2) |
+    | see_chemistries | None | chemistry observations ``{name: ChemistrySeen or 'ground_truth' / 'belief_state'}`` |
+    | episodes | None | fixed ``(Chemistry, [TrialItems, ...])`` episodes to play in turn (instead of sampling) |
+    | render_mode | None | ``'rgb_array'``: ``render()`` returns each sub-env's picture |
+    | backend | 'auto' | game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built) |
+    | autoreset_mode | NEXT_STEP | ``AutoresetMode.NEXT_STEP`` or ``SAME_STEP`` (with ``info['final_obs']``) |
     | num_threads | None | threads of a step (compiled kernel); ``None``: one per 8192 sub-envs, at most the CPUs |
-    | copy | True | return fresh observation arrays (``False``: the same buffer, overwritten by the next step) |
+    | copy | True | fresh observation arrays each step (``False``: one buffer, overwritten by the next step) |
 
     ## Autoreset
 
@@ -83,49 +86,20 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        level_name: str = DEFAULT_LEVEL,
-        *,
-        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        render_mode: str | None = None,
-        see_chemistries: Mapping[str, ChemistrySeen | str] | None = None,
-        backend: str = "auto",
-        num_threads: int | None = None,
-        copy: bool = True,
-        **level_kwargs: Any,
-    ) -> None:
+    def __init__(self, num_envs: int = 1, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         num_envs = int(num_envs)
-        try:
-            mode = AutoresetMode(autoreset_mode)
-        except ValueError:
-            allowed = [m.value for m in AutoresetMode if m != AutoresetMode.DISABLED]
-            raise ValueError(f"autoreset_mode {autoreset_mode!r} is not supported: allowed {allowed}") from None
-        if mode == AutoresetMode.DISABLED:
-            raise ValueError("autoreset_mode DISABLED is not supported: use NEXT_STEP or SAME_STEP")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(
-                f"render_mode {render_mode!r} is not supported by the vector env: allowed None, 'rgb_array'"
-            )
-        self.level_options = opts = LevelOptions.parse(level_name, **level_kwargs)
+        self.settings = opts = VectorSettings.parse(level_name=level_name, **settings)
         self.level_name = level_name
         self.num_envs = num_envs
-        self.autoreset_mode = mode
-        self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.render_mode = render_mode
-        self.copy = bool(copy)
-        self._chem_seen = check_see_chemistries(see_chemistries)
-        belief = [name for name, seen in self._chem_seen.items() if seen.needs_belief]
-        if belief:
-            raise ValueError(
-                f"see_chemistries {belief} need the belief state, which the native vector env does not batch: "
-                "use gymnasium.make_vec(..., vectorization_mode='sync') for them"
-            )
-        self.batch = GameBatch(num_envs, opts.config, opts.source, stride=num_envs, backend=check_backend(backend))
-        self.num_threads = self._threads(num_threads)
+        self.autoreset_mode = opts.autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": opts.autoreset_mode}
+        self.render_mode = opts.render_mode
+        self.copy = opts.copy
+        self._chem_seen = opts.see_chemistries
+        self.batch = GameBatch(num_envs, opts.config, opts.source, stride=num_envs, backend=opts.backend)
+        self.num_threads = self._threads(opts.num_threads)
         self._fixed = opts.fixed
         self._obs_size = opts.config.observation_size
         self._n_actions = opts.config.num_actions
@@ -161,12 +135,6 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
             except AttributeError:  # not Linux
                 cpus = os.cpu_count() or 1
             num_threads = max(1, min(cpus, self.num_envs // ROWS_PER_THREAD, 16))
-        elif (
-            isinstance(num_threads, bool)
-            or not isinstance(num_threads, (int, np.integer))
-            or not 1 <= num_threads <= 16
-        ):
-            raise ValueError(f"num_threads must be an int in 1..16 or None, got {num_threads!r}")
         if num_threads > 1 and self.batch.kernel_name != "c":
             raise ValueError("num_threads > 1 needs the compiled kernel (backend='c')")
         if self.batch.kernel_name == "c":
@@ -360,3 +328,8 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                 info["_" + key] |= mask
             else:
                 info[key], info["_" + key] = value, mask
+
+
+SymbolicAlchemyVectorEnv.__init__.__signature__ = VectorSettings.signature(
+    inspect.Parameter("num_envs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1), positional=("level_name",)
+)

@@ -1,0 +1,47 @@
+"""Settings are declared once: the envs' signatures, docstring tables and the README's table come from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
+from alchemy_gym.envs.symbolic_settings import SymbolicSettings, VectorSettings
+from alchemy_gym.envs.vector import SymbolicAlchemyVectorEnv
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize(
+    ("env", "settings"), [(SymbolicAlchemyEnv, SymbolicSettings), (SymbolicAlchemyVectorEnv, VectorSettings)]
+)
+def test_docstring_tables_and_signatures_come_from_the_settings(env, settings):
+    source = inspect.getsource(inspect.getmodule(env))
+    assert settings.fill_table(source, indent="    ") == source, f"regenerate the table of {env.__name__}"
+    names = [p.name for p in inspect.signature(env).parameters.values()]
+    assert set(settings.names()) <= set(names)
+    defaults = {p.name: p.default for p in inspect.signature(env).parameters.values()}
+    assert all(defaults[f.name] == f.default for f in dataclasses.fields(settings))
+
+
+def test_the_readme_table_is_the_symbolic_settings_table():
+    text = README.read_text()
+    assert SymbolicSettings.fill_table(text) == text, "regenerate the README's settings table"
+
+
+def test_unknown_and_bad_settings_say_what_is_allowed():
+    with pytest.raises(TypeError, match=r"unknown symbolic env setting\(s\) \['num_trails'\]: the settings are"):
+        SymbolicAlchemyEnv(num_trails=3)
+    with pytest.raises(TypeError, match="end_trial_action must be a bool"):
+        SymbolicSettings(end_trial_action=1)
+    with pytest.raises(ValueError, match=r"max_steps_per_trial=0 out of range: allowed >= 1"):
+        SymbolicSettings(max_steps_per_trial=0)
+    with pytest.raises(ValueError, match="render_mode 'ansi' is not supported: allowed None, 'rgb_array'"):
+        VectorSettings(render_mode="ansi")
+    settings = SymbolicSettings(num_trials=4)
+    assert settings.replace(max_steps_per_trial=7).num_trials == 4
+    with pytest.raises(ValueError, match="num_trials=11 out of range: allowed 1..10"):
+        SymbolicSettings(level_name="alchemy/evaluation_episodes", num_trials=11)
