@@ -27,9 +27,14 @@ def _levels(_args) -> int:
 
 
 def _play(args) -> int:
-    from alchemy_gym.play import play
+    from alchemy_gym.play import play, play_human
 
-    return play(args.level, episodes=args.episodes, seed=args.seed, render=args.render)
+    level = args.level_name or args.level
+    if args.human:
+        return play_human(level, seed=args.seed, reveal_chemistry=args.reveal)
+    if args.reveal:
+        raise SystemExit("alchemy-gym play: --reveal goes with --human")
+    return play(level, episodes=args.episodes, seed=args.seed, render=args.render)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alchemy-gym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("levels", help="list the levels and their Gymnasium IDs").set_defaults(func=_levels)
-    p = sub.add_parser("play", help="play episodes with a simple baseline and print per-trial rewards")
+    p = sub.add_parser("play", help="play episodes with a simple baseline (or yourself: --human)")
+    p.add_argument("level_name", nargs="?", metavar="LEVEL", help="a level name or symbolic ID (as --level)")
     p.add_argument("--level", default="alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck")
+    p.add_argument("--human", action="store_true", help="play one episode yourself, typing commands")
+    p.add_argument("--reveal", action="store_true", help="with --human: show the hidden chemistry at the end")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render", action="store_true", help="print the trial after every step")

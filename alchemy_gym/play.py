@@ -41,3 +41,110 @@ def play(level: str, *, episodes: int = 3, seed: int | None = 0, render: bool = 
     print(f"mean episode reward over {episodes} episodes: {np.mean(totals):.2f}")
     env.close()
     return 0
+
+
+HUMAN_HELP = """Commands (then Enter):
+  S P      put stone S into potion P      (e.g. "0 5": stone 0 into potion 5)
+  S c      put stone S into the cauldron  (e.g. "2 c")
+  n        wait one step (no-op)
+  e        end the trial (the end-trial action, or no-ops until the trial ends)
+  h        this help
+  q        quit"""
+
+
+def _command_action(env, command: str) -> tuple[str, int | None]:
+    """``("step", action)``, ``("end", None)``, ``("help" | "quit", None)`` or ``("hint", None)`` for a command."""
+    from alchemy_gym.core.game import encode_action
+    from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
+
+    words = command.lower().split()
+    end_trial_action = env.unwrapped.game.end_trial_action
+    if words in (["q"], ["quit"], ["exit"]):
+        return "quit", None
+    if words in (["h"], ["help"], ["?"]):
+        return "help", None
+    if words in (["n"], ["wait"]):
+        return "step", encode_action(-1, -1, end_trial_action)
+    if words in (["e"], ["end"]):
+        return "end", None
+    if len(words) == 2 and words[0].isdigit() and int(words[0]) < MAX_STONES:
+        stone = int(words[0])
+        if words[1] in ("c", "cauldron"):
+            return "step", encode_action(stone, -1, end_trial_action)
+        if words[1].isdigit() and int(words[1]) < MAX_POTIONS:
+            return "step", encode_action(stone, int(words[1]), end_trial_action)
+    return "hint", None
+
+
+def reveal(chemistry) -> str:
+    """The hidden chemistry in words: maps, rotation and the missing cube edges (§1.4, §2)."""
+    from alchemy_gym.core import graphs
+
+    missing = [f"{i}-{j}" for e, (i, j) in enumerate(graphs.CUBE_EDGES) if not chemistry.graph >> e & 1]
+    return (
+        f"The chemistry was: {chemistry.describe()}\n"
+        f"Missing edges between latent stones: {', '.join(missing) if missing else 'none (the full cube)'}"
+    )
+
+
+def play_human(level: str, *, seed: int | None = None, reveal_chemistry: bool = False, input=None, output=None) -> int:
+    """Play one episode of a symbolic level by typing commands (see :data:`HUMAN_HELP`).
+
+    ``input`` / ``output`` default to the terminal; tests pass scripted lines. Unknown commands get a
+    hint and nothing is stepped. Returns 0.
+    """
+    import sys
+
+    from alchemy_gym.core.game import encode_action
+
+    input = input or sys.stdin
+    output = output or sys.stdout
+
+    def say(text: str = "") -> None:
+        print(text, file=output, flush=True)
+
+    env = gym.make(env_id(level), render_mode="ansi")
+    game = env.unwrapped.game
+    env.reset(seed=seed)
+    say(f"Alchemy: {env.spec.id}. Turn stones into valuable ones and cash them in the cauldron.")
+    say(HUMAN_HELP)
+    terminated = False
+    total = 0.0
+    while not terminated:
+        say()
+        say(env.render().rstrip())
+        output.write("> ")
+        output.flush()
+        line = input.readline()
+        if not line:  # end of input
+            say("\nquit")
+            break
+        kind, action = _command_action(env, line)
+        if kind == "quit":
+            break
+        if kind == "help":
+            say(HUMAN_HELP)
+            continue
+        if kind == "hint":
+            say(f"unknown command {line.strip()!r}: type h for help")
+            continue
+        if kind == "end":
+            trial = game.trial_number
+            noop = encode_action(-2 if game.end_trial_action else -1, -1, game.end_trial_action)
+            while not terminated and game.trial_number == trial:
+                _, reward, terminated, _, info = env.step(noop)
+                total += reward
+            continue
+        _, reward, terminated, _, info = env.step(action)
+        total += reward
+        if reward:
+            say(f"reward {reward:+g}")
+    if terminated:
+        rewards = " ".join(f"{r:g}" for r in info["trial_rewards"])
+        say(f"\nEpisode over: total reward {total:+g} (trial rewards {rewards})")
+    else:
+        say(f"Stopped with a total reward of {total:+g}")
+    if reveal_chemistry:
+        say(reveal(game.chemistry))
+    env.close()
+    return 0

@@ -59,3 +59,50 @@ def test_bench_reports_speed_replay_and_memory(capsys):
     vector = result["vector_memory"]
     assert vector["n_envs"] == 8 and 0 < vector["state_bytes_per_env"] <= 1024
     assert vector["rng_bytes_per_env"] == 624 * 4 + 4
+
+
+def test_human_play_follows_typed_commands_and_reveals_the_chemistry():
+    import io
+
+    from alchemy_gym.play import HUMAN_HELP, play_human
+
+    commands = ["0 3", "xyzzy", "9 9", "h", "2 c", "n"] + ["e"] * 10
+    out = io.StringIO()
+    assert (
+        play_human(
+            "alchemy/all_fixed",
+            seed=5,
+            reveal_chemistry=True,
+            input=io.StringIO("\n".join(commands) + "\n"),
+            output=out,
+        )
+        == 0
+    )
+    text = out.getvalue()
+    assert "unknown command 'xyzzy': type h for help" in text and "unknown command '9 9'" in text
+    assert text.count(HUMAN_HELP) == 2  # at the start and after "h"
+    # the same actions on the env: stone 0 into potion 3, stone 2 into the cauldron, a no-op, then the trials run out
+    env = gym.make("Alchemy/SymbolicAllFixed-v0")
+    env.reset(seed=5)
+    total = 0.0
+    for action in (4, 27, 0):
+        total += env.step(action)[1]
+    terminated = False
+    while not terminated:
+        _, reward, terminated, _, info = env.step(0)
+        total += reward
+    assert f"Episode over: total reward {total:+g}" in text
+    assert "The chemistry was: " + env.unwrapped.game.chemistry.describe() in text
+    assert "Missing edges between latent stones: none (the full cube)" in text
+
+
+def test_human_play_stops_on_quit_or_end_of_input():
+    import io
+
+    from alchemy_gym.play import play_human
+
+    for script in ("q\n", ""):
+        out = io.StringIO()
+        play_human("alchemy/all_fixed", seed=0, input=io.StringIO(script), output=out)
+        assert "Stopped with a total reward of +0" in out.getvalue()
+        assert "The chemistry was" not in out.getvalue()
