@@ -106,3 +106,28 @@ def test_human_play_stops_on_quit_or_end_of_input():
         play_human("alchemy/all_fixed", seed=0, input=io.StringIO(script), output=out)
         assert "Stopped with a total reward of +0" in out.getvalue()
         assert "The chemistry was" not in out.getvalue()
+
+
+def test_record_video_writes_a_playable_video_of_a_symbolic_episode(tmp_path):
+    pytest.importorskip("moviepy", reason="RecordVideo needs the optional 'video' extra (moviepy)")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    import numpy as np
+    from gymnasium.wrappers import RecordVideo
+
+    env = RecordVideo(
+        gym.make("Alchemy/SymbolicStandard-v0", render_mode="rgb_array"),
+        str(tmp_path / "videos"),
+        episode_trigger=lambda episode: True,
+        disable_logger=True,
+    )
+    env.reset(seed=0)
+    steps, terminated = 0, False
+    while not terminated:
+        _, _, terminated, _, _ = env.step(int(np.random.default_rng(steps).integers(40)))
+        steps += 1
+    env.close()
+    (video,) = (tmp_path / "videos").glob("*.mp4")
+    frames = imageio_ffmpeg.read_frames(str(video))
+    meta = next(frames)
+    assert tuple(meta["size"]) == (96, 72) and meta["fps"] == 4
+    assert sum(1 for _ in frames) == steps + 1  # the reset's picture and one per step
