@@ -1,0 +1,90 @@
+"""Symbolic Alchemy in JAX: pure, ``jit``- and ``vmap``-able, for end-to-end compiled training.
+
+::
+
+    import jax
+    import alchemy_gym.jax
+
+    env, params = alchemy_gym.jax.make("Alchemy/SymbolicStandard-v0")
+    obs, state = env.reset(jax.random.key(0), params)
+    obs, state, reward, done, info = env.step(jax.random.key(1), state, action, params)
+
+The API is gymnax's (autoreset inside ``step``); :func:`make` takes every symbolic ID (or
+dm_alchemy level name) and the symbolic env's level options (``end_trial_action``,
+``observe_used``, ``num_trials``, ``max_steps_per_trial``, ``reward_weights``, …), checked before
+anything is traced. Needs the ``jax`` extra (``pip install "alchemy-gym[jax]"``).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from alchemy_gym.jax.env import AlchemyJax, EnvParams, EnvState
+from alchemy_gym.jax.spaces import Box, Discrete
+
+__all__ = ["AlchemyJax", "Box", "Discrete", "EnvParams", "EnvState", "make"]
+
+#: Symbolic-env settings the JAX env does not take (it has no rendering, backends or belief states).
+_NOT_IN_JAX = ("see_chemistries", "render_mode", "backend")
+
+
+def graph_table(rules) -> np.ndarray:
+    """The level's graph masks, each repeated in proportion to its prior probability (§1.6): the prior gives
+    each constraint count an equal share, split equally among its graphs, so the probabilities are exact
+    fractions and a table of their common denominator's size samples them exactly."""
+    from alchemy_gym.core import graphs
+    from alchemy_gym.core.chemistry import _thaw
+
+    constraints = [_thaw(c) for c in rules.constraints]
+    counts = [graphs.num_constraints(c) for c in constraints]
+    classes = sorted(set(counts))
+    share = [Fraction(1, len(classes) * counts.count(c)) for c in counts]
+    size = math.lcm(*(f.denominator for f in share))
+    masks = [graphs.constraint_to_graph(c) for c in constraints]
+    return np.repeat(np.array(masks, dtype=np.int32), [int(f * size) for f in share])
+
+
+def make(env_id: str, **options: Any) -> tuple[AlchemyJax, EnvParams]:
+    """``(env, params)`` of a symbolic ID or dm_alchemy level name, with level options."""
+    from alchemy_gym.envs.symbolic_settings import SymbolicSettings
+    from alchemy_gym.levels import find_level
+
+    level = find_level(env_id)
+    if level.symbolic_id is None:
+        raise ValueError(f"{env_id!r} has no symbolic version: alchemy_gym.jax plays the symbolic game")
+    unsupported = sorted(set(options) & set(_NOT_IN_JAX))
+    if unsupported:
+        raise ValueError(f"{unsupported} are not options of the JAX env (ground truth: env.ground_truth(state))")
+    settings = SymbolicSettings.parse(level_name=level.name, **options)
+    config = settings.config
+    source = settings.source
+    rules = settings.rules
+    if settings.fixed:
+        chems = source.chemistry_table.astype(np.int32)
+        items = source.items_table[:, : config.num_trials].astype(np.int32)
+        table = np.zeros(1, np.int32)
+    else:
+        chems, items = np.zeros((1, 4), np.int32), np.full((1, config.num_trials, 15), -1, np.int32)
+        table = graph_table(rules)
+    params = EnvParams(
+        num_trials=config.num_trials,
+        end_trial_action=config.end_trial_action,
+        observe_used=config.observe_used,
+        fixed=settings.fixed,
+        randomize_maps=bool(rules.randomize_maps),
+        rotation=bool(rules.rotation),
+        max_steps_per_trial=jnp.int32(config.max_steps_per_trial),
+        num_stones_per_trial=jnp.int32(config.num_stones_per_trial),
+        num_potions_per_trial=jnp.int32(config.num_potions_per_trial),
+        values=jnp.asarray(np.array(config.values), jnp.float32),
+        graph_table=jnp.asarray(table),
+        fixed_chemistries=jnp.asarray(chems),
+        fixed_items=jnp.asarray(items),
+        episode_stride=jnp.int32(1),
+    )
+    return AlchemyJax(params, level.symbolic_id), params

@@ -1,0 +1,333 @@
+"""Symbolic Alchemy as pure JAX functions (gymnax-style): ``reset`` and ``step`` over a pytree state.
+
+The rules are the batched core's (:mod:`alchemy_gym.core.batch`) written as array expressions, on
+the core's own tables (transitions for every edge mask, perceived stone and potion features,
+stone values): given the same chemistry and items, a step gives exactly the core's observation,
+reward and episode end. Everything is branch-free, so ``jax.jit``, ``jax.vmap`` and
+``jax.lax.scan`` apply to every function here.
+
+Random draws differ from dm_alchemy's ``RandomState`` stream: ``reset`` seeds each env's own
+counter-based stream from its JAX key, and every later draw (the items of each trial, the next
+episode's chemistry after an autoreset) is a hash of that stream, so a step needs no key
+splitting. The distributions are those of the task (uniform maps, rotations and items; the
+graph prior of §1.6); a statistical test checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alchemy_gym.core import graphs
+from alchemy_gym.core.batch import POTION_FEATURES, STONE_BLOCK, STONE_FEATURES
+from alchemy_gym.core.belief import ALL_ELEMENTS, ground_truth_rows
+from alchemy_gym.core.chemistry import FIXED_POTION_MAP, FIXED_STONE_MAP
+from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_POTION_MAPS, NUM_ROTATIONS, NUM_STONE_MAPS
+from alchemy_gym.jax import spaces
+
+_GOLDEN = np.uint32(0x9E3779B9)
+
+
+def _mix(x: jax.Array) -> jax.Array:
+    """A 32-bit integer hash with good avalanche (lowbias32)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _draw(seed: jax.Array, counter: jax.Array | int) -> jax.Array:
+    """The ``counter``-th 32-bit draw of the stream ``seed`` (both uint32)."""
+    return _mix(seed + jnp.uint32(counter) * jnp.uint32(_GOLDEN))
+
+
+def _below(bits: jax.Array, n: int | jax.Array) -> jax.Array:
+    """A draw in ``0..n-1`` from 32 random bits (24 of them: a bias below 1e-6)."""
+    return ((bits >> 8) % jnp.uint32(n)).astype(jnp.int32)
+
+
+def _uniform(bits: jax.Array) -> jax.Array:
+    """A float32 in [0, 1) from 32 random bits."""
+    return (bits >> 8).astype(jnp.float32) * jnp.float32(1.0 / (1 << 24))
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=[
+        "max_steps_per_trial", "num_stones_per_trial", "num_potions_per_trial", "values", "graph_table",
+        "fixed_chemistries", "fixed_items", "episode_stride",
+    ],
+    meta_fields=["num_trials", "end_trial_action", "observe_used", "fixed", "randomize_maps", "rotation"],
+)  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class EnvParams:
+    """A level and its options. Array fields are traced (change them without recompiling); the others
+    fix shapes or the kind of episodes and are static."""
+
+    num_trials: int
+    end_trial_action: bool
+    observe_used: bool
+    #: Fixed episodes (the evaluation level or given ones) instead of sampled ones.
+    fixed: bool
+    randomize_maps: bool
+    rotation: bool
+    max_steps_per_trial: jax.Array
+    num_stones_per_trial: jax.Array
+    num_potions_per_trial: jax.Array
+    #: (8,) value of cashing each latent stone.
+    values: jax.Array
+    #: The level's graphs (edge masks), each repeated in proportion to its prior probability (§1.6): a
+    #: uniform pick from this table is a draw from the prior, exactly (192 entries for the 109 graphs).
+    graph_table: jax.Array
+    #: Fixed episodes: (E, 4) chemistries and (E, trials, 15) items (one dummy row for sampled levels).
+    fixed_chemistries: jax.Array
+    fixed_items: jax.Array
+    #: After fixed episode ``e`` an env plays ``(e + episode_stride) % E`` (1; ``N`` for N envs started at 0..N-1).
+    episode_stride: jax.Array
+
+    def replace(self, **changes: Any) -> EnvParams:
+        return dataclasses.replace(self, **changes)
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["chem", "stones", "potions", "trial", "steps", "trial_rewards", "episode", "seed", "stream", "time"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class EnvState:
+    """One game: chemistry ``(potion map, stone map, graph mask, rotation)``, latent stone and potion per
+    slot (-1 used or empty), trial and step counters, trial rewards, the fixed episode (-1 if sampled),
+    the episode's item stream, the env's own stream and the steps of the episode so far."""
+
+    chem: jax.Array
+    stones: jax.Array
+    potions: jax.Array
+    trial: jax.Array
+    steps: jax.Array
+    trial_rewards: jax.Array
+    episode: jax.Array
+    seed: jax.Array
+    stream: jax.Array
+    time: jax.Array
+
+
+class AlchemyJax:
+    """Symbolic Alchemy in JAX. Build it with :func:`alchemy_gym.jax.make`.
+
+    * ``obs, state = env.reset(key, params)`` (fixed levels: ``episode=e`` chooses the episode; by
+      default one is drawn from ``key``);
+    * ``obs, state, reward, done, info = env.step(key, state, action, params)``: autoreset inside, as
+      in gymnax (after the last step of an episode the returned state and observation are the next
+      episode's first); the next episode comes from the env's own stream (sampled levels) or the
+      fixed-episode cursor, mixed with ``key``;
+    * invalid actions (outside ``0..num_actions-1``) act as the no-op under ``jit`` (the step still
+      counts); :meth:`checked_step` raises instead, outside ``jit``.
+    """
+
+    def __init__(self, params: EnvParams, name: str) -> None:
+        self.default_params = params
+        self.name = name
+        self._k = 2 if params.end_trial_action else 1
+        self.num_actions = MAX_STONES * STONE_BLOCK + self._k
+        # the core's tables, as device arrays
+        self._trans = jnp.asarray(graphs.TRANSITIONS, dtype=jnp.int32)
+        self._stone_features = jnp.asarray(STONE_FEATURES)
+        self._potion_features = jnp.asarray(POTION_FEATURES)
+        action = np.arange(self.num_actions) - self._k
+        self._action_stone = jnp.asarray(np.where(action >= 0, action // STONE_BLOCK, 0), dtype=jnp.int32)
+        # potion column 0..11, 12 = cauldron, -1 = no stone touched
+        column = np.where(action >= 0, action % STONE_BLOCK - 1, -1)
+        self._action_column = jnp.asarray(np.where(column == -1, np.where(action >= 0, 12, -1), column), jnp.int32)
+        self._ground_truth = {element: jnp.asarray(table) for element, table in _ground_truth_tables().items()}
+
+    def __repr__(self) -> str:
+        return f"AlchemyJax({self.name!r})"
+
+    # ---------------------------------------------------------------- spaces
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
+        params = params or self.default_params
+        return spaces.Discrete(MAX_STONES * STONE_BLOCK + (2 if params.end_trial_action else 1))
+
+    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
+        params = params or self.default_params
+        from alchemy_gym.envs.symbolic_settings import symbolic_obs_space
+
+        box = symbolic_obs_space(params.observe_used)
+        return spaces.Box(box.low, box.high, box.shape, jnp.float32)
+
+    # ----------------------------------------------------------------- reset
+
+    def reset(self, key: jax.Array, params: EnvParams | None = None, episode: jax.Array | int | None = None):
+        """A new game: ``(obs, state)``; ``episode`` (fixed levels) chooses the episode."""
+        params = params or self.default_params
+        stream = jax.random.bits(key, (), jnp.uint32)
+        if params.fixed:
+            count = params.fixed_chemistries.shape[0]
+            if episode is None:
+                episode = _below(_draw(stream, 7), count)
+            episode = jnp.asarray(episode, jnp.int32)
+        else:
+            episode = jnp.int32(-1)
+        state = self._new_episode(stream, episode, params)
+        return self.get_obs(state, params), state
+
+    def _chemistry(self, stream: jax.Array, episode: jax.Array, params: EnvParams) -> jax.Array:
+        """The chemistry of a new episode: the fixed episode's, or drawn from ``stream``."""
+        if params.fixed:
+            return params.fixed_chemistries[episode]
+        if params.randomize_maps:
+            potion_map = _below(_draw(stream, 1), NUM_POTION_MAPS)
+            stone_map = _below(_draw(stream, 2), NUM_STONE_MAPS)
+        else:
+            potion_map, stone_map = jnp.int32(FIXED_POTION_MAP), jnp.int32(FIXED_STONE_MAP)
+        graph = params.graph_table[_below(_draw(stream, 3), params.graph_table.shape[0])]
+        rotation = _below(_draw(stream, 4), NUM_ROTATIONS) if params.rotation else jnp.int32(0)
+        return jnp.stack([potion_map, stone_map, graph, rotation]).astype(jnp.int32)
+
+    def _new_episode(self, stream: jax.Array, episode: jax.Array, params: EnvParams) -> EnvState:
+        seed = _draw(stream, 5)
+        stones, potions = self._trial_items(params, episode, seed, jnp.int32(0))
+        return EnvState(
+            chem=self._chemistry(stream, episode, params),
+            stones=stones,
+            potions=potions,
+            trial=jnp.int32(0),
+            steps=jnp.int32(0),
+            trial_rewards=jnp.zeros(params.num_trials, jnp.float32),
+            episode=episode,
+            seed=seed,
+            stream=_draw(stream, 6),
+            time=jnp.int32(0),
+        )
+
+    def _trial_items(self, params: EnvParams, episode, seed, trial) -> tuple[jax.Array, jax.Array]:
+        """The latent stones (3,) and potions (12,) of a trial, -1 padded."""
+        if params.fixed:
+            row = params.fixed_items[episode, jnp.minimum(trial, params.num_trials - 1)].astype(jnp.int32)
+            return row[:MAX_STONES], row[MAX_STONES:]
+        bits = _draw(seed, trial * 16 + jnp.arange(MAX_STONES + MAX_POTIONS, dtype=jnp.uint32) + 1)
+        slot = jnp.arange(MAX_STONES)
+        stones = jnp.where(slot < params.num_stones_per_trial, _below(bits[:MAX_STONES], 8), -1)
+        slot = jnp.arange(MAX_POTIONS)
+        potions = jnp.where(slot < params.num_potions_per_trial, _below(bits[MAX_STONES:], 6), -1)
+        return stones, potions
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams | None = None):
+        """One step with autoreset: ``(obs, state, reward, done, info)``."""
+        params = params or self.default_params
+        action = jnp.asarray(action, jnp.int32)
+        valid = (action >= 0) & (action < self.num_actions)
+        a = jnp.where(valid, action, self._k - 1)  # invalid actions are the no-op
+        s, column = self._action_stone[a], self._action_column[a]
+        slot3, slot12 = jnp.arange(MAX_STONES), jnp.arange(MAX_POTIONS)
+        stone = jnp.sum(jnp.where(slot3 == s, state.stones, 0))
+        p = jnp.clip(column, 0, MAX_POTIONS - 1)
+        potion = jnp.sum(jnp.where(slot12 == p, state.potions, 0))
+        touched = (column >= 0) & (stone >= 0)
+        cash = touched & (column == MAX_POTIONS)
+        dip = touched & (column < MAX_POTIONS) & (potion >= 0)
+        moved = self._trans[state.chem[2], jnp.maximum(stone, 0) * 6 + jnp.maximum(potion, 0)]
+        new_stone = jnp.where(cash, -1, jnp.where(dip, moved, stone))
+        stones = jnp.where(slot3 == s, new_stone, state.stones)
+        potions = jnp.where((slot12 == p) & dip, -1, state.potions)
+        reward = jnp.where(cash, params.values[jnp.maximum(stone, 0)], 0.0).astype(jnp.float32)
+        trial_rewards = state.trial_rewards + jnp.where(jnp.arange(params.num_trials) == state.trial, reward, 0.0)
+        steps = state.steps + 1
+        trial_over = ((a == 0) & params.end_trial_action) | (steps >= params.max_steps_per_trial)
+        done = trial_over & (state.trial >= params.num_trials - 1)
+        info = {
+            "discount": jnp.where(done, 0.0, 1.0).astype(jnp.float32),
+            "trial_ended": trial_over,
+            "episode_return": jnp.sum(trial_rewards),
+            "valid_action": valid,
+        }
+        # what comes next: the next trial, or (autoreset) the next episode, drawn from the env's stream
+        # mixed with ``key`` (sampled levels) or the fixed-episode cursor
+        stream = state.stream ^ _mix(jax.random.key_data(key).astype(jnp.uint32).reshape(-1)[-1])
+        if params.fixed:
+            following = (state.episode + params.episode_stride) % params.fixed_chemistries.shape[0]
+        else:
+            following = jnp.int32(-1)
+        episode = jnp.where(done, following, state.episode)
+        seed = jnp.where(done, _draw(stream, 5), state.seed)
+        trial = jnp.where(done, 0, jnp.where(trial_over, state.trial + 1, state.trial))
+        next_stones, next_potions = self._trial_items(params, episode, seed, trial)
+        state = EnvState(
+            chem=jnp.where(done, self._chemistry(stream, following, params), state.chem),
+            stones=jnp.where(trial_over, next_stones, stones),
+            potions=jnp.where(trial_over, next_potions, potions),
+            trial=trial,
+            steps=jnp.where(trial_over, 0, steps),
+            trial_rewards=jnp.where(done, 0.0, trial_rewards),
+            episode=episode,
+            seed=seed,
+            stream=jnp.where(done, _draw(stream, 6), state.stream),
+            time=jnp.where(done, 0, state.time + 1),
+        )
+        return self.get_obs(state, params), state, reward, done, info
+
+    def checked_step(self, key, state: EnvState, action, params: EnvParams | None = None):
+        """:meth:`step` that raises ``ValueError`` on an invalid action (outside ``jit`` only)."""
+        params = params or self.default_params
+        try:
+            values = np.asarray(action)
+        except jax.errors.TracerArrayConversionError:
+            raise TypeError("checked_step checks concrete actions: call it outside jax.jit / vmap") from None
+        n = MAX_STONES * STONE_BLOCK + (2 if params.end_trial_action else 1)
+        if values.dtype.kind not in "iu":
+            raise ValueError(f"actions must be integers in 0..{n - 1}, got dtype {values.dtype}")
+        bad = values[(values < 0) | (values >= n)]
+        if bad.size:
+            raise ValueError(f"action {int(bad.reshape(-1)[0])} out of range: the action space is Discrete({n})")
+        if values.ndim == 0:
+            return jax.jit(self.step)(key, state, action, params)
+        return jax.jit(jax.vmap(self.step, in_axes=(0, 0, 0, None)))(key, state, action, params)
+
+    # ----------------------------------------------------------- observation
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
+        """The symbolic observation (§4.4): 39 floats, 24 without the used flags."""
+        params = params or self.default_params
+        features = self._stone_features[state.chem[1], state.chem[3]]  # (8, 4)
+        present = state.stones >= 0
+        stone_obs = jnp.where(present[:, None], features[jnp.maximum(state.stones, 0)], 2.0)
+        colours = self._potion_features[state.chem[0]]
+        present_p = state.potions >= 0
+        potion_obs = jnp.where(present_p, colours[jnp.maximum(state.potions, 0)], 1.0)[:, None]
+        if params.observe_used:
+            stone_obs = jnp.concatenate([stone_obs, jnp.where(present, 0.0, 1.0)[:, None]], axis=1)
+            potion_obs = jnp.concatenate([potion_obs, jnp.where(present_p, 0.0, 1.0)[:, None]], axis=1)
+        return jnp.concatenate([stone_obs.reshape(-1), potion_obs.reshape(-1)]).astype(jnp.float32)
+
+    def ground_truth(self, state: EnvState) -> jax.Array:
+        """The ground-truth chemistry observation (§4.9): 28 floats (graph, potion map, stone map, rotation)."""
+        return jnp.concatenate([self._ground_truth[e][state.chem[_CHEM_COLUMN[e.name]]] for e in ALL_ELEMENTS])
+
+    def is_terminal(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
+        """Always False for a state returned by :meth:`step` (it is already the next episode's)."""
+        return jnp.bool_(False)
+
+
+#: Column of each chemistry element in ``EnvState.chem``, and how many indices it has.
+_CHEM_COLUMN = {"POTION_MAP": 0, "STONE_MAP": 1, "GRAPH": 2, "ROTATION": 3}
+_CHEM_SIZE = {"POTION_MAP": NUM_POTION_MAPS, "STONE_MAP": NUM_STONE_MAPS, "GRAPH": graphs.FULL_GRAPH + 1, "ROTATION": 4}
+
+
+def _ground_truth_tables() -> dict:
+    """Every element's ground-truth vector for every index, from the core's tables."""
+    out = {}
+    for element in ALL_ELEMENTS:
+        chem = np.zeros((_CHEM_SIZE[element.name], 4), dtype=np.int64)
+        chem[:, _CHEM_COLUMN[element.name]] = np.arange(_CHEM_SIZE[element.name])
+        out[element] = ground_truth_rows(chem, element)
+    return out
