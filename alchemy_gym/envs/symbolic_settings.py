@@ -118,6 +118,8 @@ def _check_episodes(name: str, episodes):
         raise ValueError("episodes must hold at least one (chemistry, trials) pair")
     out = []
     for i, entry in enumerate(episodes):
+        if isinstance(entry, FixedEpisode):
+            entry = (entry.chemistry, entry.trials)
         try:
             chemistry, trials = entry
             trials = tuple(t if isinstance(t, TrialItems) else TrialItems(*t) for t in trials)
