@@ -660,8 +660,8 @@ static const char *int_type_name(char kind, int itemsize) {
 static void *array_copy(PyObject *a, const char *what, char kind, int itemsize, int ndim, Py_ssize_t *shape) {
     Py_buffer v;
     if (PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous array (a numpy array), got %.100s", what,
-                     Py_TYPE(a)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous integer array (numpy.ascontiguousarray), got %.100s",
+                     what, Py_TYPE(a)->tp_name);
         return NULL;
     }
     const char *f = v.format ? v.format : "B";
