@@ -920,11 +920,6 @@ class IdealObserver(SimplifiedActionAgent):
             self._pending = None
         return stones, potions
 
-    def potion_counts(self, game) -> tuple[int, ...]:
-        """The count of each perceived colour among the game's unused potions."""
-        _, potions = self._observation(as_game(game))
-        return tuple(sum(1 for q in potions if q == p) for p in range(NUM_POTION_TYPES))
-
     def follow(self, game, action: int) -> None:
         """Record an action chosen by someone else (before it is stepped) so the belief keeps track."""
         game = as_game(game)
