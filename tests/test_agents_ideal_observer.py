@@ -441,6 +441,16 @@ def test_without_the_kernel_the_agents_say_how_to_get_it(no_kernel):
     assert game.trial_rewards == [15.0]
 
 
+def test_evaluate_without_the_kernel_is_a_usage_error(no_kernel, capsys):
+    """``alchemy-gym evaluate --agent ideal-observer`` stops before any work, saying how to get the kernel."""
+    from alchemy_gym.evaluation import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--agent", "ideal-observer", "--level", "alchemy/all_fixed", "--episodes", "1"])
+    assert exit_info.value.code == 2
+    assert "needs its compiled search kernel" in capsys.readouterr().err
+
+
 def test_the_backend_is_an_argument():
     with pytest.raises(ValueError, match="backend must be one of 'c', 'reference'"):
         IdealObserver(backend="python")

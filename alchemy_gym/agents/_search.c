@@ -1,15 +1,17 @@
-/* C kernel of the ideal observer's expectimax (alchemy_gym.agents.ideal_observer.Planner._search).
+/* The search of the ideal observer, the search oracle and the ideal explorer (alchemy_gym.agents.ideal_observer):
+ * exhaustive expectimax over one trial on a set-of-world-states belief, exact, with the pruning described in the
+ * module docstring of ideal_observer.py (memo, symmetry keys, colour classes, static and perfect-information
+ * bounds, floors with fail-low upper bounds, action ordering, closed form for the last potion). Its values,
+ * expected potion counts and decisions are those of the plain expectimax (ideal_observer.reference_search), which
+ * the tests compare it with on small states.
  *
- * A line-by-line port of the Python search (the ideal observer, the search oracle and the ideal explorer):
- * same floors and fail-low upper bounds, the same keys (symmetry keys: the same group element chosen), same
- * colour-class skipping, same action order and the same floating point operations in the same order, so
- * values, expected depths and decisions are those of the Python code. The memos differ in how they are held and
- * bounded: Python keeps three dicts (exact values with more than two potions left, with two, upper bounds) and
- * clears one when it holds ``max_memo`` entries; here one table holds all three kinds (one probe finds a node's
- * entry, whichever it is) within a byte budget and, once full, replaces the entries of nodes with the fewest
- * potions left (see Table). Until the budget is reached both search the same nodes. Beliefs are bitsets of
- * 64-bit words over the trial's frame; memo keys are 128-bit hashes (the Python version uses 128-bit blake2b
- * digests and tuple hashes).
+ * The memo is one table holding exact values (with more than two potions left, with two) and upper bounds (one
+ * probe finds a node's entry, whichever it is) within a byte budget; once full, it replaces the entries of nodes
+ * with the fewest potions left (see Table): values and decisions never depend on the budget, only the nodes
+ * searched do. Beliefs are bitsets of 64-bit words over the trial's frame; memo keys are 128-bit hashes.
+ *
+ * Inputs are named (see "named inputs" below): Kernel(tables) reads the attributes of a KernelTables,
+ * Kernel.search(request) those of a SearchRequest and returns a SearchResult; PiTable takes keyword arguments.
  *
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
  * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
@@ -1189,7 +1191,7 @@ static inline void keep_least(const int *img, int *best, int len, int g, int *ha
     }
 }
 
-/* Symmetry key of a node (as Planner._canonical): among the group elements giving the least image of the sorted
+/* Symmetry key of a node: among the group elements giving the least image of the sorted
  * stones (then of the stones seen) and of the potion counts, the image of the belief (``bel & mask`` when mask
  * is given, words lo..hi-1) with the least order-free digest of its world-state classes. */
 static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const uint64_t *bel,
