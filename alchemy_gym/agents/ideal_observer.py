@@ -83,6 +83,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 
@@ -120,7 +121,8 @@ PI_TABLE_BYTES = 256 << 20
 #: below PI_LAZY never (cheaper to search). Constants of the kernel, repeated here for reference.
 PI_EAGER, PI_LAZY = 8, 3
 #: Search backends: the C kernel, or the plain reference expectimax (small states only).
-BACKENDS = ("c", "reference")
+Backend = Literal["c", "reference"]
+BACKENDS: tuple[Backend, ...] = ("c", "reference")
 
 KERNEL_MISSING = (
     "the ideal observer needs its compiled search kernel, alchemy_gym.agents._search, which was not built "
@@ -144,7 +146,7 @@ def require_kernel() -> None:
         raise KernelMissingError(KERNEL_MISSING)
 
 
-def _check_backend(backend: str) -> None:
+def _check_backend(backend: Backend) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if backend == "c":
@@ -563,7 +565,7 @@ class Planner:
         minimise_world_states: bool = False,
         memo_mb: int = 256,
         pi_bound: bool = True,
-        backend: str = "c",
+        backend: Backend = "c",
     ) -> None:
         if isinstance(memo_mb, bool) or not isinstance(memo_mb, int) or memo_mb < 1:
             raise ValueError(f"memo_mb must be a positive int (MB), got {memo_mb!r}")
@@ -866,7 +868,7 @@ class IdealObserver(SimplifiedActionAgent):
         bonus: float = 12.0,
         minimise_world_states: bool = False,
         oracle: bool = False,
-        backend: str = "c",
+        backend: Backend = "c",
     ) -> None:
         _check_backend(backend)
         super().__init__()
@@ -948,14 +950,14 @@ class IdealObserver(SimplifiedActionAgent):
 
 
 def ideal_explorer(
-    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: str = "c"
+    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
 ) -> IdealObserver:
     """The ideal explorer: the ideal observer minimising the world states left at each trial's end."""
     return IdealObserver(level, minimise_world_states=True, backend=backend)
 
 
 def search_oracle(
-    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: str = "c"
+    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
 ) -> IdealObserver:
     """The search oracle: the ideal observer whose prior is the true chemistry."""
     return IdealObserver(level, oracle=True, backend=backend)
