@@ -3,10 +3,12 @@
     python benchmarks/bench_ideal_observer.py --episodes 0:5
     python benchmarks/bench_ideal_observer.py --episodes 0:20 --forced 1:10 --trial-timeout 60
 
-Full mode plays whole episodes with the ideal observer and prints seconds per
-episode (median, max), the projected time of the 1000-episode evaluation on
-``--cores`` cores, the peak memory, and how many trials reproduce the published
-``ideal_observer`` matrix events.
+Full mode plays whole episodes with the ideal observer and prints seconds, rewards
+and search nodes per episode, seconds per episode (median, max), the projected
+time of the 1000-episode evaluation on ``--cores`` cores, the peak memory, and
+how many trials reproduce the published ``ideal_observer`` matrix events. The
+nodes do not depend on the machine: they show whether a change of the search
+changed the tree it searches.
 
 ``--forced A:B`` times only trials A..B-1, each from the published history:
 before every timed trial the earlier trials replay the published events while
@@ -26,7 +28,7 @@ import time
 
 import numpy as np
 
-from alchemy_gym.agents.ideal_observer import IdealObserver
+from alchemy_gym.agents.ideal_observer import IdealObserver, KernelMissingError
 from alchemy_gym.core.game import AlchemyGame, encode_action
 from alchemy_gym.data import evaluation_episodes, events_to_actions, load_agent_events
 
@@ -81,19 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start, stop = (int(x) for x in args.episodes.split(":"))
     first, last = (int(x) for x in args.forced.split(":")) if args.forced else (0, 10)
+    try:
+        agent = IdealObserver()
+    except KernelMissingError as e:
+        parser.error(str(e))
     episodes = evaluation_episodes()
     published = load_agent_events("ideal_observer")
-    agent = IdealObserver()
     game = AlchemyGame()
     signal.signal(signal.SIGALRM, _alarm)
     first_decisions = []
     per_episode, per_trial, matches, compared, timeouts, rewards_equal = [], [], 0, 0, 0, 0
     totals: list[tuple[float, float]] = []  # (ours, published) per episode played in full
+    all_nodes = 0
     for i in range(start, stop):
         game.start_episode(episodes[i].chemistry, items=episodes[i].trials)
         agent.reset(game, i)
         theirs = published_rewards(episodes[i], published[i])  # trial rewards of the published events
         seconds = 0.0
+        nodes = 0  # nodes searched in the timed trials (the planner is replaced at each reset)
         for t in range(10):
             if not first <= t < last:
                 replay_trial(agent, game, published[i, t])
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.trial_timeout:
                 signal.setitimer(signal.ITIMER_REAL, args.trial_timeout)
             tic = time.perf_counter()
+            before = agent.planner.nodes
             try:
                 first_decisions.append(play_trial(agent, game))
             except TrialTimeout:
@@ -114,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             dt = time.perf_counter() - tic
+            nodes += agent.planner.nodes - before
             if args.forced:  # back onto the published history, so every trial is compared on an equal footing
                 same_reward = game.trial_rewards[t] == theirs[t]
                 rewards_equal += same_reward
@@ -136,9 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         per_episode.append(seconds)
         if not args.forced:
             totals.append((sum(game.trial_rewards), sum(theirs)))
-        print(f"episode {i}: {seconds:.2f} s, rewards {[int(r) for r in game.trial_rewards]}", flush=True)
+        all_nodes += nodes
+        print(
+            f"episode {i}: {seconds:.2f} s, rewards {[int(r) for r in game.trial_rewards]}, nodes {nodes}", flush=True
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"trials timed: {len(per_trial)}, timeouts: {timeouts}")
+    print(f"trials timed: {len(per_trial)}, timeouts: {timeouts}, nodes searched: {all_nodes}")
     if per_trial:
         print(f"seconds per trial: median {statistics.median(per_trial):.3f}, max {max(per_trial):.3f}")
         fd = first_decisions

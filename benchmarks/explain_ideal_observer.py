@@ -23,7 +23,7 @@ import argparse
 import collections
 import sys
 
-from alchemy_gym.agents.ideal_observer import IdealObserver, follow_trial
+from alchemy_gym.agents.ideal_observer import IdealObserver, KernelMissingError, follow_trial, require_kernel
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.data import evaluation_episodes, events_to_actions, load_agent_events
 
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("episodes", nargs="+", type=int, help="evaluation episode indices (0..999)")
     args = parser.parse_args(argv)
+    try:
+        require_kernel()
+    except KernelMissingError as e:
+        parser.error(str(e))
     episodes, published = evaluation_episodes(), load_agent_events("ideal_observer")
     kinds: collections.Counter = collections.Counter()
     for i in args.episodes:

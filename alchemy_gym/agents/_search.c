@@ -1,15 +1,17 @@
-/* C kernel of the ideal observer's expectimax (alchemy_gym.agents.ideal_observer.Planner._search).
+/* The search of the ideal observer, the search oracle and the ideal explorer (alchemy_gym.agents.ideal_observer):
+ * exhaustive expectimax over one trial on a set-of-world-states belief, exact, with the pruning described in the
+ * module docstring of ideal_observer.py (memo, symmetry keys, colour classes, static and perfect-information
+ * bounds, floors with fail-low upper bounds, action ordering, closed form for the last potion). Its values,
+ * expected potion counts and decisions are those of the plain expectimax (ideal_observer.reference_search), which
+ * the tests compare it with on small states.
  *
- * A line-by-line port of the Python search (the ideal observer, the search oracle and the ideal explorer):
- * same floors and fail-low upper bounds, the same keys (symmetry keys: the same group element chosen), same
- * colour-class skipping, same action order and the same floating point operations in the same order, so
- * values, expected depths and decisions are those of the Python code. The memos differ in how they are held and
- * bounded: Python keeps three dicts (exact values with more than two potions left, with two, upper bounds) and
- * clears one when it holds ``max_memo`` entries; here one table holds all three kinds (one probe finds a node's
- * entry, whichever it is) within a byte budget and, once full, replaces the entries of nodes with the fewest
- * potions left (see Table). Until the budget is reached both search the same nodes. Beliefs are bitsets of
- * 64-bit words over the trial's frame; memo keys are 128-bit hashes (the Python version uses 128-bit blake2b
- * digests and tuple hashes).
+ * The memo is one table holding exact values (with more than two potions left, with two) and upper bounds (one
+ * probe finds a node's entry, whichever it is) within a byte budget; once full, it replaces the entries of nodes
+ * with the fewest potions left (see Table): values and decisions never depend on the budget, only the nodes
+ * searched do. Beliefs are bitsets of 64-bit words over the trial's frame; memo keys are 128-bit hashes.
+ *
+ * Inputs are named (see "named inputs" below): Kernel(tables) reads the attributes of a KernelTables,
+ * Kernel.search(request) those of a SearchRequest and returns a SearchResult; PiTable takes keyword arguments.
  *
  * One Kernel object per trial: it holds the per-bit tables of the frame (graph, latent potion of each colour,
  * latent stone of each perceived stone, perceived stone of each latent stone), computes outcome partitions
@@ -644,6 +646,125 @@ static inline void sort_stones(const uint8_t *stones, int nst, uint8_t *sorted) 
 static void *copy_bytes(const char *src, Py_ssize_t len);
 static int int_seq(PyObject *seq, int *out, int maxn, const char *what);
 
+/* ------------------------------------------------------------------ named inputs
+ * The kernel's inputs are objects with named attributes (the dataclasses KernelTables, Symmetry and SearchRequest
+ * of ideal_observer.py) and keyword arguments. Each array is a C-contiguous buffer (a numpy array, or bytes for a
+ * bitset) whose item kind, item size and shape are checked here, by name, when it is read. */
+
+static const char *int_type_name(char kind, int itemsize) {
+    if (kind == 'i') return itemsize == 1 ? "int8" : (itemsize == 4 ? "int32" : "signed int");
+    return itemsize == 1 ? "uint8" : (itemsize == 8 ? "uint64" : "unsigned int");
+}
+
+/* A copy (malloc'd) of the integer array ``a`` (called ``what`` in errors): items of kind 'i' (signed) or 'u'
+ * (unsigned) of ``itemsize`` bytes, ``ndim`` dimensions of sizes ``shape`` (-1: any size, which is written
+ * back). NULL with an exception set if it does not fit. */
+static void *array_copy(PyObject *a, const char *what, char kind, int itemsize, int ndim, Py_ssize_t *shape) {
+    Py_buffer v;
+    if (PyObject_GetBuffer(a, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous integer array (numpy.ascontiguousarray), got %.100s",
+                     what, Py_TYPE(a)->tp_name);
+        return NULL;
+    }
+    const char *f = v.format ? v.format : "B";
+    if (*f == '<' || *f == '=' || *f == '@') f++;
+    int ok = f[0] && !f[1] && strchr(kind == 'i' ? "bhilq" : "BHILQ", f[0]) && v.itemsize == itemsize &&
+             v.ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        if (shape[d] >= 0 && v.shape[d] != shape[d]) ok = 0;
+    if (!ok) {
+        char want[160];
+        int k = snprintf(want, sizeof want, "(");
+        for (int d = 0; d < ndim && k < 120; d++)
+            k += shape[d] >= 0 ? snprintf(want + k, sizeof want - k, d ? ", %zd" : "%zd", shape[d])
+                               : snprintf(want + k, sizeof want - k, d ? ", *" : "*");
+        snprintf(want + k, sizeof want - k, ndim == 1 ? ",)" : ")");
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous %s array of shape %s (format %s, %d dimensions)",
+                     what, int_type_name(kind, itemsize), want, v.format ? v.format : "B", v.ndim);
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    for (int d = 0; d < ndim; d++) shape[d] = v.shape[d];
+    void *out = copy_bytes((const char *)v.buf, v.len);
+    PyBuffer_Release(&v);
+    if (!out) PyErr_NoMemory();
+    return out;
+}
+
+/* Attribute ``name`` of ``obj`` (``owner`` in errors) read by array_copy. */
+static void *array_attr(PyObject *obj, const char *owner, const char *name, char kind, int itemsize, int ndim,
+                        Py_ssize_t *shape) {
+    char what[96];
+    snprintf(what, sizeof what, "%s.%s", owner, name);
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return NULL;
+    void *out = array_copy(a, what, kind, itemsize, ndim, shape);
+    Py_DECREF(a);
+    return out;
+}
+
+/* A bitset attribute: ``nw`` 64-bit words as 8 * nw little-endian bytes (``int.to_bytes(8 * nw, "little")``). */
+static int bits_attr(PyObject *obj, const char *owner, const char *name, int nw, uint64_t *out) {
+    Py_ssize_t shape[1] = {(Py_ssize_t)nw * 8};
+    unsigned char *raw = (unsigned char *)array_attr(obj, owner, name, 'u', 1, 1, shape);
+    if (!raw) return -1;
+    for (int i = 0; i < nw; i++) {
+        uint64_t w = 0;
+        for (int j = 7; j >= 0; j--) w = w << 8 | raw[i * 8 + j];
+        out[i] = w;
+    }
+    free(raw);
+    return 0;
+}
+
+static int long_attr(PyObject *obj, const char *owner, const char *name, long long *out) {
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return -1;
+    *out = PyLong_AsLongLong(a);
+    Py_DECREF(a);
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "%s.%s must be an int", owner, name);
+        return -1;
+    }
+    return 0;
+}
+
+static int double_attr(PyObject *obj, const char *owner, const char *name, double *out) {
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return -1;
+    *out = PyFloat_AsDouble(a);
+    Py_DECREF(a);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "%s.%s must be a float", owner, name);
+        return -1;
+    }
+    return 0;
+}
+
+static int bool_attr(PyObject *obj, const char *name, int *out) {
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return -1;
+    *out = PyObject_IsTrue(a);
+    Py_DECREF(a);
+    return *out < 0 ? -1 : 0;
+}
+
+/* A sequence of at most ``maxn`` ints in [0, bound) (``owner.name`` in errors); returns its length or -1. */
+static int seq_attr(PyObject *obj, const char *owner, const char *name, int *out, int maxn, int bound) {
+    char what[96];
+    snprintf(what, sizeof what, "%s.%s", owner, name);
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return -1;
+    int m = int_seq(a, out, maxn, what);
+    Py_DECREF(a);
+    for (int i = 0; i < m; i++)
+        if (out[i] < 0 || out[i] >= bound) {
+            PyErr_Format(PyExc_ValueError, "%s: %d is out of range [0, %d)", what, out[i], bound);
+            return -1;
+        }
+    return m;
+}
+
 #define PI_MAXST 5   /* stones */
 #define PI_MAXS 15   /* potions */
 #define PI_NLC 54264 /* count vectors of 6 latent types with at most PI_MAXS potions: C(21, 6) */
@@ -846,39 +967,48 @@ static void PiTable_dealloc(PiTable *P) {
     Py_TYPE(P)->tp_free((PyObject *)P);
 }
 
-/* PiTable(ngraphs, trans int8[G*8*6], lcode bytes[8] (code of cashing each latent stone), bonus, budget bytes) */
+/* PiTable(*, trans: int8 (G, 8, 6) latent stone after each latent potion type per graph, codes: uint8 (8,) code of
+ *         cashing each latent stone, bonus: float, budget: int bytes) */
 static int PiTable_init(PiTable *P, PyObject *args, PyObject *kw) {
-    int ngraphs;
-    const char *trans, *lcode;
-    Py_ssize_t ltr, llc, budget;
-    double bonus;
-    if (!PyArg_ParseTuple(args, "iy#y#dn", &ngraphs, &trans, &ltr, &lcode, &llc, &bonus, &budget)) return -1;
+    static char *kwlist[] = {"trans", "codes", "bonus", "budget", NULL};
+    PyObject *otrans = NULL, *ocodes = NULL;
+    double bonus = NAN;
+    Py_ssize_t budget = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOdn:PiTable", kwlist, &otrans, &ocodes, &bonus, &budget))
+        return -1;
     if (P->trans) {
         PyErr_SetString(PyExc_RuntimeError, "_search.PiTable: already initialised");
         return -1;
     }
-    if (ngraphs <= 0 || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT || llc != NLAT || budget < 0) {
-        PyErr_SetString(PyExc_ValueError, "_search.PiTable: inconsistent table sizes");
+    if (!otrans || !ocodes || isnan(bonus) || budget < 0) {
+        PyErr_SetString(PyExc_TypeError, "_search.PiTable needs trans=, codes=, bonus= and budget= (bytes, >= 0)");
         return -1;
     }
-    for (int i = 0; i < ltr; i++)
-        if (trans[i] < 0 || trans[i] >= NLAT) {
-            PyErr_SetString(PyExc_ValueError, "_search.PiTable: latent stone out of range");
-            return -1;
-        }
-    for (int l = 0; l < NLAT; l++) {
-        int c = (unsigned char)lcode[l];
-        if (c != 0 && c != 1 && c != 16) {
-            PyErr_SetString(PyExc_ValueError, "_search.PiTable: a latent stone's code must be 0, 1 or 16");
-            return -1;
-        }
+    Py_ssize_t tshape[3] = {-1, NLAT, NPOT}, cshape[1] = {NLAT};
+    int8_t *trans = (int8_t *)array_copy(otrans, "_search.PiTable: trans", 'i', 1, 3, tshape);
+    if (!trans) return -1;
+    uint8_t *lcode = (uint8_t *)array_copy(ocodes, "_search.PiTable: codes", 'u', 1, 1, cshape);
+    if (!lcode) {
+        free(trans);
+        return -1;
+    }
+    int ngraphs = (int)tshape[0], err = ngraphs <= 0;
+    for (Py_ssize_t i = 0; !err && i < tshape[0] * NLAT * NPOT; i++)
+        if (trans[i] < 0 || trans[i] >= NLAT) err = 2;
+    for (int l = 0; !err && l < NLAT; l++) {
+        int c = lcode[l];
+        if (c != 0 && c != 1 && c != 16) err = 3;
         P->lcode[l] = c;
     }
-    P->trans = (int8_t *)copy_bytes(trans, ltr);
-    if (!P->trans) {
-        PyErr_NoMemory();
+    free(lcode);
+    if (err) {
+        free(trans);
+        PyErr_SetString(PyExc_ValueError, err == 1   ? "_search.PiTable: trans holds no graph"
+                                          : err == 2 ? "_search.PiTable: latent stone out of range in trans"
+                                                     : "_search.PiTable: a latent stone's code must be 0, 1 or 16");
         return -1;
     }
+    P->trans = trans;
     P->ngraphs = ngraphs;
     P->bonus = bonus;
     for (int c = 0; c < 256; c++) P->cval[c] = (double)(c & 15) + (3.0 + bonus) * (double)(c >> 4);
@@ -890,11 +1020,13 @@ static PyObject *PiTable_stats(PiTable *P, PyObject *unused) {
     return Py_BuildValue("{s:n,s:L,s:L}", "bytes", (Py_ssize_t)P->bytes, "blocks", P->computed, "clears", P->clears);
 }
 
-/* value(ngraph, latent stones, counts): the code of one state (for tests). */
-static PyObject *PiTable_value(PiTable *P, PyObject *args) {
+/* value(graph, stones, counts): the code of one state: graph index, latent stones, count of each latent potion type
+ * (for tests). */
+static PyObject *PiTable_value(PiTable *P, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"graph", "stones", "counts", NULL};
     int g;
     PyObject *ost, *ocnt;
-    if (!PyArg_ParseTuple(args, "iOO", &g, &ost, &ocnt)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOO:value", kwlist, &g, &ost, &ocnt)) return NULL;
     if (!P->trans) {
         PyErr_SetString(PyExc_RuntimeError, "_search.PiTable: not initialised");
         return NULL;
@@ -935,7 +1067,7 @@ static PyObject *PiTable_value(PiTable *P, PyObject *args) {
 
 static PyMethodDef PiTable_methods[] = {
     {"stats", (PyCFunction)PiTable_stats, METH_NOARGS, "Bytes held, blocks computed, clears."},
-    {"value", (PyCFunction)PiTable_value, METH_VARARGS, "The code of one state (graph, latent stones, counts)."},
+    {"value", (PyCFunction)(void (*)(void))PiTable_value, METH_VARARGS | METH_KEYWORDS, "The code of one state (graph, latent stones, counts)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1059,7 +1191,7 @@ static inline void keep_least(const int *img, int *best, int len, int g, int *ha
     }
 }
 
-/* Symmetry key of a node (as Planner._canonical): among the group elements giving the least image of the sorted
+/* Symmetry key of a node: among the group elements giving the least image of the sorted
  * stones (then of the stones seen) and of the potion counts, the image of the belief (``bel & mask`` when mask
  * is given, words lo..hi-1) with the least order-free digest of its world-state classes. */
 static int canonical(Kernel *K, const uint8_t *sorted, int nst, const int *pot, const uint64_t *bel,
@@ -1651,83 +1783,137 @@ static void *copy_bytes(const char *src, Py_ssize_t len) {
     return p;
 }
 
-/* Kernel(n, graph int32[n], latpot uint8[n*6], latent int8[n*108], obs uint8[n*8], ngraphs, trans int8[G*8*6],
- *        reach int8[G*8*64*8], bonus, memo_bytes (budget of the three memos), s0 bytes,
- *        then the symmetry group or five b"": stone_sym int32[48*108], colour_sym int32[48*6], class of each bit
- *        int32[n], class permutations of the stone maps int32[48*C] and of the colour maps int32[48*C],
- *        first uint64[nw] (the first bit of each world state), minimise (the ideal explorer)) */
+/* Kernel(tables): ``tables`` has the attributes of ideal_observer.KernelTables (n bits in the trial's frame, G graphs,
+ * C world-state classes):
+ *   graph int32 (n,), latent_potion uint8 (n, 6), latent int8 (n, 108), obs uint8 (n, 8), first (bitset of n bits),
+ *   trans int8 (G, 8, 6), reach int8 (G, 8, 64, 8), bonus float, memo_bytes int (budget of the memo table),
+ *   seen (perceived stones seen in the episode), minimise bool (the ideal explorer), pi_table PiTable or None,
+ *   symmetry None or an object with stone_maps int32 (48, 108), colour_maps int32 (48, 6),
+ *   stone_class_perm int32 (48, C), colour_class_perm int32 (48, C); then bit_class int32 (n,) too. */
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
-    int n, ngraphs;
-    const char *graph, *latpot, *latent, *obs, *trans, *reach, *s0, *ssym, *csym, *bcls, *scp, *ccp, *first;
-    Py_ssize_t lg, llp, lla, lob, ltr, lre, ls0, lss, lcs, lbc, lscp, lccp, memo_bytes, lfirst;
-    double bonus;
-    int minimise;
-    PyObject *pi_cache;
-    if (!PyArg_ParseTuple(args, "iy#y#y#y#iy#y#dny#y#y#y#y#y#y#pO", &n, &graph, &lg, &latpot, &llp, &latent, &lla,
-                          &obs, &lob, &ngraphs, &trans, &ltr, &reach, &lre, &bonus, &memo_bytes, &s0, &ls0, &ssym,
-                          &lss, &csym, &lcs, &bcls, &lbc, &scp, &lscp, &ccp, &lccp, &first, &lfirst, &minimise, &pi_cache))
-        return -1;
+    static char *kwlist[] = {"tables", NULL};
+    PyObject *tables;
+    const char *T = "_search.Kernel: tables";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:Kernel", kwlist, &tables)) return -1;
     if (K->graph) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: already initialised");
         return -1;
     }
-    if (n <= 0 || lg != (Py_ssize_t)n * 4 || llp != (Py_ssize_t)n * NPOT || lla != (Py_ssize_t)n * NOBS ||
-        lob != (Py_ssize_t)n * NLAT || ltr != (Py_ssize_t)ngraphs * NLAT * NPOT ||
-        lre != (Py_ssize_t)ngraphs * NLAT * 64 * 8 || ls0 > NOBS ||
-        (lss && lss != NSYM * NOBS * 4) || (lcs && lcs != NSYM * NPOT * 4) || (!lss) != (!lcs) ||
-        (lss && (lbc != (Py_ssize_t)n * 4 || lscp == 0 || lscp % (NSYM * 4) || lccp != lscp)) || memo_bytes < 1) {
-        PyErr_SetString(PyExc_ValueError, "_search.Kernel: inconsistent table sizes");
+    Py_ssize_t shape[4] = {-1};
+    if (!(K->graph = (int32_t *)array_attr(tables, T, "graph", 'i', 4, 1, shape))) return -1;
+    const Py_ssize_t n = shape[0];
+    if (n <= 0 || n > (1 << 30)) {
+        PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.graph must have between 1 and 2**30 bits");
         return -1;
     }
-    K->n = n;
-    K->nw = (n + 63) / 64;
-    if (lfirst != (Py_ssize_t)K->nw * 8) {
-        PyErr_SetString(PyExc_ValueError, "_search.Kernel: first must have one bit per world state bit");
-        return -1;
-    }
-    K->first = (uint64_t *)copy_bytes(first, lfirst);
-    if (!K->first) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    K->minimise = minimise;
+    K->n = (int)n;
+    K->nw = (int)((n + 63) / 64);
+    shape[0] = n, shape[1] = NPOT;
+    if (!(K->latpot = (uint8_t *)array_attr(tables, T, "latent_potion", 'u', 1, 2, shape))) return -1;
+    shape[0] = n, shape[1] = NOBS;
+    if (!(K->latent = (int8_t *)array_attr(tables, T, "latent", 'i', 1, 2, shape))) return -1;
+    shape[0] = n, shape[1] = NLAT;
+    if (!(K->obs = (uint8_t *)array_attr(tables, T, "obs", 'u', 1, 2, shape))) return -1;
+    shape[0] = -1, shape[1] = NLAT, shape[2] = NPOT;
+    if (!(K->trans = (int8_t *)array_attr(tables, T, "trans", 'i', 1, 3, shape))) return -1;
+    const int ngraphs = (int)shape[0];
     K->ngraphs = ngraphs;
-    K->graph = (int32_t *)copy_bytes(graph, lg);
-    K->latpot = (uint8_t *)copy_bytes(latpot, llp);
-    K->latent = (int8_t *)copy_bytes(latent, lla);
-    K->obs = (uint8_t *)copy_bytes(obs, lob);
-    K->trans = (int8_t *)copy_bytes(trans, ltr);
-    K->reach = (int8_t *)copy_bytes(reach, lre);
+    shape[0] = ngraphs, shape[1] = NLAT, shape[2] = 64, shape[3] = MAX_PATH + 1;
+    if (!(K->reach = (int8_t *)array_attr(tables, T, "reach", 'i', 1, 4, shape))) return -1;
+    K->first = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->nw);
     K->bmask = (uint64_t **)calloc((size_t)NOBS * 64 * 8, sizeof(uint64_t *));
-    if (!K->graph || !K->latpot || !K->latent || !K->obs || !K->trans || !K->reach || !K->bmask) {
+    if (!K->first || !K->bmask) {
         PyErr_NoMemory();
         return -1;
     }
-    for (int b = 0; b < n; b++)
+    if (bits_attr(tables, T, "first", K->nw, K->first) < 0) return -1;
+    for (Py_ssize_t b = 0; b < n; b++)
         if (K->graph[b] < 0 || K->graph[b] >= ngraphs) {
-            PyErr_SetString(PyExc_ValueError, "_search.Kernel: graph index out of range");
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.graph: graph index out of range");
             return -1;
         }
+    for (Py_ssize_t i = 0; i < n * NPOT; i++)
+        if (K->latpot[i] >= NPOT) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.latent_potion: latent potion out of range");
+            return -1;
+        }
+    for (Py_ssize_t i = 0; i < n * NLAT; i++)
+        if (K->obs[i] >= NOBS) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.obs: perceived stone out of range");
+            return -1;
+        }
+    for (Py_ssize_t i = 0; i < n * NOBS; i++)
+        if (K->latent[i] < -1 || K->latent[i] >= NLAT) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.latent: latent stone out of range");
+            return -1;
+        }
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)ngraphs * NLAT * NPOT; i++)
+        if (K->trans[i] < 0 || K->trans[i] >= NLAT) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.trans: latent stone out of range");
+            return -1;
+        }
+    long long memo_bytes;
+    double bonus;
+    int minimise;
+    if (double_attr(tables, T, "bonus", &bonus) < 0 || long_attr(tables, T, "memo_bytes", &memo_bytes) < 0 ||
+        bool_attr(tables, "minimise", &minimise) < 0)
+        return -1;
+    if (memo_bytes < 1) {
+        PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.memo_bytes must be positive");
+        return -1;
+    }
+    int seen = seq_attr(tables, T, "seen", K->s0, NOBS, NOBS);
+    if (seen < 0) return -1;
+    K->ns0 = seen;
+    K->minimise = minimise;
     K->bonus = bonus;
     K->gold = 3.0 + bonus;
-    K->memo_bytes = memo_bytes;
-    K->ns0 = (int)ls0;
-    for (int i = 0; i < K->ns0; i++) K->s0[i] = (uint8_t)s0[i];
-    K->has_sym = lss > 0;
+    K->memo_bytes = (Py_ssize_t)memo_bytes;
+    PyObject *sym = PyObject_GetAttrString(tables, "symmetry");
+    if (!sym) return -1;
+    K->has_sym = sym != Py_None;
     if (K->has_sym) {
-        const int32_t *ss = (const int32_t *)ssym, *cs = (const int32_t *)csym;
-        for (int g = 0; g < NSYM; g++) {
-            for (int o = 0; o < NOBS; o++) K->stone_sym[g][o] = ss[g * NOBS + o];
-            for (int p = 0; p < NPOT; p++) K->colour_sym[g][p] = cs[g * NPOT + p];
+        const char *S = "_search.Kernel: tables.symmetry";
+        int32_t *ss = NULL, *cs = NULL;
+        shape[0] = NSYM, shape[1] = NOBS;
+        if ((ss = (int32_t *)array_attr(sym, S, "stone_maps", 'i', 4, 2, shape))) {
+            shape[0] = NSYM, shape[1] = NPOT;
+            cs = (int32_t *)array_attr(sym, S, "colour_maps", 'i', 4, 2, shape);
         }
-        K->ncls = (int)(lscp / (NSYM * 4));
-        K->bitcls = (int32_t *)copy_bytes(bcls, lbc);
-        K->scperm = (int32_t *)copy_bytes(scp, lscp);
-        K->ccperm = (int32_t *)copy_bytes(ccp, lccp);
+        if (cs) {
+            shape[0] = NSYM, shape[1] = -1;
+            K->scperm = (int32_t *)array_attr(sym, S, "stone_class_perm", 'i', 4, 2, shape);
+        }
+        if (K->scperm) {
+            K->ncls = (int)shape[1];
+            shape[0] = NSYM;
+            K->ccperm = (int32_t *)array_attr(sym, S, "colour_class_perm", 'i', 4, 2, shape);
+        }
+        Py_DECREF(sym);
+        int bad = 0;
+        for (int g = 0; ss && cs && g < NSYM; g++) {
+            for (int o = 0; o < NOBS; o++) {
+                K->stone_sym[g][o] = ss[g * NOBS + o];
+                if (ss[g * NOBS + o] < 0 || ss[g * NOBS + o] >= NOBS) bad = 1;
+            }
+            for (int p = 0; p < NPOT; p++) {
+                K->colour_sym[g][p] = cs[g * NPOT + p];
+                if (cs[g * NPOT + p] < 0 || cs[g * NPOT + p] >= NPOT) bad = 1;
+            }
+        }
+        free(ss);
+        free(cs);
+        if (!K->ccperm) return -1;
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.symmetry: stone or colour map out of range");
+            return -1;
+        }
+        shape[0] = n;
+        if (!(K->bitcls = (int32_t *)array_attr(tables, T, "bit_class", 'i', 4, 1, shape))) return -1;
         K->clbuf = (int *)malloc(sizeof(int) * (size_t)n * 2);
-        K->mixa = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->ncls);
-        K->mixb = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->ncls);
-        if (!K->bitcls || !K->scperm || !K->ccperm || !K->clbuf || !K->mixa || !K->mixb) {
+        K->mixa = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(K->ncls ? K->ncls : 1));
+        K->mixb = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(K->ncls ? K->ncls : 1));
+        if (!K->clbuf || !K->mixa || !K->mixb) {
             PyErr_NoMemory();
             return -1;
         }
@@ -1735,16 +1921,18 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             K->mixa[c] = fmix64((uint64_t)c * P1 + P3);
             K->mixb[c] = fmix64((uint64_t)c * P2 + P4);
         }
-        for (int b = 0; b < n; b++)
+        for (Py_ssize_t b = 0; b < n; b++)
             if (K->bitcls[b] < 0 || K->bitcls[b] >= K->ncls) {
-                PyErr_SetString(PyExc_ValueError, "_search.Kernel: class index out of range");
+                PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.bit_class: class index out of range");
                 return -1;
             }
         for (size_t i = 0; i < (size_t)NSYM * K->ncls; i++)
             if (K->scperm[i] < 0 || K->scperm[i] >= K->ncls || K->ccperm[i] < 0 || K->ccperm[i] >= K->ncls) {
-                PyErr_SetString(PyExc_ValueError, "_search.Kernel: class permutation out of range");
+                PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.symmetry: class permutation out of range");
                 return -1;
             }
+    } else {
+        Py_DECREF(sym);
     }
     size_t slots = 1 << 14; /* the largest power of two within the budget */
     while (slots * 2 * sizeof(Entry) <= (size_t)memo_bytes) slots *= 2;
@@ -1755,30 +1943,33 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     }
     for (int p = 0; p < NPOT; p++) K->colour_order[p] = p;
     /* The perfect-information bound needs the value of each latent stone to be the same in every world state,
-     * and a cache: pi_cache, a writable buffer of 8-byte entries (a power of two of them; empty: no bound). */
+     * and the world model's PiTable (None: no bound). */
+    PyObject *pi_cache = PyObject_GetAttrString(tables, "pi_table");
+    if (!pi_cache) return -1;
     for (int l = 0; l < NLAT; l++) {
         int r = 2 * (K->obs[l] % 4) - 3;
         K->lcode[l] = r >= 3 ? 16 : (r == 1 ? 1 : 0);
     }
     K->pi = !minimise && pi_cache != Py_None;
-    for (int b = 0; b < n && K->pi; b++)
+    for (Py_ssize_t b = 0; b < n && K->pi; b++)
         for (int l = 0; l < NLAT; l++) {
             int r = 2 * (K->obs[(size_t)b * NLAT + l] % 4) - 3;
             if ((r >= 3 ? 16 : (r == 1 ? 1 : 0)) != K->lcode[l]) K->pi = 0;
         }
     if (K->pi) {
         if (!PyObject_TypeCheck(pi_cache, &PiTableType) || !((PiTable *)pi_cache)->trans) {
-            PyErr_SetString(PyExc_TypeError, "_search.Kernel: pi_cache must be an initialised PiTable or None");
+            Py_DECREF(pi_cache);
+            PyErr_SetString(PyExc_TypeError, "_search.Kernel: tables.pi_table must be an initialised PiTable or None");
             return -1;
         }
         PiTable *P = (PiTable *)pi_cache;
         if (P->ngraphs != ngraphs || memcmp(P->trans, K->trans, (size_t)ngraphs * NLAT * NPOT) ||
             memcmp(P->lcode, K->lcode, sizeof K->lcode) || P->bonus != bonus) {
-            PyErr_SetString(PyExc_ValueError, "_search.Kernel: the PiTable is of another world model or bonus");
+            Py_DECREF(pi_cache);
+            PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.pi_table is of another world model or bonus");
             return -1;
         }
-        Py_INCREF(pi_cache);
-        K->pit = P;
+        K->pit = P; /* keeps the reference */
         K->copies = (int32_t *)calloc((size_t)n, sizeof(int32_t));
         K->bit_sr = (uint8_t *)malloc((size_t)n);
         K->bit_pm = (uint8_t *)malloc((size_t)n);
@@ -1830,6 +2021,8 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
             PyErr_NoMemory();
             return -1;
         }
+    } else {
+        Py_DECREF(pi_cache);
     }
     return 0;
 }
@@ -1868,90 +2061,78 @@ static int int_seq(PyObject *seq, int *out, int maxn, const char *what) {
     return (int)m;
 }
 
-/* search(stones, potions, belief bytes (little endian, nw*8 bytes), total, touched, root, floor,
- *        sym_mode, colour_order) -> (value, depth or None, action or None, nodes) */
-static PyObject *Kernel_search(Kernel *K, PyObject *args) {
-    PyObject *ost, *opot, *ocol;
-    const char *belief;
-    Py_ssize_t lb;
-    long long total;
-    int touched, root, sym_mode;
-    double floor;
-    if (!PyArg_ParseTuple(args, "OOy#LipdpO", &ost, &opot, &belief, &lb, &total, &touched, &root, &floor, &sym_mode,
-                          &ocol))
-        return NULL;
+/* search(request) -> SearchResult(value, depth, action, nodes). ``request`` has the attributes of
+ * ideal_observer.SearchRequest: stones (perceived, in the order actions are tried), potions (six counts), belief
+ * (bitset over the frame's bits), touched (colour pairs observed, bit k for colours 2k, 2k + 1), root (always
+ * search, never answer from the memo: the action is then the node's own), symmetric (symmetry keys),
+ * colour_order (the order colours are tried). The belief's weight is its number of bits. */
+static PyTypeObject *ResultType;
+
+static PyObject *Kernel_search(Kernel *K, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"request", NULL};
+    PyObject *req;
+    const char *R = "_search.Kernel.search: request";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:search", kwlist, &req)) return NULL;
     if (!K->memo.t) {
         PyErr_SetString(PyExc_RuntimeError, "_search.Kernel: not initialised");
         return NULL;
     }
     int st[MAXST], pot[NPOT], col[NPOT];
-    int nst = int_seq(ost, st, MAXST, "stones");
+    int nst = seq_attr(req, R, "stones", st, MAXST, NOBS);
     if (nst < 0) return NULL;
-    if (int_seq(opot, pot, NPOT, "potions") != NPOT) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "potions: six counts");
+    int npot = seq_attr(req, R, "potions", pot, NPOT, 256);
+    if (npot < 0) return NULL;
+    int ncol = seq_attr(req, R, "colour_order", col, NPOT, NPOT);
+    if (ncol < 0) return NULL;
+    if (npot != NPOT || ncol != NPOT) {
+        PyErr_Format(PyExc_ValueError, "%s.%s must hold six items", R, npot != NPOT ? "potions" : "colour_order");
         return NULL;
     }
-    if (int_seq(ocol, col, NPOT, "colour_order") != NPOT) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "colour_order: six colours");
+    long long touched;
+    int root, sym_mode;
+    if (long_attr(req, R, "touched", &touched) < 0 || bool_attr(req, "root", &root) < 0 ||
+        bool_attr(req, "symmetric", &sym_mode) < 0)
         return NULL;
-    }
     uint8_t stones[MAXST];
     int left = 0;
-    for (int i = 0; i < nst; i++) {
-        if (st[i] < 0 || st[i] >= NOBS) {
-            PyErr_SetString(PyExc_ValueError, "stone index out of range");
-            return NULL;
-        }
-        stones[i] = (uint8_t)st[i];
-    }
-    for (int p = 0; p < NPOT; p++) {
-        if (pot[p] < 0 || pot[p] > 255) {
-            PyErr_SetString(PyExc_ValueError, "potion count out of range");
-            return NULL;
-        }
-        left += pot[p];
-        if (col[p] < 0 || col[p] >= NPOT) {
-            PyErr_SetString(PyExc_ValueError, "colour out of range");
-            return NULL;
-        }
-    }
+    for (int i = 0; i < nst; i++) stones[i] = (uint8_t)st[i];
+    for (int p = 0; p < NPOT; p++) left += pot[p];
     if (left > MAXLEFT) {
-        PyErr_SetString(PyExc_ValueError, "too many potions");
+        PyErr_Format(PyExc_ValueError, "%s.potions: more than %d potions", R, MAXLEFT);
         return NULL;
     }
     if (sym_mode && !K->has_sym) {
-        PyErr_SetString(PyExc_ValueError, "sym_mode without symmetry tables");
-        return NULL;
-    }
-    if (lb != (Py_ssize_t)K->nw * 8) {
-        PyErr_SetString(PyExc_ValueError, "belief: wrong number of bytes");
+        PyErr_Format(PyExc_ValueError, "%s.symmetric without symmetry tables", R);
         return NULL;
     }
     if (ensure_depth(K, left + 2) < 0) return PyErr_NoMemory();
     uint64_t *bel = K->bel;
-    const unsigned char *ub = (const unsigned char *)belief;
+    if (bits_attr(req, R, "belief", K->nw, bel) < 0) return NULL;
     int lo = -1, hi = 0;
-    for (int i = 0; i < K->nw; i++) {
-        uint64_t w = 0;
-        for (int j = 7; j >= 0; j--) w = w << 8 | ub[i * 8 + j];
-        bel[i] = w;
-        if (w) {
+    int64_t total = 0;
+    for (int i = 0; i < K->nw; i++)
+        if (bel[i]) {
             if (lo < 0) lo = i;
             hi = i + 1;
+            total += (int64_t)POPCNT(bel[i]);
         }
+    if (lo < 0) {
+        PyErr_Format(PyExc_ValueError, "%s.belief is empty", R);
+        return NULL;
     }
-    if (lo < 0) lo = hi = 0;
     K->sym_mode = sym_mode;
     for (int p = 0; p < NPOT; p++) K->colour_order[p] = col[p];
     K->err = 0;
     long long before = K->nodes;
     Res r;
-    search(K, 0, stones, nst, pot, lo, hi, (int64_t)total, touched, root, floor, NULL, &r);
+    search(K, 0, stones, nst, pot, lo, hi, total, (int)touched, root, -INFINITY, NULL, &r);
     if (K->err) {
         if (K->err != 3 || !PyErr_Occurred()) PyErr_NoMemory();
         return NULL;
     }
-    PyObject *d, *a;
+    PyObject *out = PyStructSequence_New(ResultType);
+    if (!out) return NULL;
+    PyObject *v = PyFloat_FromDouble(r.v), *d, *a, *nodes = PyLong_FromLongLong(K->nodes - before);
     if (r.upper) {
         d = Py_None;
         Py_INCREF(d);
@@ -1963,13 +2144,32 @@ static PyObject *Kernel_search(Kernel *K, PyObject *args) {
         a = Py_None;
         Py_INCREF(a);
     }
-    if (!d || !a) {
+    if (!v || !d || !a || !nodes) {
+        Py_XDECREF(v);
         Py_XDECREF(d);
         Py_XDECREF(a);
+        Py_XDECREF(nodes);
+        Py_DECREF(out);
         return NULL;
     }
-    return Py_BuildValue("(dNNL)", r.v, d, a, K->nodes - before);
+    PyStructSequence_SET_ITEM(out, 0, v);
+    PyStructSequence_SET_ITEM(out, 1, d);
+    PyStructSequence_SET_ITEM(out, 2, a);
+    PyStructSequence_SET_ITEM(out, 3, nodes);
+    return out;
 }
+
+static PyStructSequence_Field result_fields[] = {
+    {"value", "expected objective: reward, or minus the world states left at trial end (the ideal explorer)"},
+    {"depth", "expected number of potions still used"},
+    {"action", "(perceived stone, colour), (-1, -1) to end the trial, or None for a node answered from the memo"},
+    {"nodes", "nodes searched by this call"},
+    {NULL, NULL},
+};
+
+static PyStructSequence_Desc result_desc = {
+    "alchemy_gym.agents._search.SearchResult", "The outcome of one Kernel.search.", result_fields, 4,
+};
 
 static PyObject *Kernel_stats(Kernel *K, PyObject *unused) {
     const Table *t = &K->memo;
@@ -1979,7 +2179,8 @@ static PyObject *Kernel_stats(Kernel *K, PyObject *unused) {
 }
 
 static PyMethodDef Kernel_methods[] = {
-    {"search", (PyCFunction)Kernel_search, METH_VARARGS, "One search (see Planner._search)."},
+    {"search", (PyCFunction)(void (*)(void))Kernel_search, METH_VARARGS | METH_KEYWORDS,
+     "search(request) -> SearchResult: expectimax from one node (see ideal_observer.SearchRequest)."},
     {"stats", (PyCFunction)Kernel_stats, METH_NOARGS, "Sizes of the memos and nodes searched."},
     {NULL, NULL, 0, NULL},
 };
@@ -2003,8 +2204,16 @@ PyMODINIT_FUNC PyInit__search(void) {
     if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&PiTableType) < 0) return NULL;
     pi_rank_tables();
     if (pi_multisets() < 0) return PyErr_NoMemory();
+    ResultType = PyStructSequence_NewType(&result_desc);
+    if (!ResultType) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
+    Py_INCREF(ResultType);
+    if (PyModule_AddObject(m, "SearchResult", (PyObject *)ResultType) < 0) {
+        Py_DECREF(ResultType);
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&PiTableType);
     if (PyModule_AddObject(m, "PiTable", (PyObject *)&PiTableType) < 0) {
         Py_DECREF(&PiTableType);

@@ -7,101 +7,83 @@ allowed by the level; the prior is uniform over maps and rotations times the
 graph prior of §1.6. Every observation is a deterministic function of the
 world state, so the posterior is simply the prior restricted to the world
 states consistent with everything seen. The belief is therefore a **set** of
-world states, stored as a Python ``int`` bitset; its probability mass is a few
-``bit_count`` calls (the prior takes only a handful of distinct values).
+world states, stored as a Python ``int`` bitset over the trial's *frame* (the
+world states still possible when the trial starts, a world state of prior
+weight ``k`` getting ``k`` bits), so a belief's probability mass is its
+``bit_count``.
 
 Stones are planned in the *perceived* frame: a stone is the pair (perceived
 coordinates, reward indicator), a potion its perceived colour. Under a world
 state, dipping a perceived stone into a perceived potion gives a known
 perceived stone; the world states are partitioned by that outcome once per
-(stone, potion) pair and kept as bitsets. Rotations need no special handling:
-a world state whose rotation does not align a stone is simply inconsistent.
+(stone, potion) pair. Rotations need no special handling: a world state whose
+rotation does not align a stone is simply inconsistent.
 
 The search is dm_alchemy's: expectimax over the actions "stone type into potion
 colour" and "end the trial" (cash every positive stone), objective ``(expected
-reward, -expected number of potions used)``, ties resolved in favour of ending
-the trial and then of the first action in dm_alchemy's order (stones in the
-order of its ``Counter``, colours by first potion slot). What makes it exact
-*and* cheaper than dm_alchemy's:
+reward, -expected number of potions used)``, ties (within ``TIE_TOLERANCE``)
+resolved in favour of ending the trial and then of the first action in
+dm_alchemy's order (stones in the order of its ``Counter``, colours by first
+potion slot). The ideal explorer's objective is instead minus the expected
+number of world states left at the trial's end.
 
-* states are canonical (sorted stones, potion counts per colour, the belief
-  bitset) and memoised for the current trial in bounded dicts;
+The search runs in a C kernel (``alchemy_gym/agents/_search.c``, the extension
+``alchemy_gym.agents._search`` built by ``setup.py``). Its values and decisions
+are those of the plain expectimax (:func:`reference_search`, which the tests
+compare it with on small states); it gets there with far fewer nodes:
+
+* nodes are memoised for the trial in one table (exact values and fail-low
+  upper bounds) within a memory budget; once full, the entries of the nodes
+  with the fewest potions left make room;
 * the prior is invariant under the 48 symmetries of the perceived stone cube
   and the 48 colour relabellings (checked on the level's world states, which
-  the group permutes): a node is keyed by its image under one group element
-  chosen from the node alone — among the elements giving the least image of
-  its stones (then of the stones seen in the episode) and of its potion
-  counts, the one whose image of the belief has the least 128-bit digest — so
-  nodes that a symmetry maps onto each other, or that reach the same belief
-  by different observations, are searched once (on hard first trials about
-  40 % fewer nodes than keying by the belief and by the observations made).
-  The root is always searched (a stored action belongs to the representative);
-* bitsets are re-indexed at each trial start over the world states still
-  possible, a world state of prior weight ``k`` getting ``k`` bits, so a
-  belief's mass is one ``bit_count``;
+  the group permutes, see :class:`Symmetry`): a node is keyed by its image
+  under one group element chosen from the node alone, so nodes that a
+  symmetry maps onto each other, or that reach the same belief by different
+  observations, are searched once (the root is always searched: a stored
+  action belongs to the representative);
 * colours of pairs never observed are interchangeable when their (count,
   partner count) agree: only the first of each class is searched;
 * branch and bound: an action is skipped (or its outcomes cut short) when an
-  upper bound — the expected value with perfect knowledge of the chemistry,
-  every colour reusable, at most as many moves as potions left, and at most
-  what that many moves can add to the stones under any chemistry (a move
-  changes one indicator by 2) — cannot beat the best action found so far;
-* the *perfect-information bound* tightens that: Σ over the outcome's world
-  states of prior weight × the value of the trial with the world state known,
-  the potions counted and shared by the stones (a small deterministic game,
-  ``_pi_value``, memoised per world model: its states are graph × latent stones
-  × potion counts; tabulated in the kernel). It costs a lookup per world state,
-  so it is computed with the candidates for outcomes with at least ``PI_EAGER``
-  potions left, only when a candidate is about to be searched from ``PI_LAZY``
-  potions left (then kept as the outcome's upper bound in the memo: once per
-  node), and not below (nor for the search oracle: one world state). On hard
-  first trials it cuts the nodes 3–6 fold (episode 13: 7.1M -> 1.3M), on the
-  easiest it costs a little;
+  upper bound cannot beat the best action found so far. The static bound is the
+  expected value with the chemistry known, every colour reusable, at most as
+  many moves as potions left, and at most what that many moves can add to the
+  stones under any chemistry (a move changes one indicator by 2). The
+  *perfect-information bound* tightens it: Σ over the outcome's world states
+  of prior weight × the trial's value with the world state known, the potions
+  counted and shared by the stones (a small deterministic game tabulated per
+  world model in a ``_search.PiTable``, see :meth:`WorldModel.pi_cache`). It
+  is computed with the candidates for outcomes with at least ``PI_EAGER``
+  potions left, only when a candidate is about to be searched from
+  ``PI_LAZY`` potions left, and not below (nor for the search oracle: one
+  world state);
 * floors (expectimax "fail low"): an outcome is searched with the value it
   must reach for its action to matter; a node that provably stays below its
-  floor returns an upper bound instead of its value (kept in a bounded dict);
-  if that bound cannot cut the action the outcome is searched exactly, so the
-  values and decisions are those of the plain search;
+  floor returns an upper bound instead of its value; if that bound cannot cut
+  the action the outcome is searched exactly, so values and decisions are
+  those of the plain search;
 * actions are tried in the order of the midpoint between their bound and the
-  value of cashing right after them (fewer actions are searched exactly only to
-  be overtaken later), and just before an action is searched its outcomes'
-  bounds are replaced by what the memos already know of them (an exact value,
-  or the upper bound an outcome returned under an earlier floor), which often
-  refutes the action at once: 15–30 % fewer nodes on hard first trials;
-* nodes with one potion left are solved in closed form, and so is an outcome whose value of cashing now
-  already reaches its bound (its value is that, with no potion used): it is never searched nor keyed.
+  value of cashing right after them, and just before an action is searched its
+  outcomes' bounds are replaced by what the memo already knows of them;
+* nodes with one potion left are solved in closed form, and so is an outcome
+  whose value of cashing now already reaches its bound.
 
 The first trial of an episode (nothing known, 3 stones, 12 potions) is the
-expensive part (see ``benchmarks/bench_ideal_observer.py``); later trials take
-milliseconds to a few seconds. The tree is what costs: in pure Python (about
-200 µs a node) the first decision of evaluation episodes 1 and 4 takes about
-5 s and 25 s, the hard ones many minutes.
+expensive part: it is heavy-tailed, from thousands to millions of nodes (see
+``benchmarks/bench_ideal_observer.py``); later trials are quick.
 
-The search runs in an optional C kernel (``alchemy_gym/agents/_search.c``, built by ``setup.py`` when a
-compiler is available), for the ideal observer, the search oracle and the ideal explorer: a port of
-``Planner._search`` with bit-identical values and expected depths, the same decisions and the same nodes
-(see ``tests/test_search_kernel.py``), many times faster per node. Its memo is one table (exact values
-and upper bounds: one probe finds a node's entry) with a memory budget (``memo_mb``, default 256 MB) and,
-once full, replaces the entries of the nodes with the fewest potions left instead of clearing everything as
-the Python memos do: the hard first trials stop searching the same subtrees again. Its perfect-information
-values are tabulated per world model (``WorldModel.pi_cache``: a ``_search.PiTable`` kept across trials and
-episodes, within ``PI_TABLE_BYTES``): one block of codes per (stones, count vector of the latent potion types),
-laid out latent-stone multiset × graph and computed on first use from the blocks one potion smaller, so a world
-state's value in a bound is one byte read (its potion map picks the block, its stone map the row, its graph the
-byte; the frame's consecutive bits differ by graph, so the reads are adjacent). First decision of evaluation
-episodes 3, 0, 13 and 16 with the kernel, in that order in one process: 2.4, 2.8, 12.5, 10.3 s (0.42M nodes for
-episode 0, 1.3M for episode 13; 2.9, 5.2, 22 and 24 s with the hashed cache of values that the table replaced,
-and without the perfect-information bound 2.2 s, 4.6 s, 40 s for the first three, from 0.67M, 1.39M and 7.1M
-nodes).
-``ALCHEMY_GYM_PURE_PYTHON=1`` selects the Python search.
+The kernel is required: without it (no C compiler at install time) the
+ideal-observer agents raise :class:`KernelMissingError`, which says how to
+get it; the rest of the package works without it. ``backend="reference"``
+runs :func:`reference_search` instead, which is exponential: for tests on a
+few stones and potions only.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 
@@ -118,26 +100,57 @@ from alchemy_gym.core.items import (
     STONE_REWARD_INDICATOR,
 )
 
-try:  # the C kernel of the search (optional: built by setup.py when a compiler is available)
+try:  # the C search kernel (built by setup.py when a C compiler is available)
     from alchemy_gym.agents import _search as _search_ext
 except ImportError:  # pragma: no cover - depends on the build
     _search_ext = None
 
 #: Number of distinct perceived stones: 27 coordinate triples × 4 reward indicators.
 NUM_STONE_OBS = 27 * 4
+#: The action "end the trial" (cash every positive stone).
 END = (-1, -1)
 #: Relative tolerance under which two expected values count as a tie.
 TIE_TOLERANCE = 1e-9
-INF = float("inf")
-#: Byte budget of the C kernel's table of perfect-information values of a world model (all of it is dropped when
-#: it is exceeded; the evaluation level needs at most about 162 MB: 109 graphs × 120 stone triples × 12376 counts).
+#: Absolute tolerance under which two expected numbers of potions count as a tie.
+DEPTH_TOLERANCE = 1e-9
+#: Byte budget of the kernel's table of perfect-information values of a world model (all of it is dropped when it
+#: is exceeded; the evaluation level needs at most about 162 MB: 109 graphs × 120 stone triples × 12376 counts).
 PI_TABLE_BYTES = 256 << 20
 #: The perfect-information bound of an outcome with at least PI_EAGER potions left is computed with its candidate
 #: (it orders the candidates); with PI_LAZY to PI_EAGER - 1 left only when its candidate is about to be searched;
-#: below PI_LAZY never (cheaper to search). The same in the C kernel.
+#: below PI_LAZY never (cheaper to search). Constants of the kernel, repeated here for reference.
 PI_EAGER, PI_LAZY = 8, 3
-#: Bound on the Python search's memo of perfect-information values (cleared when full; about 100 bytes each).
-PI_MEMO_ENTRIES = 4_000_000
+#: Search backends: the C kernel, or the plain reference expectimax (small states only).
+Backend = Literal["c", "reference"]
+BACKENDS: tuple[Backend, ...] = ("c", "reference")
+
+KERNEL_MISSING = (
+    "the ideal observer needs its compiled search kernel, alchemy_gym.agents._search, which was not built "
+    "(no C compiler when alchemy-gym was installed). Install a C compiler (e.g. gcc) and reinstall from source: "
+    "`pip install --force-reinstall --no-binary alchemy-gym alchemy-gym`, or `pip install -e .` in a checkout"
+)
+
+
+class KernelMissingError(ImportError):
+    """The compiled search kernel ``alchemy_gym.agents._search`` is not built; the message says how to get it."""
+
+
+def kernel_available() -> bool:
+    """Whether the compiled search kernel is built (the ideal-observer agents need it)."""
+    return _search_ext is not None
+
+
+def require_kernel() -> None:
+    """Raise :class:`KernelMissingError` (saying how to get the kernel) if it is not built."""
+    if _search_ext is None:
+        raise KernelMissingError(KERNEL_MISSING)
+
+
+def _check_backend(backend: Backend) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend == "c":
+        require_kernel()
 
 
 def counter_order(stones) -> tuple[int, ...]:
@@ -179,84 +192,6 @@ _OBS_OF_LATENT = _obs_table()
 _LATENT_POTION = np.argsort(PERCEIVED_POTION, axis=1).astype(np.int64)
 
 
-def _node_key(stones, potions, belief: int, nbytes: int) -> int:
-    """A 128-bit digest of (stone multiset, potion counts, belief): small memo entries whatever the bitset size."""
-    h = hashlib.blake2b(belief.to_bytes(nbytes, "little"), digest_size=16)
-    h.update(bytes(sorted(stones)))
-    h.update(bytes(potions))  # always 6 bytes: the concatenation is unambiguous
-    return int.from_bytes(h.digest(), "little")
-
-
-_MASK64 = (1 << 64) - 1
-
-
-def _pi_search(memo: dict, codes, trans: list, g: int, st: tuple[int, ...], cnt: list[int], value: list) -> int:
-    """Planner._pi_value's recursion (``trans[s][k]``: latent stone after potion type ``k``; keys as _pi_keys)."""
-    key = len(st) << 16 | g
-    for c in cnt:
-        key = key << 4 | c
-    for s in st:
-        key = key << 3 | s
-    best = memo.get(key)
-    if best is not None:
-        return best
-    best = 0
-    for s in st:
-        best += codes[s]
-    top = len(st) << 4
-    for k in range(NUM_POTION_TYPES):
-        if best >= top:
-            break
-        if not cnt[k]:
-            continue
-        cnt[k] -= 1
-        prev = -1
-        for j, s in enumerate(st):
-            if s == prev:
-                continue
-            prev = s
-            ns = trans[s][k]
-            if ns == s:
-                continue
-            v = _pi_search(memo, codes, trans, g, tuple(sorted(st[:j] + st[j + 1 :] + (ns,))), cnt, value)
-            if v != best and value[v] > value[best]:
-                best = v
-                if best >= top:
-                    break
-        cnt[k] += 1
-    memo[key] = best
-    return best
-
-
-def _pi_keys(g: np.ndarray, st: np.ndarray, cnt: np.ndarray) -> np.ndarray:
-    """The memo keys of _pi_search for many states at once (rows of ``st`` and ``cnt``)."""
-    key = st.shape[1] << 16 | g
-    for k in range(cnt.shape[1]):
-        key = key << 4 | cnt[:, k]
-    for s in range(st.shape[1]):
-        key = key << 3 | st[:, s]
-    return key
-
-
-def _fmix64(k: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser on uint64 arrays (wrapping arithmetic, as in the C kernel)."""
-    k = k ^ (k >> np.uint64(33))
-    k = k * np.uint64(0xFF51AFD7ED558CCD)
-    k = k ^ (k >> np.uint64(33))
-    k = k * np.uint64(0xC4CEB9FE1A85EC53)
-    return k ^ (k >> np.uint64(33))
-
-
-def _class_mixes(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two 64-bit mixes of each class id 0..n-1 whose sums (mod 2**64) digest a set of classes, order-free
-    (the same values as the C kernel's)."""
-    c = np.arange(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        a = _fmix64(c * np.uint64(0x9E3779B185EBCA87) + np.uint64(0x165667B19E3779F9))
-        b = _fmix64(c * np.uint64(0xC2B2AE3D27D4EB4F) + np.uint64(0xD6E8FEB86659FD93))
-    return a, b
-
-
 def _to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
@@ -272,9 +207,9 @@ MAX_PATH = 7
 
 
 def _reach_values(masks) -> np.ndarray:
-    """(graphs, 8 latent, 64 potion sets, steps 0..7) → highest reward indicator reachable in at most that
-    many moves using only the given latent potions (each any number of times)."""
-    out = np.zeros((len(masks), NUM_LATENT_STONES, 1 << NUM_POTION_TYPES, MAX_PATH + 1), dtype=np.int64)
+    """(graphs, 8 latent, 64 potion sets, steps 0..7) int8 → highest reward indicator reachable in at most that
+    many moves using only the given latent potions (each any number of times): the kernel's static bound."""
+    out = np.zeros((len(masks), NUM_LATENT_STONES, 1 << NUM_POTION_TYPES, MAX_PATH + 1), dtype=np.int8)
     indicator = STONE_REWARD_INDICATOR.astype(np.int64)
     for gi, mask in enumerate(masks):
         trans = np.array(graphs.transition_table(mask), dtype=np.int64).reshape(NUM_LATENT_STONES, NUM_POTION_TYPES)
@@ -291,6 +226,29 @@ def _reach_values(masks) -> np.ndarray:
                 reach = (reach.astype(np.int64) @ step.astype(np.int64)) > 0
                 out[gi, :, s, k] = np.where(reach, indicator[None, :], -99).max(axis=1)
     return out
+
+
+# ------------------------------------------------------------------ the symmetry group of the prior
+
+
+@dataclass(frozen=True, eq=False)
+class Symmetry:
+    """The symmetry group of a prior: 48 stone-cube symmetries × 48 colour relabellings (read by the kernel).
+
+    World states with the same outcome table and prior weight form a *class* (no observation ever separates
+    them); each group element permutes the classes, and a belief's image is the union of its classes' images.
+    """
+
+    #: (48, 108) int32: image of each perceived stone under each stone-cube symmetry (element 0 the identity).
+    stone_maps: np.ndarray
+    #: (48, 6) int32: image of each colour under each relabelling that keeps the colour pairs.
+    colour_maps: np.ndarray
+    #: (N,) int32: class of each world state of the model.
+    world_class: np.ndarray
+    #: (48, C) int32: the class permutation of each stone-cube symmetry.
+    stone_class_perm: np.ndarray
+    #: (48, C) int32: the class permutation of each colour relabelling.
+    colour_class_perm: np.ndarray
 
 
 def _stone_symmetries() -> list[np.ndarray]:
@@ -389,11 +347,9 @@ def _closure(generators: list[int], tables: list[np.ndarray], perms: dict) -> li
     return [out[i] for i in range(len(tables))]
 
 
-def _symmetry_tables(model: WorldModel):
+def _symmetry_group(model: WorldModel) -> Symmetry | None:
     """The symmetry group of the prior (stone cube × colour relabelling), or None when some generator is not a
-    symmetry (levels with rotations, restricted maps, one chemistry): ``(stone maps, colour maps, class of each
-    world state, class permutation of each stone map, of each colour map)``. World states with the same outcome
-    table and weight form a class (no observation ever separates them); each symmetry permutes the classes."""
+    symmetry (levels with rotations, restricted maps, one chemistry)."""
     if model.size < 2 or len(set(model.rotation.tolist())) > 1 or not model.all_potion_maps:
         return None
     stones, colours = _stone_symmetries(), _colour_symmetries()
@@ -423,7 +379,16 @@ def _symmetry_tables(model: WorldModel):
     colour_perms = _closure(list(generators), colours, cperm)
     if stone_perms is None or colour_perms is None:
         return None
-    return stones, colours, cls, np.array(stone_perms, dtype=np.int32), np.array(colour_perms, dtype=np.int32)
+    return Symmetry(
+        stone_maps=np.array(stones, dtype=np.int32),
+        colour_maps=np.array(colours, dtype=np.int32),
+        world_class=cls.astype(np.int32),
+        stone_class_perm=np.array(stone_perms, dtype=np.int32),
+        colour_class_perm=np.array(colour_perms, dtype=np.int32),
+    )
+
+
+# ------------------------------------------------------------------ world model
 
 
 class WorldModel:
@@ -456,8 +421,10 @@ class WorldModel:
         self.potion_map, self.stone_map, self.graph, self.rotation = pm_a, sm_a, g_a, rot_a
         self.weight = gweights[g_a]
         self.graph_masks = masks
-        trans = np.array([graphs.transition_table(m) for m in masks], dtype=np.int64)
-        self._trans = trans.reshape(len(masks), NUM_LATENT_STONES, NUM_POTION_TYPES)
+        #: (G, 8, 6) int8: latent stone after each latent potion type, per graph.
+        self.trans = np.array([graphs.transition_table(m) for m in masks], dtype=np.int8).reshape(
+            len(masks), NUM_LATENT_STONES, NUM_POTION_TYPES
+        )
         #: (N, 8) perceived stone index of each latent stone.
         self.obs = _OBS_OF_LATENT[sm_a, rot_a]
         #: (N, 108) latent stone of each perceived stone, -1 where inconsistent.
@@ -467,89 +434,103 @@ class WorldModel:
         self.latent = lat
         self.latent_potion = _LATENT_POTION[pm_a]  # (N, 6)
         self.full = (1 << self.size) - 1
+        #: (G, 8, 64, 8) int8: see _reach_values (the kernel's static bound).
         self.reach_value = _reach_values(masks)
-        self._symmetries: tuple | None = None
-        self._group_bytes: tuple | None = None  # the group as the C kernel takes it (see Planner._get_kernel)
+        self._symmetry: tuple[Symmetry | None] | None = None
         self._pi_caches: dict = {}  # bonus -> _search.PiTable
-        #: The Python search's perfect-information values per bonus (see Planner._pi_value), shared like the
-        #: kernel's cache.
-        self.pi_values: dict[float, dict[int, int]] = {}
-        self.trans_lists = self._trans.tolist()
         #: Value of cashing each latent stone coded ``(stones worth 1) | (stones worth gold) << 4``, or None if it
         #: is not the same in every world state (the perfect-information bound is then not used).
         codes = np.where(self.obs % 4 == 3, 16, np.where(self.obs % 4 == 2, 1, 0))
         self.latent_codes = tuple(int(c) for c in codes[0]) if (codes == codes[0]).all() else None
 
-    def symmetries(self):
-        """The prior's symmetry group, or None (computed once): ``(stone maps, colour maps, the same as lists,
-        class of each world state, class permutations of the stone maps (48, C), of the colour maps (48, C),
-        the two mixes of each class summed by a belief's digest)``."""
-        if self._symmetries is None:
-            tables = _symmetry_tables(self)
-            if tables is None:
-                self._symmetries = (None,)
-            else:
-                stones, colours, cls, sperm, cperm = tables
-                self._symmetries = (
-                    stones,
-                    colours,
-                    [t.tolist() for t in stones],
-                    [t.tolist() for t in colours],
-                    cls,
-                    sperm,
-                    cperm,
-                    _class_mixes(sperm.shape[1]),
-                )
-        return None if self._symmetries[0] is None else self._symmetries
+    def symmetries(self) -> Symmetry | None:
+        """The prior's symmetry group, or None where the prior has none that the kernel uses (computed once)."""
+        if self._symmetry is None:
+            self._symmetry = (_symmetry_group(self),)
+        return self._symmetry[0]
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_pi_caches"], state["pi_values"] = {}, {}  # tables (up to PI_TABLE_BYTES): a copy refills its own
+        state["_pi_caches"] = {}  # tables of up to PI_TABLE_BYTES: a copy fills its own
         return state
 
     def pi_cache(self, bonus: float):
-        """The C kernel's table of perfect-information values (``_search.PiTable``), one per bonus, shared by every
+        """The kernel's table of perfect-information values (``_search.PiTable``), one per bonus, shared by every
         search on this model: its values depend only on the graph, the latent stones and the potion counts.
         Filled block by block as searches need them, within ``PI_TABLE_BYTES``; None without the kernel or when
-        the bound does not apply (see ``Planner.pi_active``)."""
+        the bound does not apply (the value of a latent stone differs between world states)."""
         if _search_ext is None or self.latent_codes is None:
             return None
         table = self._pi_caches.get(bonus)
         if table is None:
             table = self._pi_caches[bonus] = _search_ext.PiTable(
-                len(self.graph_masks),
-                np.ascontiguousarray(self._trans, dtype=np.int8).tobytes(),
-                bytes(self.latent_codes),
-                float(bonus),
-                PI_TABLE_BYTES,
+                trans=self.trans,
+                codes=np.array(self.latent_codes, dtype=np.uint8),
+                bonus=float(bonus),
+                budget=PI_TABLE_BYTES,
             )
         return table
-
-    def available_latent(self, index: np.ndarray, colours: int) -> np.ndarray:
-        """Bitmask of latent potions that the perceived colours in ``colours`` are, per world state."""
-        out = np.zeros(index.size, dtype=np.int64)
-        for p in range(NUM_POTION_TYPES):
-            if colours >> p & 1:
-                out |= 1 << self.latent_potion[index, p]
-        return out
-
-    def stone_bound(self, index: np.ndarray, o: int, colours: int, steps: int) -> np.ndarray:
-        """Per world state: the best reward indicator stone ``o`` could reach in ``steps`` moves using any of
-        ``colours`` any number of times (an upper bound on what it can really reach)."""
-        lat = self.latent[index, o].astype(np.int64)
-        ok = lat >= 0
-        s = self.available_latent(index, colours)
-        v = self.reach_value[self.graph[index], np.where(ok, lat, 0), s, min(steps, MAX_PATH)]
-        return np.where(ok, v, 0)
 
     def outcomes(self, index: np.ndarray, o: int, p: int) -> np.ndarray:
         """Perceived stone after dipping stone ``o`` in colour ``p`` for world states ``index`` (-1: inconsistent)."""
         lat = self.latent[index, o].astype(np.int64)
         ok = lat >= 0
         lp = self.latent_potion[index, p]
-        new = self._trans[self.graph[index], np.where(ok, lat, 0), lp]
+        new = self.trans[self.graph[index], np.where(ok, lat, 0), lp]
         res = self.obs[index, new]
         return np.where(ok, res, -1)
+
+
+_MODELS: dict = {}
+
+
+def world_model(rules: LevelRules) -> WorldModel:
+    """The (cached) world model of a level's rules."""
+    key = (rules.potion_maps, rules.stone_maps, rules.graph_masks, rules.rotations)
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = WorldModel(rules)
+    return model
+
+
+# ------------------------------------------------------------------ what the kernel reads
+
+
+@dataclass(frozen=True, eq=False)
+class KernelTables:
+    """One trial's world model as ``_search.Kernel(tables)`` reads it, attribute by attribute.
+
+    The rows are the *bits* of the trial's frame (``n`` of them: a world state of prior weight ``k`` has ``k``
+    consecutive bits); ``G`` is the number of graphs.
+    """
+
+    graph: np.ndarray  #: (n,) int32: graph index of each bit
+    latent_potion: np.ndarray  #: (n, 6) uint8: latent potion of each perceived colour
+    latent: np.ndarray  #: (n, 108) int8: latent stone of each perceived stone, -1 where inconsistent
+    obs: np.ndarray  #: (n, 8) uint8: perceived stone of each latent stone
+    first: bytes  #: bitset (little endian, 8 bytes a 64-bit word) of the first bit of each world state
+    trans: np.ndarray  #: (G, 8, 6) int8: latent stone after each latent potion type
+    reach: np.ndarray  #: (G, 8, 64, 8) int8: the static bound's table (see _reach_values)
+    bonus: float  #: extra reward of a stone of indicator 3
+    memo_bytes: int  #: memory budget of the memo table
+    seen: tuple[int, ...]  #: perceived stones seen in the episode so far (part of the symmetry keys)
+    minimise: bool  #: the ideal explorer's objective
+    symmetry: Symmetry | None  #: the prior's symmetry group (None: keys on the belief itself)
+    bit_class: np.ndarray | None  #: (n,) int32: world-state class of each bit (with ``symmetry``)
+    pi_table: object | None  #: the world model's ``_search.PiTable`` (None: no perfect-information bound)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search from a node, as ``Kernel.search(request)`` reads it."""
+
+    stones: tuple[int, ...]  #: present perceived stones, in the order actions are tried
+    potions: tuple[int, ...]  #: count of each colour
+    belief: bytes  #: bitset over the frame's bits (little endian, 8 bytes a word); its weight is its bit count
+    touched: int  #: colour pairs (bit k: colours 2k, 2k + 1) about which something has been observed
+    root: bool  #: search the node itself, never answer from the memo (the action is then the node's own)
+    symmetric: bool  #: key nodes by their symmetry class (needs ``KernelTables.symmetry``)
+    colour_order: tuple[int, ...]  #: the order colours are tried (ties go to the first)
 
 
 @dataclass
@@ -560,9 +541,7 @@ class _Frame:
     first: int  # one bit per distinct world state (to count world states)
 
 
-def kernel_available() -> bool:
-    """Whether the C search kernel is built and not disabled by ``ALCHEMY_GYM_PURE_PYTHON``."""
-    return _search_ext is not None and not os.environ.get("ALCHEMY_GYM_PURE_PYTHON")
+# ------------------------------------------------------------------ planner
 
 
 class Planner:
@@ -572,11 +551,11 @@ class Planner:
         model: the world states and the prior.
         bonus: extra reward of the best stone (the value of indicator 3 is ``3 + bonus``).
         minimise_world_states: objective of the ideal explorer (fewest world states at trial end).
-        max_memo: bound on the memoised states of a trial in the Python search (a memo is cleared when full).
-        memo_mb: memory budget of the C kernel's memos in MB (once full, the entries of nodes with the fewest
+        memo_mb: memory budget of the kernel's memo in MB (once full, the entries of nodes with the fewest
             potions left make room; values and decisions never depend on it, only speed does).
-        pi_bound: tighten outcome bounds with the perfect-information value (see ``_pi_bound``); values and
-            decisions never depend on it, only the nodes searched do.
+        pi_bound: tighten outcome bounds with the perfect-information value; values and decisions never depend
+            on it, only the nodes searched do.
+        backend: ``"c"`` (the kernel) or ``"reference"`` (:func:`reference_search`: small states only).
     """
 
     def __init__(
@@ -584,68 +563,45 @@ class Planner:
         model: WorldModel,
         bonus: float = 12.0,
         minimise_world_states: bool = False,
-        max_memo: int = 2_000_000,
         memo_mb: int = 256,
         pi_bound: bool = True,
+        backend: Backend = "c",
     ) -> None:
         if isinstance(memo_mb, bool) or not isinstance(memo_mb, int) or memo_mb < 1:
             raise ValueError(f"memo_mb must be a positive int (MB), got {memo_mb!r}")
+        _check_backend(backend)
         self.model = model
         self.bonus = float(bonus)
         self.minimise = minimise_world_states
+        self.memo_mb = memo_mb
+        self.pi_bound = pi_bound
+        self.backend = backend
         self.belief_global = model.full
         self.frame: _Frame | None = None
         self.belief = 0
-        #: Memoised states with more than two potions left, and (cleared first, being cheap to redo) with two.
-        self.memo: dict = {}
-        self._memo_shallow: dict = {}
-        #: Each memo is cleared when it holds this many entries (about 130 bytes each).
-        self.max_memo = max_memo
-        self.memo_mb = memo_mb
-        self._nbytes = 1
-        self._outcome_cache: dict = {}
-        self._consistent_cache: dict = {}
-        self._bound_cache: dict = {}
-        self._gain_cache: dict = {}
-        self._joint_cache: dict = {}
-        self._end_cache: dict = {}
-        #: Upper bounds of nodes searched with a floor they did not reach (same keys as the memo).
-        self._upper: dict = {}
-        #: Keys whose upper bound is their perfect-information bound (see _refine): not computed again.
-        self._pi_upper: set = set()
+        #: Nodes the kernel searched (all searches of this planner).
         self.nodes = 0
         #: Colour pairs (bit k = colours 2k, 2k+1) about which something has been observed. Colour relabelling
         #: is a symmetry of the prior only when every potion map is possible.
         self.touched = 0 if model.all_potion_maps else 0b111
         self.colour_order: tuple[int, ...] = tuple(range(NUM_POTION_TYPES))
-        # Symmetry keys (see _canonical): nodes are keyed by an image of (stones, potion counts, belief) under the
-        # symmetry group of the prior, chosen from the node alone.
+        #: Whether the kernel keys nodes by their symmetry class (when the prior has its symmetry group).
         self.sym_mode = False
-        self._bit_class = np.zeros(0, dtype=np.int64)  # class (see WorldModel.symmetries) of each first-copy bit
         self._seen: set[int] = set()
-        self._s0: tuple[int, ...] = ()
-        self._canon_stones: dict = {}
-        self._canon_potions: dict = {}
-        #: The trial's C search kernel (created lazily, dropped at each new trial; see _search_entry).
+        self._outcome_cache: dict = {}
+        self._consistent_cache: dict = {}
+        self._end_cache: dict = {}
+        self._nbytes = 8
+        #: The trial's kernel (created at the trial's first search; its memo lives for the trial).
         self._kernel = None
-        #: Whether outcome bounds are tightened with the perfect-information value (see _pi_bound): same values
-        #: and decisions either way, only the nodes searched differ.
-        self.pi_bound = pi_bound
-        self._pi_rows: tuple | None = None
-        self._pi_code_values: list[float] | None = None
 
-    # ---------------------------------------------------------------- frames
-
-    def _global_to_local(self, mask: int) -> tuple[np.ndarray, int]:
-        index = np.flatnonzero(_to_bits(mask, self.model.size))
-        return index, (1 << index.size) - 1
+    # ---------------------------------------------------------------- belief
 
     def consistent_global(self, o: int) -> int:
         """World states (global bitset) under which perceived stone ``o`` can exist."""
         mask = self._consistent_cache.get(o)
         if mask is None:
-            mask = _to_int(self.model.latent[:, o] >= 0)
-            self._consistent_cache[o] = mask
+            mask = self._consistent_cache[o] = _to_int(self.model.latent[:, o] >= 0)
         return mask
 
     def new_trial(self, stones: list[int]) -> None:
@@ -654,7 +610,7 @@ class Planner:
             self.belief_global &= self.consistent_global(o)
         if not self.belief_global:
             raise RuntimeError("the stones seen are impossible under the level's prior")
-        index, _ = self._global_to_local(self.belief_global)
+        index = np.flatnonzero(_to_bits(self.belief_global, self.model.size))
         weights = self.model.weight[index]
         copies = weights // np.gcd.reduce(weights)
         # Each world state gets as many bits as its prior weight: a belief's mass is one bit_count().
@@ -662,22 +618,10 @@ class Planner:
         first[np.concatenate(([0], np.cumsum(copies)[:-1]))] = True
         self.frame = _Frame(np.repeat(index, copies), _to_int(first))
         self.belief = (1 << first.size) - 1
-        self._nbytes = (first.size + 7) // 8
-        self.memo.clear()
-        self._memo_shallow.clear()
-        self._upper.clear()
-        self._pi_upper.clear()
+        self._nbytes = (first.size + 63) // 64 * 8
         self._outcome_cache.clear()
         self._seen.update(stones)
-        sym = self.model.symmetries()
-        self.sym_mode = sym is not None
-        if self.sym_mode:
-            self._bit_class = sym[4][self.frame.index]
-        self._s0 = tuple(sorted(self._seen))
-        self._canon_stones.clear()
-        self._canon_potions.clear()
-        self._bound_cache.clear()
-        self._pi_rows = None
+        self.sym_mode = self.model.symmetries() is not None
         self._kernel = None
 
     def _local_to_global(self, local: int) -> int:
@@ -700,15 +644,14 @@ class Planner:
             raise RuntimeError(f"observation stone {o} + potion {p} -> {result} is impossible under the belief")
         self.belief_global = self._local_to_global(self.belief)
 
-    # ---------------------------------------------------------------- search
-
     def _outcomes(self, o: int, p: int) -> list[tuple[int, int]]:
+        """``(resulting stone, frame bitset of the world states giving it)`` of dipping ``o`` into ``p``: the
+        unchanged stone first, then by index."""
         key = o * NUM_POTION_TYPES + p
         out = self._outcome_cache.get(key)
         if out is None:
             res = self.model.outcomes(self.frame.index, o, p)
             out = [(int(r), _to_int(res == r)) for r in np.unique(res) if r >= 0]
-            # the unchanged stone first, then by index (a fixed, readable order)
             out.sort(key=lambda t: (t[0] != o, t[0]))
             self._outcome_cache[key] = out
         return out
@@ -725,18 +668,21 @@ class Planner:
         """Value of ending the trial now (cash every positive stone)."""
         value = self._end_cache.get(stones)
         if value is None:
-            value = self._end_cache[stones] = self._end_value(stones)
+            value = 0.0
+            for o in stones:
+                r = obs_reward(o)
+                if r == 3:
+                    value += 3.0 + self.bonus
+                elif r > 0:
+                    value += r
+            self._end_cache[stones] = value
         return value
 
-    def _end_value(self, stones: tuple[int, ...]) -> float:
-        total = 0.0
-        for o in stones:
-            r = obs_reward(o)
-            if r == 3:
-                total += 3.0 + self.bonus
-            elif r > 0:
-                total += r
-        return total
+    def end_objective(self, stones: tuple[int, ...], belief: int) -> float:
+        """The objective of ending the trial now: its value, or minus the world states left (the explorer)."""
+        return -float(self.num_world_states(belief)) if self.minimise else self.end_value(stones)
+
+    # ---------------------------------------------------------------- search
 
     def best_action(
         self, stones: tuple[int, ...], potions: tuple[int, ...], colour_order: tuple[int, ...] | None = None
@@ -744,203 +690,25 @@ class Planner:
         """``((stone obs, colour) or END, expected objective, expected potions used)`` from the current belief.
 
         ``stones`` are the present stones in :func:`counter_order` (ties go to the first); ``potions`` the
-        count of each colour;
-        ``colour_order`` the order in which colours are tried (ties go to the first; default 0..5).
+        count of each colour; ``colour_order`` the order in which colours are tried (ties go to the first;
+        default 0..5).
         """
         if colour_order is not None:
             self.colour_order = tuple(colour_order) + tuple(c for c in range(NUM_POTION_TYPES) if c not in colour_order)
-        value, depth, action = self._search_entry(
-            tuple(stones), tuple(potions), self.belief, self.weight(self.belief), self.touched, True
-        )
+        value, depth, action = self._search(tuple(stones), tuple(potions), self.belief, self.touched, root=True)
         return action, value, depth
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_kernel"] = None  # a C object: a copy builds its own (with empty memos) when it next searches
-        return state
-
-    def kernel_active(self) -> bool:
-        """Whether searches run in the C kernel: built and ``ALCHEMY_GYM_PURE_PYTHON`` unset."""
-        return kernel_available()
-
-    def _get_kernel(self):
-        """The trial's C kernel: the frame's per-bit tables, the symmetry tables; its memos live for the trial."""
-        if self._kernel is None:
-            model, index = self.model, self.frame.index
-            sym = model.symmetries()
-            if sym is not None:
-                maps = model._group_bytes
-                if maps is None:  # the same for every trial: converted once
-                    maps = model._group_bytes = tuple(
-                        np.ascontiguousarray(a, dtype=np.int32).tobytes()
-                        for a in (np.array(sym[0]), np.array(sym[1]), sym[5], sym[6])
-                    )
-                bit_class = np.ascontiguousarray(self._bit_class, dtype=np.int32).tobytes()
-                group = (maps[0], maps[1], bit_class, maps[2], maps[3])
-            else:
-                group = (b"",) * 5
-            self._kernel = _search_ext.Kernel(
-                int(index.size),
-                np.ascontiguousarray(model.graph[index], dtype=np.int32).tobytes(),
-                np.ascontiguousarray(model.latent_potion[index], dtype=np.uint8).tobytes(),
-                np.ascontiguousarray(model.latent[index], dtype=np.int8).tobytes(),
-                np.ascontiguousarray(model.obs[index], dtype=np.uint8).tobytes(),
-                len(model.graph_masks),
-                np.ascontiguousarray(model._trans, dtype=np.int8).tobytes(),
-                np.ascontiguousarray(model.reach_value, dtype=np.int8).tobytes(),
-                self.bonus,
-                self.memo_mb << 20,
-                bytes(self._s0),
-                *group,
-                self.frame.first.to_bytes((index.size + 63) // 64 * 8, "little"),
-                self.minimise,
-                model.pi_cache(self.bonus) if self.pi_active() else None,
-            )
-            self._kernel_nbytes = (index.size + 63) // 64 * 8
-        return self._kernel
-
-    def _search_entry(self, stones, potions, belief, total, touched, root=False):
-        """``_search`` from outside the search: in the C kernel when active (same values, depths, actions and
-        node semantics), else in Python (also when the kernel declines the state, e.g. too many stones)."""
-        if self.kernel_active():
-            kernel = self._get_kernel()
-            try:
-                value, depth, action, nodes = kernel.search(
-                    stones,
-                    potions,
-                    belief.to_bytes(self._kernel_nbytes, "little"),
-                    total,
-                    touched,
-                    root,
-                    -INF,
-                    self.sym_mode,
-                    self.colour_order,
-                )
-            except ValueError:
-                pass
-            else:
-                self.nodes += nodes
-                return value, depth, action
-        return self._search(stones, potions, belief, total, touched, root)
-
-    def _bound_masks(self, o: int, colours: int, steps: int) -> tuple[int, int]:
-        key = (o, colours, steps)
-        masks = self._bound_cache.get(key)
-        if masks is None:
-            r = self.model.stone_bound(self.frame.index, o, colours, steps)
-            masks = (_to_int(r == 1), _to_int(r == 3))
-            self._bound_cache[key] = masks
-        return masks
-
-    def _joint_gain(self, stones, moves: int) -> float:
-        """Most that ``moves`` potions can add to the value of cashing ``stones`` under any chemistry: a move
-        changes one stone's reward indicator by 2, and the moves are shared among the stones."""
-        rewards = tuple(sorted(obs_reward(o) for o in stones))
-        key = (rewards, moves)
-        gain = self._gain_cache.get(key)
-        if gain is None:
-            gold = 3.0 + self.bonus
-
-            def cash(r):
-                return gold if r >= 3 else (1.0 if r == 1 else 0.0)
-
-            best = [0.0] * (moves + 1)  # best[k]: most gain with k moves over the stones so far
-            for r in rewards:
-                gains = [cash(min(r + 2 * k, 3)) - cash(r) for k in range(moves + 1)]
-                best = [max(best[k - j] + gains[j] for j in range(k + 1)) for k in range(moves + 1)]
-            gain = self._gain_cache[key] = best[moves]
-        return gain
-
-    def pi_active(self) -> bool:
-        """Whether the perfect-information bound is used (see _pi_bound): not for the explorer, nor for a model of
-        one world state (the search oracle), where it is about the static bound and costs more than it saves."""
-        return (
-            self.pi_bound
-            and not self.minimise
-            and self.model.size > 1
-            and self.model.latent_codes is not None
-            and len(self.model.graph_masks) <= 65536
-        )
-
-    def _pi_value(self, g: int, st: tuple[int, ...], cnt: list[int]) -> int:
-        """The most a trial can still pay with the world state known: graph ``g``, latent stones ``st`` (sorted),
-        ``cnt[k]`` potions of latent type ``k`` (the best of cashing now and of every move: a deterministic game);
-        coded ``(stones worth 1) | (stones worth gold) << 4``. Memoised per world model and bonus (bounded)."""
-        memo = self.model.pi_values.setdefault(self.bonus, {})
-        if len(memo) >= PI_MEMO_ENTRIES:
-            memo.clear()
-        return _pi_search(memo, self.model.latent_codes, self.model.trans_lists[g], g, st, cnt, self._code_values())
-
-    def _code_values(self) -> list[float]:
-        """The value of each perfect-information code (see _pi_value), computed as the kernel does."""
-        if self._pi_code_values is None:
-            gold = 3.0 + self.bonus
-            self._pi_code_values = [float(c & 15) + gold * float(c >> 4) for c in range(256)]
-        return self._pi_code_values
-
-    def _pi_bound(self, stones, potions, belief: int) -> float:
-        """Unnormalised upper bound on a node's value: Σ over its world states of prior weight × its value with
-        the world state known (``_pi_value``: potions counted and shared by the stones, unlike ``_bound``)."""
-        index, first = self.frame.index, self.frame.first
-        if self._pi_rows is None:  # per world state of the frame (its first bit): graph, latent tables, weight
-            model = self.model
-            bits = np.flatnonzero(_to_bits(first, index.size))
-            row = np.full(index.size, -1, dtype=np.int64)
-            row[bits] = np.arange(bits.size)
-            onehot = np.zeros((bits.size, NUM_POTION_TYPES, NUM_POTION_TYPES), dtype=np.int64)
-            lp = model.latent_potion[index[bits]]
-            onehot[np.arange(bits.size)[:, None], np.arange(NUM_POTION_TYPES), lp] = 1
-            copies = np.diff(np.append(bits, index.size)).astype(np.float64)
-            self._pi_rows = (
-                row,
-                model.graph[index[bits]].astype(np.int64),
-                model.latent[index[bits]].astype(np.int64),
-                onehot,
-                copies,
-            )
-        row, graph, latent, onehot, copies = self._pi_rows
-        rows = row[np.flatnonzero(_to_bits(belief & first, index.size))]
-        st = np.sort(latent[rows[:, None], np.asarray(stones)], axis=1)
-        cnt = onehot[rows].transpose(0, 2, 1) @ np.asarray(potions, dtype=np.int64)
-        keys = _pi_keys(graph[rows], st, cnt)
-        unique, at, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        memo = self.model.pi_values.setdefault(self.bonus, {})
-        codes = []
-        for key, i in zip(unique.tolist(), at.tolist()):
-            code = memo.get(key)
-            if code is None:
-                code = self._pi_value(int(graph[rows[i]]), tuple(st[i].tolist()), cnt[i].tolist())
-            codes.append(code)
-        terms = copies[rows] * np.array(self._code_values())[codes][inverse.ravel()]
-        total = 0.0
-        for term in terms.tolist():  # in world-state order, as the kernel adds them (the same rounding)
-            total += term
-        return total
-
-    def _bound(self, stones, colours: int, belief: int, steps: int) -> float:
-        """Unnormalised upper bound: Σ over world states of weight × best cashable total with perfect knowledge."""
-        total = 0.0
-        gold = 3.0 + self.bonus
-        cache = self._bound_cache
-        for o in stones:
-            masks = cache.get((o, colours, steps))
-            if masks is None:
-                masks = self._bound_masks(o, colours, steps)
-            total += (belief & masks[0]).bit_count() + gold * (belief & masks[1]).bit_count()
-        return total
 
     def action_values(
         self, stones: tuple[int, ...], potions: tuple[int, ...]
     ) -> dict[tuple[int, int], tuple[float, float]]:
-        """``(expected objective, expected potions used)`` of every action with an effect (analysis; no pruning)."""
+        """``(expected objective, expected potions used)`` of every action with an effect (for analysis: each
+        outcome is searched exactly, none is pruned)."""
         stones, potions = tuple(stones), tuple(potions)
         total = self.weight(self.belief)
-        out = {END: (self.end_value(stones) if not self.minimise else -float(self.num_world_states()), 0.0)}
-        seen = set()
+        out = {END: (self.end_objective(stones, self.belief), 0.0)}
         for i, o in enumerate(stones):
-            if o in seen:
+            if o in stones[:i]:
                 continue
-            seen.add(o)
             for p in range(NUM_POTION_TYPES):
                 if not potions[p]:
                     continue
@@ -954,323 +722,126 @@ class Planner:
                 for res, child in children:
                     w = child.bit_count()
                     new_stones = stones if res == o else replace_stone(stones, i, res)
-                    v, d, _ = self._search_entry(new_stones, new_potions, child, w, touched)
+                    v, d, _ = self._search(new_stones, new_potions, child, touched)
                     value += w / total * v
                     depth += w / total * (d + 1.0)
                 out[(o, p)] = (value, depth)
         return out
 
-    def _last_potion(self, stones, potions, belief, total):
-        """One potion left: its value is the expected value of ending the trial after it (no recursion)."""
-        best_value, best_depth, best_action = self.end_value(stones), 0.0, END
-        p = potions.index(1)
-        tol = TIE_TOLERANCE * max(1.0, abs(best_value))
-        seen = set()
-        for i, o in enumerate(stones):
-            if o in seen:
-                continue
-            seen.add(o)
-            value = 0.0
-            moved = False
-            for res, mask in self._outcomes(o, p):
-                w = (belief & mask).bit_count()
-                if w:
-                    if res != o:
-                        moved = True
-                    value += w * self.end_value(replace_stone(stones, i, res) if res != o else stones)
-            if not moved:
-                continue
-            value /= total
-            if value > best_value + tol:
-                best_value, best_depth, best_action = value, 1.0, (o, p)
-                tol = TIE_TOLERANCE * max(1.0, abs(best_value))
-        return best_value, best_depth, best_action
+    def _search(self, stones, potions, belief: int, touched: int, root: bool = False):
+        """``(value, expected potions used, action)`` of a node, by the planner's backend. ``action`` may be
+        None for a node answered from the kernel's memo (never for the root)."""
+        if self.backend == "reference":
+            return reference_search(self, stones, potions, belief)
+        if self._kernel is None:
+            self._kernel = _search_ext.Kernel(self.kernel_tables())
+        result = self._kernel.search(
+            SearchRequest(
+                stones=stones,
+                potions=potions,
+                belief=belief.to_bytes(self._nbytes, "little"),
+                touched=touched,
+                root=root,
+                symmetric=self.sym_mode,
+                colour_order=self.colour_order,
+            )
+        )
+        self.nodes += result.nodes
+        return result.value, result.depth, result.action
 
-    def _key(self, stones, potions, belief: int) -> int:
-        """Memo key of a node: its symmetry key (see _canonical) when the prior is symmetric, else a 128-bit
-        digest of (stones, potion counts, belief)."""
-        if self.sym_mode:
-            return self._canonical(stones, potions, belief)
-        return _node_key(stones, potions, belief, self._nbytes)
+    def pi_active(self) -> bool:
+        """Whether the perfect-information bound is used: not for the explorer, nor for a model of one world
+        state (the search oracle), where it is about the static bound and costs more than it saves."""
+        return (
+            self.pi_bound
+            and not self.minimise
+            and self.model.size > 1
+            and self.model.latent_codes is not None
+            and len(self.model.graph_masks) <= 65536
+        )
 
-    def _canonical(self, stones, potions, belief: int) -> int:
-        """A key shared by every node that a symmetry of the prior maps onto this one (their values are equal).
+    def kernel_tables(self) -> KernelTables:
+        """The current trial's tables for the kernel (per bit of the frame)."""
+        model, index = self.model, self.frame.index
+        sym = model.symmetries()
+        return KernelTables(
+            graph=np.ascontiguousarray(model.graph[index], dtype=np.int32),
+            latent_potion=np.ascontiguousarray(model.latent_potion[index], dtype=np.uint8),
+            latent=np.ascontiguousarray(model.latent[index], dtype=np.int8),
+            obs=np.ascontiguousarray(model.obs[index], dtype=np.uint8),
+            first=self.frame.first.to_bytes(self._nbytes, "little"),
+            trans=model.trans,
+            reach=model.reach_value,
+            bonus=self.bonus,
+            memo_bytes=self.memo_mb << 20,
+            seen=tuple(sorted(self._seen)),
+            minimise=self.minimise,
+            symmetry=sym,
+            bit_class=None if sym is None else np.ascontiguousarray(sym.world_class[index], dtype=np.int32),
+            pi_table=model.pi_cache(self.bonus) if self.pi_active() else None,
+        )
 
-        The group is (stone cube symmetries) × (colour relabellings); it acts on the stones, the potion counts
-        and the belief (world-state classes are permuted, see ``WorldModel.symmetries``). The key is the node's
-        image under one element chosen from the node alone: among the elements giving the least image of the
-        stones (then of the stones seen this episode) and the least image of the potion counts, the one whose
-        image of the belief has the least digest (two sums of mixed class ids, 128 bits). Nodes with the same key
-        are images of each other, so they have the same value; symmetric nodes usually get the same key."""
-        stones = tuple(sorted(stones))
-        sym = self.model.symmetries()
-        hit = self._canon_stones.get(stones)
-        if hit is None:
-            best, elements = None, []
-            for g, table in enumerate(sym[2]):
-                image = (tuple(sorted([table[o] for o in stones])), tuple(sorted([table[o] for o in self._s0])))
-                if best is None or image < best:
-                    best, elements = image, [g]
-                elif image == best:
-                    elements.append(g)
-            hit = self._canon_stones[stones] = (best, elements)
-        phit = self._canon_potions.get(potions)
-        if phit is None:
-            best, elements = None, []
-            for g, table in enumerate(sym[3]):
-                image = [0] * NUM_POTION_TYPES
-                for p in range(NUM_POTION_TYPES):
-                    image[table[p]] = potions[p]
-                image = tuple(image)
-                if best is None or image < best:
-                    best, elements = image, [g]
-                elif image == best:
-                    elements.append(g)
-            phit = self._canon_potions[potions] = (best, elements)
-        classes = self._bit_class[_to_bits(belief & self.frame.first, self.frame.index.size)]
-        least = None
-        mixa, mixb = sym[7]
-        for g in hit[1]:
-            moved = sym[5][g][classes]
-            for h in phit[1]:
-                image = sym[6][h][moved]
-                digest = (int(mixa[image].sum(dtype=np.uint64)), int(mixb[image].sum(dtype=np.uint64)))
-                if least is None or digest < least:
-                    least = digest
-        key = (hit[0], phit[0], least)
-        return (hash(key) & _MASK64) << 64 | (hash((key, 0x5BD1E995)) & _MASK64)
+    def kernel_stats(self) -> dict | None:
+        """Sizes of the trial kernel's memo (``memo``, ``memo_shallow``: exact values with more than two and
+        with two potions left; ``upper``: upper bounds; ``replaced``) and its nodes; None before its search."""
+        return None if self._kernel is None else self._kernel.stats()
 
-    def _refine(self, kids, potions, left):
-        """Kids with their bounds tightened from the memos (and with PI_LAZY to PI_EAGER - 1 potions left by the
-        perfect-information bound), and the sum of those bounds (unnormalised)."""
-        memo = self.memo if left > 2 else self._memo_shallow
-        lazy = PI_LAZY <= left < PI_EAGER and self.pi_active() and len(kids[0][0]) <= 5
-        out = []
-        nub = 0.0
-        for kid in kids:
-            new_stones, child, w, b, _ = kid
-            if child is None:  # solved: cashing now reaches the bound
-                out.append(kid)
-                nub += b
-                continue
-            key = self._key(new_stones, potions, child)
-            hit = memo.get(key)
-            if hit is not None:
-                b = w * hit.real
-            else:
-                upper = self._upper.get(key)
-                if upper is not None and w * upper < b:
-                    b = w * upper
-                if lazy and key not in self._pi_upper:
-                    pb = self._pi_bound(new_stones, potions, child)
-                    if pb < b:
-                        b = pb
-                    if w * self.end_value(new_stones) >= b:
-                        child = None  # solved: cashing now reaches the bound
-                    elif upper is None:  # kept as the node's upper bound: computed once per node
-                        if len(self._upper) >= self.max_memo:
-                            self._upper.clear()
-                            self._pi_upper.clear()
-                        self._upper[key] = pb / w
-                        self._pi_upper.add(key)
-            out.append((new_stones, child, w, b, key))  # the key is passed on to the child's search
-            nub += b
-        return out, nub
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_kernel"] = None  # a C object: a copy builds its own (with an empty memo) when it next searches
+        return state
 
-    def _search(self, stones, potions, belief, total, touched, root=False, floor=-float("inf"), key=None):
-        left = sum(potions)
-        if left <= 1 and not self.minimise:
-            return self._last_potion(stones, potions, belief, total) if left else (self.end_value(stones), 0.0, END)
-        if key is None:
-            key = self._key(stones, potions, belief)
-        memo = self.memo if left > 2 else self._memo_shallow
-        # Symmetric nodes share values but the action stored is the representative's: the root (whose action is
-        # played) is always searched, its children coming from the memo.
-        # Entries are complex(value, expected potions used): the smallest Python object holding both (the action
-        # of a memoised node is never needed, the root being always searched).
-        hit = None if root else memo.get(key)
+
+def _better(value: float, depth: float, best_value: float, best_depth: float) -> bool:
+    """The search's comparison: a higher objective beyond the tie tolerance, or a tie and fewer potions."""
+    tol = TIE_TOLERANCE * max(1.0, abs(best_value))
+    return value > best_value + tol or (abs(value - best_value) <= tol and depth < best_depth - DEPTH_TOLERANCE)
+
+
+def reference_search(planner: Planner, stones, potions, belief: int | None = None):
+    """The plain expectimax over one trial: ``(value, expected potions used, action)`` of a node.
+
+    The reference the tests compare the kernel with, on small states: no bounds, floors, symmetry keys or
+    colour classes. Every action with an effect is tried in dm_alchemy's order (end the trial first, then each
+    stone type in the order of ``stones``, each colour in ``planner.colour_order``); each outcome is weighted by
+    its prior mass; an action replaces the best so far only if :func:`_better`, so ties go to the earlier
+    action. Nodes are memoised within the call only. Exponential: for a few stones and potions.
+    """
+    belief = planner.belief if belief is None else belief
+    memo: dict = {}
+
+    def search(stones: tuple[int, ...], potions: tuple[int, ...], belief: int):
+        key = (tuple(sorted(stones)), potions, belief)
+        hit = memo.get(key)
         if hit is not None:
-            return (hit.real, hit.imag, None)
-        if floor > -INF:
-            upper = self._upper.get(key)
-            if upper is not None and upper < floor:
-                return (upper, None, None)
-        self.nodes += 1
-        if self.minimise:
-            best_value = -float((belief & self.frame.first).bit_count())
-        else:
-            best_value = self.end_value(stones)
-        best_depth, best_order, best_action = 0.0, -1, END
-        candidates = []
-        seen = set()
-        order = 0
-        # Colours of pairs never observed are interchangeable when their (count, partner count) agree:
-        # relabelling them maps the belief onto itself, so only the first of each class is searched.
-        classes = set()
-        joint_cache = self._joint_cache
-        eager = left - 1 >= PI_EAGER and left - 1 <= 15 and len(stones) <= 5 and self.pi_active()
-        available = []
-        for p in self.colour_order:
-            if not potions[p]:
-                continue
-            if not touched >> (p >> 1) & 1:
-                cls = (potions[p], potions[p ^ 1])
-                if cls in classes:
-                    continue
-                classes.add(cls)
-            available.append(p)
+            return hit
+        total = belief.bit_count()
+        best = (planner.end_objective(stones, belief), 0.0, END)
         for i, o in enumerate(stones):
-            if o in seen:
-                continue
-            seen.add(o)
-            for p in available:
-                order += 1
-                children = []
-                for res, mask in self._outcomes(o, p):
-                    child = belief & mask
-                    if child:
-                        children.append((res, child))
+            if o in stones[:i]:
+                continue  # each stone type once, at its first slot
+            for p in planner.colour_order:
+                if not potions[p]:
+                    continue
+                children = [(res, belief & mask) for res, mask in planner._outcomes(o, p) if belief & mask]
                 if len(children) == 1 and children[0][0] == o:
                     continue  # certainly no effect
-                new_potions = potions[:p] + (potions[p] - 1,) + potions[p + 1 :]
-                steps = min(sum(new_potions), MAX_PATH)
-                colours = sum(1 << q for q in range(NUM_POTION_TYPES) if new_potions[q])
-                kids = []
-                ub = my = 0.0
+                rest = potions[:p] + (potions[p] - 1,) + potions[p + 1 :]
+                value = depth = 0.0
                 for res, child in children:
-                    new_stones = stones if res == o else replace_stone(stones, i, res)
-                    w = total if len(children) == 1 else child.bit_count()
-                    if self.minimise:
-                        b = 0.0
-                    else:
-                        b = self._bound(new_stones, colours, child, steps)
-                        # every move changes one stone's indicator by 2: a bound whatever the chemistry
-                        jkey = (new_stones, left)
-                        joint = joint_cache.get(jkey)
-                        if joint is None:
-                            joint = self.end_value(new_stones) + self._joint_gain(new_stones, left - 1)
-                            joint_cache[jkey] = joint
-                        joint *= w
-                        if joint < b:
-                            b = joint
-                        cash = w * self.end_value(new_stones)
-                        if eager and cash < b:  # the value with the world state known: often far tighter
-                            pb = self._pi_bound(new_stones, new_potions, child)
-                            if pb < b:
-                                b = pb
-                        my += cash
-                        if cash >= b:  # cashing now reaches the bound: solved (value end_value, no potion)
-                            child = None
-                    kids.append((new_stones, child, w, b, None))  # the child's memo key, once computed
-                    ub += b
-                if len(kids) > 1:
-                    kids.sort(key=lambda k: -k[2])  # likeliest outcome first: its value decides most cuts
-                new_touched = touched if len(children) == 1 else touched | 1 << (p >> 1)
-                neg_ub = -ub / total if not self.minimise else 0.0
-                candidates.append((neg_ub - my / total, order, neg_ub, (o, p), new_potions, kids, new_touched))
-        if not self.minimise:
-            # the midpoint of the bound and of the value of cashing right after the move: the likeliest best first
-            candidates.sort(key=lambda c: (c[0], c[1]))
-        # ``floor``: the caller only needs this node's value if it reaches ``floor``; actions that provably stay
-        # below it are skipped, and the node then returns an upper bound instead of its value (depth None).
-        pruned_ub = -INF  # highest bound of an action skipped only thanks to the floor
-        for _, order, neg_ub, action, new_potions, kids, new_touched in candidates:
-            tol = TIE_TOLERANCE * max(1.0, abs(best_value))
-            level = best_value if best_value >= floor else floor
-            remaining = -neg_ub * total
-            if not self.minimise:
-                ub = -neg_ub
-                if ub < level - tol:
-                    if ub >= best_value - tol and ub > pruned_ub:
-                        pruned_ub = ub
-                    continue
-                if ub <= best_value + tol and (
-                    best_depth < 1.0 - 1e-9 or (best_depth <= 1.0 + 1e-9 and order > best_order)
-                ):
-                    continue  # at best a tie in reward, and never fewer potions (nor an earlier action)
-                if left - 1 >= 2:
-                    # Children already searched bound better than the static bound: their memoised value, or the
-                    # upper bound they returned under an earlier floor. The action may then be refuted at once.
-                    kids, remaining = self._refine(kids, new_potions, left - 1)
-                    rub = remaining / total
-                    if rub < level - tol:
-                        if rub >= best_value - tol and rub > pruned_ub:
-                            pruned_ub = rub
-                        continue
-            value = 0.0
-            depth = 0.0
-            cut = False
-            target = (level - tol) * total  # unnormalised: the action is cut once it provably stays below
-            for new_stones, child, w, b, kid_key in kids:
-                if child is None:
-                    v, d = self.end_value(new_stones), 0.0
-                elif self.minimise:
-                    v, d, _ = self._search(new_stones, new_potions, child, w, new_touched)
-                else:
-                    rest = remaining - b
-                    v, d, _ = self._search(
-                        new_stones,
-                        new_potions,
-                        child,
-                        w,
-                        new_touched,
-                        False,
-                        (target - value * total - rest) / w,
-                        kid_key,
-                    )
-                    if d is None:  # an upper bound only
-                        if value * total + w * v + rest < target:
-                            bound = (value * total + w * v + rest) / total
-                            cut = True
-                            break
-                        v, d, _ = self._search(new_stones, new_potions, child, w, new_touched, key=kid_key)
-                prob = w / total
-                value += prob * v
-                depth += prob * (d + 1.0)
-                if not self.minimise:
-                    remaining -= b
-                    if value * total + remaining < target:
-                        bound = value + remaining / total
-                        cut = True
-                        break
-            if cut:
-                if bound >= best_value - tol and bound > pruned_ub:
-                    pruned_ub = bound
-                continue
-            if value > best_value + tol or (
-                abs(value - best_value) <= tol
-                and (depth < best_depth - 1e-9 or (abs(depth - best_depth) <= 1e-9 and order < best_order))
-            ):
-                best_value, best_depth, best_order, best_action = value, depth, order, action
-        if pruned_ub >= best_value - TIE_TOLERANCE * max(1.0, abs(best_value)):
-            upper = max(best_value, pruned_ub)
-            if len(self._upper) >= self.max_memo:
-                self._upper.clear()
-                self._pi_upper.clear()
-            self._upper[key] = upper
-            self._pi_upper.discard(key)
-            return (upper, None, None)
-        entry = complex(best_value, best_depth)
-        if len(memo) >= self.max_memo:
-            memo.clear()  # bounded memory: values are exact, only reuse is lost
-        memo[key] = entry
-        self._upper.pop(key, None)  # the exact value replaces an earlier upper bound (as in the kernel's one table)
-        self._pi_upper.discard(key)
-        return (best_value, best_depth, best_action)
+                    v, d, _ = search(stones if res == o else replace_stone(stones, i, res), rest, child)
+                    prob = child.bit_count() / total
+                    value += prob * v
+                    depth += prob * (d + 1.0)
+                if _better(value, depth, best[0], best[1]):
+                    best = (value, depth, (o, p))
+        memo[key] = best
+        return best
+
+    return search(tuple(stones), tuple(potions), belief)
 
 
 # ------------------------------------------------------------------------ agent
-
-_MODELS: dict = {}
-
-
-def world_model(rules: LevelRules) -> WorldModel:
-    """The (cached) world model of a level's rules."""
-    key = (rules.potion_maps, rules.stone_maps, rules.graph_masks, rules.rotations)
-    model = _MODELS.get(key)
-    if model is None:
-        model = _MODELS[key] = WorldModel(rules)
-    return model
 
 
 class IdealObserver(SimplifiedActionAgent):
@@ -1286,6 +857,8 @@ class IdealObserver(SimplifiedActionAgent):
         bonus: value of the best stone minus 3 (12 with the default reward weights).
         minimise_world_states: the ideal explorer (aims to learn, not to score).
         oracle: the search oracle: its prior is the episode's true chemistry.
+        backend: ``"c"``, the compiled kernel (:class:`KernelMissingError` if it is not built), or
+            ``"reference"``, the plain search (:func:`reference_search`: a few stones and potions only).
     """
 
     def __init__(
@@ -1295,12 +868,15 @@ class IdealObserver(SimplifiedActionAgent):
         bonus: float = 12.0,
         minimise_world_states: bool = False,
         oracle: bool = False,
+        backend: Backend = "c",
     ) -> None:
+        _check_backend(backend)
         super().__init__()
         self.rules = LevelRules.from_level_name(level)
         self.bonus = float(bonus)
         self.minimise_world_states = minimise_world_states
         self.oracle = oracle
+        self.backend = backend
         self.name = "search-oracle" if oracle else ("ideal-explorer" if minimise_world_states else "ideal-observer")
         self.planner: Planner | None = None
         self._pending: tuple[int, int, int] | None = None
@@ -1318,7 +894,9 @@ class IdealObserver(SimplifiedActionAgent):
             model = WorldModel(self.rules, chemistry=game.chemistry)
         else:
             model = world_model(self.rules)
-        self.planner = Planner(model, bonus=self.bonus, minimise_world_states=self.minimise_world_states)
+        self.planner = Planner(
+            model, bonus=self.bonus, minimise_world_states=self.minimise_world_states, backend=self.backend
+        )
         self._pending = None
 
     def _observation(self, game: AlchemyGame) -> tuple[list[int], list[int]]:
@@ -1371,14 +949,18 @@ class IdealObserver(SimplifiedActionAgent):
         return encode_action(slot, potions.index(p), game.end_trial_action)
 
 
-def ideal_explorer(level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck") -> IdealObserver:
+def ideal_explorer(
+    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
+) -> IdealObserver:
     """The ideal explorer: the ideal observer minimising the world states left at each trial's end."""
-    return IdealObserver(level, minimise_world_states=True)
+    return IdealObserver(level, minimise_world_states=True, backend=backend)
 
 
-def search_oracle(level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck") -> IdealObserver:
+def search_oracle(
+    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
+) -> IdealObserver:
     """The search oracle: the ideal observer whose prior is the true chemistry."""
-    return IdealObserver(level, oracle=True)
+    return IdealObserver(level, oracle=True, backend=backend)
 
 
 @dataclass
