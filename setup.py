@@ -1,7 +1,9 @@
 """Build of the optional C search kernel (``alchemy_gym.agents._search``); all metadata is in pyproject.toml.
 
-Without a compiler the extension is skipped (``optional=True``) and the ideal observer uses its pure Python
-search, which gives the same results.
+Two optional C extensions: the game kernel (``alchemy_gym.core._kernel``; without it the game runs on its numpy
+backend, with the same results) and the ideal observer's search (``alchemy_gym.agents._search``; without it the
+ideal-observer agents raise ``KernelMissingError`` saying how to get it). Without a compiler both are skipped
+(``optional=True``) and everything else works.
 """
 
 from setuptools import Extension, setup
@@ -12,7 +14,7 @@ class _BuildExt(build_ext):
     def build_extensions(self):
         if self.compiler.compiler_type == "unix":
             for ext in self.extensions:
-                # no fused multiply-adds: the kernel must round exactly as the Python search does
+                # no fused multiply-adds: the kernels' sums must round the same on every build
                 ext.extra_compile_args = ext.extra_compile_args + ["-ffp-contract=off"]
         super().build_extensions()
 

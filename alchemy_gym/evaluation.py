@@ -386,8 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             if spec == "ideal-observer":
                 cost = (
                     "with the C kernel that takes from under a second to about a minute per episode "
-                    "(about 2.2 s of one core on average here: the 1000 evaluation episodes take about 20 min "
-                    "with --workers 2)"
+                    "(benchmarks/README.md has measured figures)"
                 )
             else:  # the explorer has no bounds to prune with
                 cost = (
