@@ -118,6 +118,65 @@ def side_by_side(
     return out
 
 
+def jax_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 4096, steps: int = 400, seed: int = 0) -> dict:
+    """The JAX env under ``jit(vmap)`` + ``lax.scan``: ``steps`` steps of ``num_envs`` envs, random actions drawn
+    up front on the device, autoresets inside ``step``. Compile time (the first call) is reported apart."""
+    import jax
+    import jax.numpy as jnp
+
+    import alchemy_gym.jax as aj
+
+    env, params = aj.make(env_id)
+    _, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.key(seed), num_envs), params)
+    actions = jax.random.randint(jax.random.key(seed + 1), (steps, num_envs), 0, env.num_actions, dtype=jnp.int32)
+    step = jax.vmap(env.step, in_axes=(None, 0, 0, None))
+    key = jax.random.key(seed + 2)
+
+    @jax.jit
+    def rollout(state, actions):
+        def body(state, a):
+            _, state, reward, done, _ = step(key, state, a, params)
+            return state, reward.sum() + done.sum()
+
+        return jax.lax.scan(body, state, actions)
+
+    start = time.perf_counter()
+    jax.block_until_ready(rollout(state, actions))
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(rollout(state, actions))
+    elapsed = time.perf_counter() - start
+    return {
+        "num_envs": num_envs,
+        "steps": steps * num_envs,
+        "compile_seconds": compile_seconds,
+        "seconds": elapsed,
+        "steps_per_second": steps * num_envs / elapsed,
+        "device": str(jax.devices()[0]),
+    }
+
+
+def jax_side_by_side(env_id: str = DEFAULT_ID, sizes=(1024, 4096, 16384), *, rounds: int = 3, steps: int = 400) -> dict:
+    """The JAX env and the native vector env at each size in turn, ``rounds`` times (medians, ratios per round)."""
+    runs: dict = {n: {"jax": [], "vector": [], "compile": []} for n in sizes}
+    for _ in range(rounds):
+        for n in sizes:
+            j = jax_steps_per_second(env_id, n, steps)
+            runs[n]["jax"].append(j["steps_per_second"])
+            runs[n]["compile"].append(j["compile_seconds"])
+            runs[n]["vector"].append(vector_steps_per_second(env_id, n, steps * n)["steps_per_second"])
+    out = {"env_id": env_id, "rounds": rounds, "device": j["device"], "sizes": {}}
+    for n, r in runs.items():
+        ratios = [a / b for a, b in zip(r["jax"], r["vector"])]
+        out["sizes"][n] = {
+            "jax": _summary(r["jax"]),
+            "vector": _summary(r["vector"]),
+            "compile_seconds": _summary(r["compile"]),
+            "ratio_jax_to_vector_median": statistics.median(ratios),
+        }
+    return out
+
+
 def _summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -202,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto", choices=["auto", "c", "numpy"])
     parser.add_argument("--envs", type=int, default=1000, help="single envs for the per-env memory figure")
     parser.add_argument("--quick", action="store_true", help="one round, fewer steps, no replay or memory")
+    parser.add_argument("--jax", action="store_true", help="the JAX env beside the native vector env (jax extra)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.jax:
+        return _main_jax(args)
     if min(args.steps, args.vector_steps, args.rounds, args.envs, *args.sizes) < 1:
         parser.error("--steps, --vector-steps, --rounds, --envs and --sizes must be positive")
     if args.quick:
@@ -252,6 +314,34 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  per sub-env of a {vm['n_envs']}-env vector env: {vm['state_bytes_per_env']:.0f} B of game state "
             f"+ {vm['rng_bytes_per_env']:.0f} B of RNG state; {vm['rss_per_env_bytes']:.0f} B RSS in all"
+        )
+    return 0
+
+
+def _main_jax(args) -> int:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        print("alchemy-gym bench --jax needs JAX: pip install 'alchemy-gym[jax]'", file=sys.stderr)
+        return 2
+    sizes = [n for n in args.sizes if n in (1024, 4096, 16384)] or [1024, 4096, 16384]
+    if args.sizes != list(VECTOR_SIZES):
+        sizes = args.sizes
+    rounds, steps = (1, 100) if args.quick else (args.rounds, 400)
+    result = jax_side_by_side(args.env_id, sizes, rounds=rounds, steps=steps)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['env_id']}: JAX env under jit(vmap) + scan ({result['device']}) and the native vector env, "
+        f"medians of {result['rounds']} rounds (min–max), in turn:"
+    )
+    for n, row in result["sizes"].items():
+        j, v, c = row["jax"], row["vector"], row["compile_seconds"]
+        print(
+            f"  {n:>6} envs: JAX {j['median']:>12,.0f} steps/s ({j['min']:,.0f}–{j['max']:,.0f}), "
+            f"vector env {v['median']:>12,.0f} ({v['min']:,.0f}–{v['max']:,.0f}), "
+            f"JAX/vector {row['ratio_jax_to_vector_median']:.2f}; compile {c['median']:.1f} s"
         )
     return 0
 

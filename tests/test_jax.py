@@ -196,3 +196,20 @@ def test_ground_truth_chemistry_observation_is_the_cores():
     seen = ChemistrySeen(content="ground_truth")
     masks = np.ones((50, seen.size), dtype=np.bool_)
     np.testing.assert_array_equal(np.asarray(truth), seen.observe_rows(np.asarray(state.chem), masks))
+
+
+def test_purejaxrl_style_ppo_example_trains_in_one_jit():
+    pytest.importorskip("optax", reason="the JAX PPO example uses optax (the 'jax' extra)")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "jax_ppo.py"
+    spec = importlib.util.spec_from_file_location("jax_ppo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--total-timesteps", str(16 * 25 * 20), "--num-envs", "16", "--num-steps", "25",
+                       "--hidden", "16", "--minibatches", "2", "--update-epochs", "1"])  # fmt: skip
+    assert out["steps"] == 16 * 25 * 20 and len(out["mean_returns"]) == 20
+    finished = out["mean_returns"][~np.isnan(out["mean_returns"])]
+    assert len(finished) == 2  # the 16 envs end their 200-step episodes at steps 200 and 400 of 500
+    assert ((-90 <= finished) & (finished <= 450)).all()

@@ -97,21 +97,26 @@ class EnvParams:
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["chem", "stones", "potions", "trial", "steps", "trial_rewards", "episode", "seed", "stream", "time"],
+    data_fields=[
+        "chem", "stones", "potions", "trial", "steps", "trial_reward", "episode_return", "episode", "seed", "stream",
+        "time",
+    ],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
 class EnvState:
     """One game: chemistry ``(potion map, stone map, graph mask, rotation)``, latent stone and potion per
-    slot (-1 used or empty), trial and step counters, trial rewards, the fixed episode (-1 if sampled),
-    the episode's item stream, the env's own stream and the steps of the episode so far."""
+    slot (int8, -1 used or empty), trial and step counters, the rewards of the trial and of the episode so
+    far, the fixed episode (-1 if sampled), the episode's item stream, the env's own stream and the steps of
+    the episode so far."""
 
     chem: jax.Array
     stones: jax.Array
     potions: jax.Array
     trial: jax.Array
     steps: jax.Array
-    trial_rewards: jax.Array
+    trial_reward: jax.Array
+    episode_return: jax.Array
     episode: jax.Array
     seed: jax.Array
     stream: jax.Array
@@ -138,8 +143,15 @@ class AlchemyJax:
         self.num_actions = MAX_STONES * STONE_BLOCK + self._k
         # the core's tables, as device arrays
         self._trans = jnp.asarray(graphs.TRANSITIONS, dtype=jnp.int32)
-        self._stone_features = jnp.asarray(STONE_FEATURES)
-        self._potion_features = jnp.asarray(POTION_FEATURES)
+        # observation rows: stone (stone map, rotation, latent) → its features and used flag, with a last row
+        # for an empty slot; potion (potion map, latent) → colour and used flag, with a last row for an empty slot
+        S, P = (5, 2) if params.observe_used else (4, 1)
+        stone_rows = np.concatenate([STONE_FEATURES.reshape(-1, 4), np.zeros((256, 1), np.float32)], axis=1)
+        stone_rows = np.concatenate([stone_rows, [[2.0, 2.0, 2.0, 2.0, 1.0]]]).astype(np.float32)
+        potion_rows = np.stack([POTION_FEATURES.reshape(-1), np.zeros(288, np.float32)], axis=1)
+        potion_rows = np.concatenate([potion_rows, [[1.0, 1.0]]]).astype(np.float32)
+        self._stone_rows = jnp.asarray(stone_rows[:, :S])
+        self._potion_rows = jnp.asarray(potion_rows[:, :P])
         action = np.arange(self.num_actions) - self._k
         self._action_stone = jnp.asarray(np.where(action >= 0, action // STONE_BLOCK, 0), dtype=jnp.int32)
         # potion column 0..11, 12 = cauldron, -1 = no stone touched
@@ -201,7 +213,8 @@ class AlchemyJax:
             potions=potions,
             trial=jnp.int32(0),
             steps=jnp.int32(0),
-            trial_rewards=jnp.zeros(params.num_trials, jnp.float32),
+            trial_reward=jnp.float32(0),
+            episode_return=jnp.float32(0),
             episode=episode,
             seed=seed,
             stream=_draw(stream, 6),
@@ -211,14 +224,14 @@ class AlchemyJax:
     def _trial_items(self, params: EnvParams, episode, seed, trial) -> tuple[jax.Array, jax.Array]:
         """The latent stones (3,) and potions (12,) of a trial, -1 padded."""
         if params.fixed:
-            row = params.fixed_items[episode, jnp.minimum(trial, params.num_trials - 1)].astype(jnp.int32)
+            row = params.fixed_items[episode, jnp.minimum(trial, params.num_trials - 1)].astype(jnp.int8)
             return row[:MAX_STONES], row[MAX_STONES:]
         bits = _draw(seed, trial * 16 + jnp.arange(MAX_STONES + MAX_POTIONS, dtype=jnp.uint32) + 1)
         slot = jnp.arange(MAX_STONES)
         stones = jnp.where(slot < params.num_stones_per_trial, _below(bits[:MAX_STONES], 8), -1)
         slot = jnp.arange(MAX_POTIONS)
         potions = jnp.where(slot < params.num_potions_per_trial, _below(bits[MAX_STONES:], 6), -1)
-        return stones, potions
+        return stones.astype(jnp.int8), potions.astype(jnp.int8)
 
     # ------------------------------------------------------------------ step
 
@@ -230,25 +243,27 @@ class AlchemyJax:
         a = jnp.where(valid, action, self._k - 1)  # invalid actions are the no-op
         s, column = self._action_stone[a], self._action_column[a]
         slot3, slot12 = jnp.arange(MAX_STONES), jnp.arange(MAX_POTIONS)
-        stone = jnp.sum(jnp.where(slot3 == s, state.stones, 0))
+        stone = jnp.sum(jnp.where(slot3 == s, state.stones.astype(jnp.int32), 0))
         p = jnp.clip(column, 0, MAX_POTIONS - 1)
-        potion = jnp.sum(jnp.where(slot12 == p, state.potions, 0))
+        potion = jnp.sum(jnp.where(slot12 == p, state.potions.astype(jnp.int32), 0))
         touched = (column >= 0) & (stone >= 0)
         cash = touched & (column == MAX_POTIONS)
         dip = touched & (column < MAX_POTIONS) & (potion >= 0)
         moved = self._trans[state.chem[2], jnp.maximum(stone, 0) * 6 + jnp.maximum(potion, 0)]
         new_stone = jnp.where(cash, -1, jnp.where(dip, moved, stone))
-        stones = jnp.where(slot3 == s, new_stone, state.stones)
-        potions = jnp.where((slot12 == p) & dip, -1, state.potions)
+        stones = jnp.where(slot3 == s, new_stone.astype(jnp.int8), state.stones)
+        potions = jnp.where((slot12 == p) & dip, jnp.int8(-1), state.potions)
         reward = jnp.where(cash, params.values[jnp.maximum(stone, 0)], 0.0).astype(jnp.float32)
-        trial_rewards = state.trial_rewards + jnp.where(jnp.arange(params.num_trials) == state.trial, reward, 0.0)
+        trial_reward = state.trial_reward + reward
+        episode_return = state.episode_return + reward
         steps = state.steps + 1
         trial_over = ((a == 0) & params.end_trial_action) | (steps >= params.max_steps_per_trial)
         done = trial_over & (state.trial >= params.num_trials - 1)
         info = {
             "discount": jnp.where(done, 0.0, 1.0).astype(jnp.float32),
             "trial_ended": trial_over,
-            "episode_return": jnp.sum(trial_rewards),
+            "trial_reward": trial_reward,
+            "episode_return": episode_return,
             "valid_action": valid,
         }
         # what comes next: the next trial, or (autoreset) the next episode, drawn from the env's stream
@@ -268,7 +283,8 @@ class AlchemyJax:
             potions=jnp.where(trial_over, next_potions, potions),
             trial=trial,
             steps=jnp.where(trial_over, 0, steps),
-            trial_rewards=jnp.where(done, 0.0, trial_rewards),
+            trial_reward=jnp.where(trial_over, 0.0, trial_reward),
+            episode_return=jnp.where(done, 0.0, episode_return),
             episode=episode,
             seed=seed,
             stream=jnp.where(done, _draw(stream, 6), state.stream),
@@ -297,17 +313,13 @@ class AlchemyJax:
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         """The symbolic observation (§4.4): 39 floats, 24 without the used flags."""
-        params = params or self.default_params
-        features = self._stone_features[state.chem[1], state.chem[3]]  # (8, 4)
-        present = state.stones >= 0
-        stone_obs = jnp.where(present[:, None], features[jnp.maximum(state.stones, 0)], 2.0)
-        colours = self._potion_features[state.chem[0]]
-        present_p = state.potions >= 0
-        potion_obs = jnp.where(present_p, colours[jnp.maximum(state.potions, 0)], 1.0)[:, None]
-        if params.observe_used:
-            stone_obs = jnp.concatenate([stone_obs, jnp.where(present, 0.0, 1.0)[:, None]], axis=1)
-            potion_obs = jnp.concatenate([potion_obs, jnp.where(present_p, 0.0, 1.0)[:, None]], axis=1)
-        return jnp.concatenate([stone_obs.reshape(-1), potion_obs.reshape(-1)]).astype(jnp.float32)
+        chem = state.chem
+        stones, potions = state.stones.astype(jnp.int32), state.potions.astype(jnp.int32)
+        stone_index = (chem[1] * NUM_ROTATIONS + chem[3]) * 8 + stones
+        stone_obs = self._stone_rows[jnp.where(stones >= 0, stone_index, self._stone_rows.shape[0] - 1)]
+        potion_index = chem[0] * 6 + potions
+        potion_obs = self._potion_rows[jnp.where(potions >= 0, potion_index, self._potion_rows.shape[0] - 1)]
+        return jnp.concatenate([stone_obs.reshape(-1), potion_obs.reshape(-1)])
 
     def ground_truth(self, state: EnvState) -> jax.Array:
         """The ground-truth chemistry observation (§4.9): 28 floats (graph, potion map, stone map, rotation)."""
