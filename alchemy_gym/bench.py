@@ -135,8 +135,9 @@ def jax_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 4096, steps: 
     @jax.jit
     def rollout(state, actions):
         def body(state, a):
-            _, state, reward, done, _ = step(key, state, a, params)
-            return state, reward.sum() + done.sum()
+            obs, state, reward, done, _ = step(key, state, a, params)
+            # the observation is consumed, as a learner would: otherwise XLA would not compute it
+            return state, reward.sum() + done.sum() + obs.sum()
 
         return jax.lax.scan(body, state, actions)
 
