@@ -11,14 +11,10 @@ most 15 masked assignments.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, POTION_COLOURS, STONE_FEATURE_NAMES
-
-if TYPE_CHECKING:
-    from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
 
 
 def describe_stone(coords, reward_indicator: int, value: float) -> str:
@@ -27,20 +23,22 @@ def describe_stone(coords, reward_indicator: int, value: float) -> str:
     return f"{' '.join(words):<36} reward indicator {reward_indicator:+d}  value {value:+g}"
 
 
-def render_ansi(env: SymbolicAlchemyEnv) -> str:
-    """A readable view of the current trial: stones, potions, counters."""
-    game = env.game
+def render_ansi(
+    game: AlchemyGame, level_name: str = "", episode_index: int | None = None, last_reward: float = 0.0
+) -> str:
+    """A readable view of a game's current trial: stones, potions, counters."""
     if game.chemistry is None:
         return "Symbolic Alchemy: not started (call reset())\n"
     over = game.trial_number < 0
     trial = game.num_trials - 1 if over else game.trial_number
+    rewards = game.trial_rewards
     header = (
-        f"Symbolic Alchemy {env.level_name}"
-        + (f" episode {env.episode_index}" if env.episode_index is not None else "")
+        f"Symbolic Alchemy {level_name}"
+        + (f" episode {episode_index}" if episode_index is not None else "")
         + f"\nTrial {trial + 1}/{game.num_trials}"
         + (" (episode over)" if over else f"  step {game.steps_this_trial}/{game.max_steps_per_trial}")
-        + f"  trial reward {game.trial_rewards[trial]:+g}  episode return {env.episode_return:+g}"
-        + f"  last reward {env._last_reward:+g}"
+        + f"  trial reward {rewards[trial]:+g}  episode return {sum(rewards):+g}"
+        + f"  last reward {last_reward:+g}"
     )
     lines = [header, "Stones:"]
     for slot, latent in enumerate(game.stones):

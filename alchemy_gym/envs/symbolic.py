@@ -210,7 +210,7 @@ class SymbolicAlchemyEnv(gym.Env):
             return self._painter.paint(self.game)
         from alchemy_gym.render import render_ansi
 
-        return render_ansi(self)
+        return render_ansi(self.game, self.level_name, self.episode_index, self._last_reward)
 
     # --------------------------------------------------------------- helpers
 
