@@ -17,7 +17,7 @@ Everything else (counted repetition ``{m,n}``, back-references, look-around, fla
 quantifiers, ``\\b``, ``\\A`` …) is refused with :class:`FilterError` naming what is allowed. On
 the accepted subset the result is that of ``re.search`` (checked against ``re`` in the tests).
 
-Cost: a pattern of length ``L`` gives at most ``2 L + 1`` NFA states; matching a text of ``n``
+Cost: a pattern of length ``L`` gives at most ``L + 1`` NFA states; matching a text of ``n``
 characters visits each state at most once per position, so one name costs ``O(n · L)`` steps
 whatever the pattern (no backtracking), and :meth:`EventFilter.select` shares the work of common
 prefixes (``DeepMind/Alchemy/…``). :attr:`EventFilter.steps` counts the work done.
@@ -182,6 +182,8 @@ class _Parser:
             if p.startswith(("--", "&&", "~~", "||"), self.i):
                 raise self.error("set operations in character classes are not allowed", self.i)
             low = self.class_item()
+            if p.startswith("--", self.i):
+                raise self.error("set operations in character classes are not allowed", self.i)
             if p.startswith("-", self.i) and self.i + 1 < len(p) and p[self.i + 1] != "]":
                 dash = self.i
                 self.i += 1
@@ -286,7 +288,7 @@ class EventFilter:
         self.pattern = pattern
         self._nfa = nfa
         self._start = start
-        #: NFA states visited so far (the work done: bounded by ``2 L + 1`` per character).
+        #: NFA states visited so far (the work done: at most twice the number of states per character).
         self.steps = 0
 
     @property
