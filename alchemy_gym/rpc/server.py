@@ -504,9 +504,11 @@ class _Session:
         pb = _pb()
         try:
             request = pb.EnvironmentRequest.FromString(data)
-        except Exception as exc:  # not an EnvironmentRequest: answer, keep the stream
+        except Exception:  # not an EnvironmentRequest: answer, keep the stream
             self.servicer.malformed_log.warning(
-                "malformed message (%d bytes) from %s: %s", len(data), self.peer, shorten(exc, 80)
+                "malformed message (%d bytes) from %s: not a dm_env_rpc EnvironmentRequest (answered INVALID_ARGUMENT)",
+                len(data),
+                self.peer,
             )
             response = pb.EnvironmentResponse()
             response.error.code = _codes().INVALID_ARGUMENT
