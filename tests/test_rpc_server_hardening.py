@@ -529,3 +529,32 @@ def test_the_serve_log_keeps_its_start_up_line_after_a_flood_of_garbage(tmp_path
     assert lines[0].startswith("alchemy-gym serve: dm_env_rpc on 127.0.0.1:")
     assert sum("malformed message" in line for line in lines) == 5  # then suppressed, counted later
     assert "Traceback" not in tail and len(tail) < 3000
+
+
+def test_nothing_is_left_after_hostile_requests_and_close():
+    import socket
+    import threading
+
+    from tests.rpc_fixtures import extra_threads, wait_until
+
+    baseline = set(threading.enumerate())
+    server, port = make_server("127.0.0.1", 0, max_connections=1)
+    good = Client(port)
+    good.join(good.create(EventSubscriptionRegex="(.*.*)*Z"))
+    good.send(pb.StepRequest())
+    refused = _Held(port)  # one stream too many
+    with pytest.raises(grpc.RpcError):
+        refused.first()
+    refused.close()
+    good.send(pb.StepRequest(actions={1: tensor_utils.pack_tensor(1)}))
+    good.close()
+    assert wait_until(lambda: server.servicer.connections == 0 and server.servicer.num_worlds == 0, timeout=10)
+    channel, stub = _raw_stream(port)
+    assert len(list(stub(iter([b"\xff garbage"] * 3), timeout=10))) == 3
+    channel.close()
+    server.stop(grace=0.5).wait(5)
+    assert server.servicer.connections == 0
+    assert extra_threads(baseline) == []
+    with socket.socket() as s:  # the port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))

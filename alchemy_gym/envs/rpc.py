@@ -565,7 +565,9 @@ class RpcAlchemyEnv(gym.Env):
     and a new env. A server that stays connected but does not answer one
     request within ``request_timeout`` seconds (hung) is treated the same way:
     :class:`RpcEnvError` saying so, then ``env.restart()``. Start-up failures
-    raise :class:`alchemy_gym.rpc.launchers.LaunchError` within ``connect_timeout``.
+    raise :class:`alchemy_gym.rpc.launchers.LaunchError` within ``connect_timeout``;
+    a server that refuses the connection because it is full (all its connections or
+    worlds in use) raises :class:`RpcEnvError` at once, with the server's limit.
 
     ## Arguments
 

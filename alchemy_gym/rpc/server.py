@@ -187,6 +187,12 @@ def _unpack_setting(name: str, tensor):
         raise _invalid(f"setting {name!r} is not a valid tensor: {shorten(exc, 120)}") from None
 
 
+def _shape_text(shape) -> str:
+    """A (client's) tensor shape, its first dimensions only."""
+    dims = [str(d) for d in shape[:4]] + (["…"] if len(shape) > 4 else [])
+    return f"[{', '.join(dims)}]"
+
+
 def _scalar_payload(name: str, tensor, payloads: tuple[str, ...], what: str):
     """The payload kind of a scalar setting, checked before anything is unpacked.
 
@@ -195,8 +201,7 @@ def _scalar_payload(name: str, tensor, payloads: tuple[str, ...], what: str):
     """
     which = tensor.WhichOneof("payload")
     if which not in payloads or len(tensor.shape) != 0:
-        shape = list(tensor.shape[:4]) + (["…"] if len(tensor.shape) > 4 else [])
-        raise _invalid(f"setting {name!r} must be {what}, got a {which} tensor of shape {shape}")
+        raise _invalid(f"setting {name!r} must be {what}, got a {which} tensor of shape {_shape_text(tensor.shape)}")
     values = getattr(tensor, which).array  # bytes for int8s / uint8s: one value a byte
     if len(values) != 1:
         raise _invalid(f"setting {name!r} must be {what}, got {len(values)} values")
@@ -705,7 +710,7 @@ class _Session:
             if which not in _INT_PAYLOADS:
                 raise _invalid(f"action 'action' must be an integer (int64) scalar, got a {which} tensor")
             if len(tensor.shape) != 0:
-                raise _invalid(f"action 'action' must be a scalar (shape []), got shape {list(tensor.shape)}")
+                raise _invalid(f"action 'action' must be a scalar (shape []), got shape {_shape_text(tensor.shape)}")
             values = getattr(tensor, which).array
             if which in ("int8s", "uint8s"):
                 values = np.frombuffer(values, dtype=np.int8 if which == "int8s" else np.uint8)
@@ -814,7 +819,10 @@ class AlchemyServicer:
             self.refusal_log.warning(
                 "refused a connection from %s: all %d connections are in use", context.peer(), self.max_connections
             )
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.full_message())
+            # the status is set and the handler returns (context.abort would raise, and its traceback
+            # would keep the server's objects in a reference cycle until the next garbage collection)
+            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+            context.set_details(self.full_message())
             return
         try:
             session = _Session(self, context.peer())
