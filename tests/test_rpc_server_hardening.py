@@ -411,6 +411,27 @@ def test_an_env_stream_refused_after_the_probe_says_the_server_is_full(full_serv
             asyncio.run(connect())
 
 
+def test_a_vector_env_larger_than_the_server_says_it_is_full_and_leaves_nothing():
+    from alchemy_gym.envs.rpc import RpcEnvError
+    from alchemy_gym.envs.rpc_vector import RpcAlchemyVectorEnv
+    from tests.rpc_fixtures import wait_until
+
+    server, port = make_server("127.0.0.1", 0, max_connections=3)
+    try:
+        with pytest.raises(RpcEnvError, match=r"sub-env \d: .*server is full: it serves at most 3 connections"):
+            RpcAlchemyVectorEnv(4, LEVEL, address=f"127.0.0.1:{port}", connect_timeout=120)
+        # the sub-envs that got in destroyed their worlds and closed their streams
+        assert wait_until(lambda: server.servicer.connections == 0 and server.servicer.num_worlds == 0, timeout=10)
+        envs = RpcAlchemyVectorEnv(3, LEVEL, address=f"127.0.0.1:{port}", observations=["symbolic_obs"])
+        try:
+            envs.reset(seed=0)
+            envs.step(np.array([1, 2, 3]))
+        finally:
+            envs.close()
+    finally:
+        server.stop(grace=0.5).wait(5)
+
+
 def test_a_refused_stream_that_sends_nothing_is_refused_all_the_same(full_server):
     _server, port, _held = full_server
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

@@ -200,7 +200,7 @@ class RpcWorldClient:
         try:
             return self.launcher.start(timeout=self.config.connect_timeout)
         except ServerFull as exc:
-            raise RpcEnvError(f"{self._prefix()}{exc}") from None
+            raise RpcEnvError(str(exc)) from None  # the vector env names the sub-env itself
 
     async def connect(self) -> None:
         """Open the stream to the started server and create a world with a random seed."""
