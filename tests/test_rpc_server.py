@@ -241,16 +241,21 @@ def test_bad_actions_are_rejected_with_the_allowed_range(conn):
     conn.send(pb.StepRequest(actions={1: tensor_utils.pack_tensor(0)}))
 
 
-def test_garbage_bytes_end_only_that_stream(server_port, conn):
+def test_garbage_bytes_get_invalid_argument_and_the_stream_stays_open(server_port, conn):
+    from google.rpc import code_pb2
+
     channel = grpc.insecure_channel(f"127.0.0.1:{server_port}")
     raw = channel.stream_stream(
         "/dm_env_rpc.v1.Environment/Process",
         request_serializer=lambda b: b,
         response_deserializer=pb.EnvironmentResponse.FromString,
     )
-    with pytest.raises(grpc.RpcError):
-        list(raw(iter([b"\xff\xff\xff\xff garbage"]), timeout=5))
+    step = pb.EnvironmentRequest(step=pb.StepRequest()).SerializeToString()
+    bad, good = list(raw(iter([b"\xff\xff\xff\xff garbage", step]), timeout=5))
     channel.close()
+    assert bad.error.code == code_pb2.INVALID_ARGUMENT
+    assert "malformed message: 12 bytes" in bad.error.message
+    assert "not joined" in good.error.message  # the same stream answered the next (valid) request
     world, _ = _join(conn)  # another client is still served
     assert conn.send(pb.StepRequest()).state == pb.EnvironmentStateType.RUNNING
 
@@ -262,7 +267,7 @@ def test_a_world_cannot_be_joined_twice_and_dies_with_its_connection(server_port
 
     ch1, c1 = open_conn()
     ch2, c2 = open_conn()
-    world, _ = _join(c1)
+    world, _ = _join(c1, shareable=True)  # others may join it (without the setting: PERMISSION_DENIED)
     with pytest.raises(dm_error.DmEnvRpcError, match="already joined"):
         c2.send(pb.JoinWorldRequest(world_name=world))
     c1.close()

@@ -19,7 +19,7 @@ import numpy as np
 from alchemy_gym.core.episodes import check_episode_index, reset_options
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
-from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed
+from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, is_server_full
 from alchemy_gym.rpc.events import WorldEvent, decode_event
 from alchemy_gym.rpc.spaces import SpecSpaces, check_action_value, pack_value, specs_to_spaces, unpack_value
 
@@ -30,6 +30,7 @@ try:  # the ``rpc`` extra
 
     _TERMINATED = pb.EnvironmentStateType.TERMINATED
     _INTERRUPTED = pb.EnvironmentStateType.INTERRUPTED
+    _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]  # google.rpc.Code 8
 except ImportError:  # pragma: no cover - reported when an env is made
     grpc = pb = dm_error = None
 
@@ -189,9 +190,17 @@ class RpcWorldClient:
     # ------------------------------------------------------------------ server and world
 
     def start_server(self) -> str:
-        """Make and start a new launcher (blocking until the server answers); returns its address."""
+        """Make and start a new launcher (blocking until the server answers); returns its address.
+
+        A server that refuses the connection because it is full raises :class:`RpcEnvError` at once.
+        """
+        from alchemy_gym.rpc.launchers import ServerFull
+
         self.launcher = self.config.make_launcher(self.address)
-        return self.launcher.start(timeout=self.config.connect_timeout)
+        try:
+            return self.launcher.start(timeout=self.config.connect_timeout)
+        except ServerFull as exc:
+            raise RpcEnvError(str(exc)) from None  # the vector env names the sub-env itself
 
     async def connect(self) -> None:
         """Open the stream to the started server and create a world with a random seed."""
@@ -232,12 +241,33 @@ class RpcWorldClient:
         try:
             return await self._connection.send(request)
         except dm_error.DmEnvRpcError as exc:
+            if exc.code == _RESOURCE_EXHAUSTED:  # a server limit (worlds): not the request's fault
+                raise RpcEnvError(
+                    f"{self._prefix()}the dm_env_rpc server is full: it refused {type(request).__name__}: {exc.message}"
+                ) from None
             raise ValueError(
                 f"{self._prefix()}the dm_env_rpc server rejected {type(request).__name__}: {exc.message} "
                 f"(code {exc.code})"
             ) from None
         except (RequestTimeout, StreamClosed, grpc.RpcError) as exc:
+            full = self._refused_as_full(exc)
+            if full is not None:
+                await self._drop_connection()
+                raise RpcEnvError(f"{self._prefix()}{full}") from None
             raise await self._dead(exc) from None
+
+    def _refused_as_full(self, exc) -> str | None:
+        """The message to raise if ``exc`` is a full server refusing the stream, else None."""
+        if isinstance(exc, StreamClosed):
+            code, details = exc.code, exc.details
+        elif isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+            code, details = exc.code(), exc.details()
+        else:
+            return None
+        if not is_server_full(code, details):
+            return None
+        what = self.launcher.describe() if self.launcher is not None else "dm_env_rpc server"
+        return f"the {what} refused the connection: {details}"
 
     def _prefix(self) -> str:
         return f"{self.label}: " if self.label else ""
@@ -536,7 +566,9 @@ class RpcAlchemyEnv(gym.Env):
     and a new env. A server that stays connected but does not answer one
     request within ``request_timeout`` seconds (hung) is treated the same way:
     :class:`RpcEnvError` saying so, then ``env.restart()``. Start-up failures
-    raise :class:`alchemy_gym.rpc.launchers.LaunchError` within ``connect_timeout``.
+    raise :class:`alchemy_gym.rpc.launchers.LaunchError` within ``connect_timeout``;
+    a server that refuses the connection because it is full (all its connections or
+    worlds in use) raises :class:`RpcEnvError` at once, with the server's limit.
 
     ## Arguments
 

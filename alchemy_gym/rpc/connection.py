@@ -7,8 +7,7 @@
 thread exits, and cancels the call. With ``timeout`` set, a server that stays
 connected but does not answer a request within ``timeout`` seconds has its stream
 cancelled and ``send`` raises :class:`RequestTimeout`; a watchdog thread looks at
-the call in flight a few times per ``timeout`` (and is joined by
-:meth:`RpcConnection.close`).
+the call in flight (see *Request timeouts*; it is joined by :meth:`RpcConnection.close`).
 
 :class:`AsyncRpcConnection` is the same over ``grpc.aio`` (``await send(request)``),
 with the timeout checked by a callback on the loop. The envs use it (through
@@ -17,6 +16,25 @@ calls: against our server a single env steps 1-10 % faster than on the blocking
 stream, with less client CPU (no hand-off to gRPC's request thread, no watchdog
 thread), and the vector env has one request in flight on each of its streams at
 once, which shares gRPC's cost per wake-up among them.
+
+## Request timeouts
+
+Neither connection arms a timer per request (that would cost more than the rest of a
+``send``). One check, a thread (:class:`RpcConnection`) or a loop callback
+(:class:`AsyncRpcConnection`), looks at the request in flight every ``period`` =
+:func:`check_period` (``timeout / 4``, within 0.01..1 s) and, once the request's deadline
+(its start + ``timeout``) is nearer than a period, sleeps until exactly that deadline
+(:func:`next_check_delay`). A request that gets no answer is therefore cancelled at its
+deadline plus the wake-up latency of the thread or loop (milliseconds), well within 10 % of
+``timeout``, not up to a whole period late; it is never cancelled early. The tests check the
+computation step by step on a simulated clock, and once against a server that never answers.
+
+## A full server
+
+A server that refuses a stream because it serves its limit of connections ends it at once with
+RESOURCE_EXHAUSTED; :func:`is_server_full` recognizes that status (ours says ``alchemy-gym server
+is full: it serves at most N connections …``, plain gRPC ``Concurrent RPC limit exceeded``), and
+the launchers and envs raise at once, saying so, instead of retrying.
 """
 
 from __future__ import annotations
@@ -28,10 +46,40 @@ import time
 import weakref
 
 _END = None
+_monotonic = time.monotonic  # the clock of the timeout checks (replaced in tests)
 
 
 class RequestTimeout(TimeoutError):
     """The server did not answer a request in time (its stream has been cancelled)."""
+
+
+def check_period(timeout: float) -> float:
+    """Seconds between two looks at the request in flight: ``timeout / 4``, kept within 0.01..1 s."""
+    return min(max(timeout / 4, 0.01), 1.0)
+
+
+def next_check_delay(now: float, started: float | None, timeout: float, period: float) -> float | None:
+    """Seconds until the timeout check looks again, or ``None`` if the request in flight is overdue.
+
+    No request in flight (``started`` None): a period. Otherwise the time left to its deadline
+    ``started + timeout`` if that is less than a period, so that the check wakes at the deadline.
+    """
+    if started is None:
+        return period
+    remaining = started + timeout - now
+    if remaining <= 0:
+        return None
+    return min(period, remaining)
+
+
+def is_server_full(code, details: str | None) -> bool:
+    """Whether a stream's status says the server refused it for having all its connections in use.
+
+    ``code`` is a ``grpc.StatusCode`` or its name.
+    """
+    name = getattr(code, "name", code)
+    details = details or ""
+    return name == "RESOURCE_EXHAUSTED" and ("server is full" in details or "Concurrent RPC limit" in details)
 
 
 class _Watchdog:
@@ -49,15 +97,19 @@ class _Watchdog:
         self._thread.start()
 
     def _run(self) -> None:
-        period = min(max(self.timeout / 4, 0.01), 1.0)
-        while not self._stop.wait(period):
+        period = check_period(self.timeout)
+        delay = period
+        while not self._stop.wait(delay):
             # sequence first: if a new request starts while we look, the sequences differ and nothing fires
             sequence = self.sequence
             started = self.started
-            if started is not None and time.monotonic() - started > self.timeout and sequence == self.sequence:
-                self.fired = True
-                self._cancel()
-                return
+            delay = next_check_delay(_monotonic(), started, self.timeout, period)
+            if delay is None:
+                if sequence == self.sequence:
+                    self.fired = True
+                    self._cancel()
+                    return
+                delay = period  # that request was answered meanwhile; the next one is new
 
     def stop(self) -> None:
         self._stop.set()
@@ -101,7 +153,7 @@ class RpcConnection:
         if watchdog.fired:
             raise RequestTimeout(f"an earlier request got no answer within {self.timeout:g} s; the stream is closed")
         watchdog.sequence += 1
-        watchdog.started = time.monotonic()
+        watchdog.started = _monotonic()
         try:
             self._requests.put(environment_request)
             response = next(self._stream)
@@ -139,7 +191,15 @@ def _finish(requests: queue.SimpleQueue, watchdog: _Watchdog | None) -> None:
 
 
 class StreamClosed(ConnectionError):
-    """The stream ended before answering (the server closed it or went away); the message gives its status."""
+    """The stream ended before answering (the server closed it or went away); the message gives its status.
+
+    ``code`` (a ``grpc.StatusCode`` name, or None if unknown) and ``details`` are the stream's status.
+    """
+
+    def __init__(self, message: str, code: str | None = None, details: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
 
 
 class AsyncRpcConnection:
@@ -152,8 +212,8 @@ class AsyncRpcConnection:
 
     With ``timeout`` set, a request that gets no answer within ``timeout`` seconds cancels the
     stream and ``send`` raises :class:`RequestTimeout`. As in :class:`RpcConnection` the check
-    costs nothing per request: a callback on the loop looks at the request in flight a few times
-    per ``timeout`` (no thread; a timer per request would cost more than the rest of ``send``).
+    costs nothing per request: a callback on the loop looks at the request in flight once a
+    period and wakes at its deadline (module docstring, *Request timeouts*; no thread).
     If ``send`` itself is cancelled mid-request (an interrupted caller), the stream's order is lost:
     it is cancelled too and later sends raise :class:`StreamClosed`.
 
@@ -176,22 +236,25 @@ class AsyncRpcConnection:
         self.timeout = timeout
         self._timed_out = False
         self._lost: str | None = None  # why the stream can no longer be used
+        self._status: tuple[str | None, str | None] = (None, None)  # the ended stream's code name, details
         self._started: float | None = None  # when the request in flight went out
         self._watch = None
         if timeout is not None:
-            self._period = min(max(timeout / 4, 0.01), 1.0)
+            self._period = check_period(timeout)
             self._watch = self._loop.call_later(self._period, self._check)
 
     def _check(self) -> None:
-        """Cancel the stream if the request in flight is overdue; else look again in a while."""
-        call, started = self._call, self._started
+        """Cancel the stream if the request in flight is overdue; else look again at the next period
+        or at its deadline, whichever comes first."""
+        call = self._call
         if call is None:
             return
-        if started is not None and time.monotonic() - started > self.timeout:
+        delay = next_check_delay(_monotonic(), self._started, self.timeout, self._period)
+        if delay is None:
             self._timed_out = True
             call.cancel()
             return
-        self._watch = self._loop.call_later(self._period, self._check)
+        self._watch = self._loop.call_later(delay, self._check)
 
     async def send(self, request):
         """Send one request (e.g. ``StepRequest``) and return the matching response message."""
@@ -199,11 +262,11 @@ class AsyncRpcConnection:
         if call is None:
             raise ValueError("cannot send a request on a closed connection")
         if self._lost is not None:
-            raise StreamClosed(self._lost)
+            raise StreamClosed(self._lost, *self._status)
         if self._timed_out:
             raise RequestTimeout(f"an earlier request got no answer within {self.timeout:g} s; the stream is closed")
         environment_request, field_name = self._pack(request)
-        self._started = time.monotonic()
+        self._started = _monotonic()
         try:
             await call.write(environment_request)
             response = await call.read()
@@ -216,18 +279,19 @@ class AsyncRpcConnection:
             call.cancel()
             raise
         except asyncio.InvalidStateError:  # the call had already ended: report its status
-            raise StreamClosed(await self._ended()) from None
+            raise await self._ended() from None
         finally:
             self._started = None
         if response is self._eof:
-            raise StreamClosed(await self._ended())
+            raise await self._ended()
         return self._unpack(response, field_name)
 
-    async def _ended(self) -> str:
+    async def _ended(self) -> StreamClosed:
         call = self._call
         code, details = await call.code(), await call.details()
         self._lost = f"the server ended the stream ({code.name}: {details or 'no details'})"
-        return self._lost
+        self._status = (code.name, details)
+        return StreamClosed(self._lost, *self._status)
 
     async def close(self, grace: float = 0.5) -> None:
         """End the stream and wait for its status, so that no gRPC work for this loop is left (idempotent).

@@ -18,7 +18,9 @@ Every launcher has the same small life cycle::
 
 Readiness is a real dm_env_rpc exchange (an empty ``StepRequest``, to which a
 live server answers with an error status) retried with backoff until a bounded
-timeout; on failure the error carries the tail of the server's log.
+timeout; on failure the error carries the tail of the server's log. A server that
+refuses the stream because all its connections are in use raises :class:`ServerFull`
+at once (no retries).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class LaunchError(RuntimeError):
     """The server could not be started or never became ready (the message carries its log's tail)."""
 
 
+class ServerFull(LaunchError):
+    """The server answered, but refused the connection: it serves its limit of connections (the message says it)."""
+
+
 def open_channel(address: str):
     """A plain-text gRPC channel to ``address``.
 
@@ -72,10 +78,12 @@ _CHANNEL_OPTIONS = [("grpc.enable_retries", 0), ("grpc.max_receive_message_lengt
 
 def probe(address: str, timeout: float) -> str | None:
     """One readiness check: ``None`` if a dm_env_rpc server answered at ``address`` within ``timeout``
-    seconds, else a short reason."""
+    seconds, else a short reason; :class:`ServerFull` if it refused the stream for being full."""
     import grpc
     from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
     from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
+
+    from alchemy_gym.rpc.connection import is_server_full
 
     channel = open_channel(address)
     try:
@@ -89,6 +97,9 @@ def probe(address: str, timeout: float) -> str | None:
             responses = stub.Process(iter([request]), timeout=timeout)
             response = next(responses)
         except grpc.RpcError as exc:
+            if is_server_full(exc.code(), exc.details()):
+                details = exc.details()
+                raise ServerFull(f"the dm_env_rpc server at {address} refused the connection: {details}") from None
             return f"gRPC error from {address}: {exc.code().name}: {exc.details()}"
         except StopIteration:
             return f"{address} closed the stream without answering"

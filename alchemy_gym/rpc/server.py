@@ -8,15 +8,18 @@ Protocol (dm_env_rpc v1, interface spec §2):
 
 * ``CreateWorld``: settings ``seed`` (int 0..2**32-1, required), ``levelName`` (string, required: a 3D
   or symbolic level name, or ``alchemy/evaluation_episodes/i``), ``episodeId`` (int, accepted and
-  ignored) and ``EventSubscriptionRegex`` (string: events whose name it matches (``re.search``) are
-  sent; none without it).
-* ``JoinWorld``: settings ``width``, ``height`` (ints 1..4096; default 96×72) → the specs below.
+  ignored), ``EventSubscriptionRegex`` (string: the events whose name it matches as ``re.search``
+  would are sent; none without it; see *Event subscriptions*) and ``shareable`` (bool, default
+  false: see *Worlds belong to their creator*). The answer names the world ``world_`` + 16 random
+  hex digits.
+* ``JoinWorld``: settings ``width``, ``height`` (ints 1..1024, at most 640×480 pixels in all;
+  default 96×72) → the specs below.
 * ``Step``: the first step after joining, after ``Reset`` or after an episode ended starts a new
   episode and ignores its actions; later steps play ``action`` (a no-op when absent).
 * ``Reset``: the next step starts a new episode (continuing the world's random stream).
 * ``ResetWorld``: optional ``seed``; restarts the world's random stream (with that seed).
 * ``LeaveWorld`` / ``DestroyWorld``: as dm_env_rpc; a world lives at most as long as the
-  connection that created it (unless another connection has joined it).
+  connection that created it (unless another connection has joined a shareable world).
 
 Specs: action ``action`` (int64 scalar, 0..39: the action of
 :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv`); observations
@@ -32,16 +35,44 @@ ones ``reset()``: a world plays exactly the episodes of the in-process env
 seeded with the world seed.
 
 Errors come back as dm_env_rpc error statuses (the stream stays open), with a
-message that says what was wrong and what is allowed.
+short message that says what was wrong and what is allowed (a client's strings
+are echoed cut to 80 characters).
+
+## Serving many clients, some of them hostile
+
+Every request is handled to its end on the server's one event loop, so nothing a client sends
+may cost more than a bounded amount of work, and no client may touch another's worlds:
+
+* *Event subscriptions.* A client's pattern never reaches Python's backtracking ``re``: it is
+  parsed by :mod:`alchemy_gym.rpc.eventfilter`, a linear-time subset (literals, ``.``, classes,
+  groups, ``|``, ``* + ?``, ``^ $``; at most 256 characters, groups at most 16 deep; everything
+  else, e.g. ``{m,n}`` or back-references, is INVALID_ARGUMENT naming what is allowed) run once at
+  ``CreateWorld`` over the server's eight event names (:data:`EVENT_NAMES`). A step then only
+  looks names up in that set. ``DeepMind/.*`` and ``.*``, what the 3D clients send, work as before.
+* *Settings.* Every setting is checked (type and shape before its value is unpacked, string
+  lengths, ranges, picture size) and refused with INVALID_ARGUMENT.
+* *Worlds belong to their creator.* Other connections get PERMISSION_DENIED for ``JoinWorld``,
+  ``ResetWorld`` and ``DestroyWorld`` unless the world was created with ``shareable=True``;
+  world names are random, and a NOT_FOUND error lists only the caller's own worlds.
+* *Limits.* At most :data:`MAX_WORLDS` worlds in all and ``max_worlds_per_connection`` (8) per
+  connection (RESOURCE_EXHAUSTED); requests of at most ``max_request_bytes`` (1 MiB; a larger one
+  ends its stream with RESOURCE_EXHAUSTED); at most ``max_connections`` streams at once: one
+  more is refused at once with RESOURCE_EXHAUSTED ``alchemy-gym server is full: …``, which the
+  clients (:mod:`alchemy_gym.rpc.launchers`, :class:`~alchemy_gym.envs.rpc.RpcAlchemyEnv`) turn
+  into an immediate error saying so, with the limit.
+* *Malformed messages* (bytes that do not parse as an ``EnvironmentRequest``) get
+  INVALID_ARGUMENT on a stream that stays open. They, refused streams and internal errors are
+  logged one short line each, at most 5 lines a minute per kind and then a count of the
+  suppressed ones (:class:`~alchemy_gym.rpc.ratelimit.RateLimitedLog`), so the log keeps its
+  start-up line and real errors findable.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import logging
-import re
+import secrets
 import signal
 import sys
 import threading
@@ -58,15 +89,44 @@ from alchemy_gym.core.items import (
 )
 from alchemy_gym.levels import EVALUATION_PREFIX, find_level, parse_evaluation_name
 from alchemy_gym.render import POTION_RGB, STONE_RGB, STONE_SCALE, TrialPainter
+from alchemy_gym.rpc.eventfilter import MAX_PATTERN_LENGTH, FilterError, compile_filter
+from alchemy_gym.rpc.ratelimit import RateLimitedLog, short_repr, shorten
 
 log = logging.getLogger("alchemy_gym.rpc.server")
 
 DEFAULT_PORT = 10000
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 96, 72
-MAX_PICTURE_SIDE = 4096
+#: Largest ``width`` / ``height`` of a picture, and largest ``width * height``.
+MAX_PICTURE_SIDE = 1024
+MAX_PICTURE_PIXELS = 640 * 480
 MAX_WORLDS = 64
+#: Worlds one connection may hold at once (a client needs one; the compliance tests two).
+DEFAULT_MAX_WORLDS_PER_CONNECTION = 8
 #: Concurrent streams a server accepts (a stream costs no thread: a vector env may open one per sub-env).
 DEFAULT_MAX_CONNECTIONS = 64
+#: Largest request message (bytes); gRPC ends the stream of a larger one with RESOURCE_EXHAUSTED.
+DEFAULT_MAX_REQUEST_BYTES = 1 << 20
+#: Longest string setting (``levelName``; ``EventSubscriptionRegex`` has its own limit) and world name.
+MAX_STRING_SETTING = 256
+MAX_WORLD_NAME = 64
+#: Streams gRPC itself still accepts beyond ``max_connections`` (to be refused with our message).
+_REFUSAL_HEADROOM = 16
+#: Seconds a refused stream waits for the client's first request before its status is sent.
+_REFUSAL_READ_WAIT = 2.0
+#: The start of the refusal message of a full server (the clients look for it).
+SERVER_FULL = "alchemy-gym server is full"
+
+#: The names of the events this server sends (what ``EventSubscriptionRegex`` is matched against).
+EVENT_NAMES = (
+    "DeepMind/Alchemy/ChemistryCreated",
+    "DeepMind/Alchemy/CauldronCreated",
+    "DeepMind/Alchemy/PotionCreated",
+    "DeepMind/Alchemy/StoneCreated",
+    "DeepMind/Alchemy/PotionUsed",
+    "DeepMind/Alchemy/StoneUsed",
+    "DeepMind/Trial/TrialStarted",
+    "DeepMind/Trial/TrialEnded",
+)
 
 ACTION_UID = 1
 OBS_SYMBOLIC, OBS_SCORE, OBS_RGB, OBS_EVENTS = 1, 2, 3, 4
@@ -126,32 +186,84 @@ def _unpack_setting(name: str, tensor):
     try:
         return tensor_utils.unpack_tensor(tensor)
     except Exception as exc:  # malformed tensor (shape/payload mismatch …)
-        raise _invalid(f"setting {name!r} is not a valid tensor: {exc}") from None
+        raise _invalid(f"setting {name!r} is not a valid tensor: {shorten(exc, 120)}") from None
+
+
+def _shape_text(shape) -> str:
+    """A (client's) tensor shape, its first dimensions only."""
+    dims = [str(d) for d in shape[:4]] + (["…"] if len(shape) > 4 else [])
+    return f"[{', '.join(dims)}]"
+
+
+def _scalar_payload(name: str, tensor, payloads: tuple[str, ...], what: str):
+    """The payload kind of a scalar setting, checked before anything is unpacked.
+
+    A tensor's shape is checked first: ``unpack_tensor`` broadcasts a single value to its shape,
+    so a huge shape would allocate a huge array.
+    """
+    which = tensor.WhichOneof("payload")
+    if which not in payloads or len(tensor.shape) != 0:
+        raise _invalid(f"setting {name!r} must be {what}, got a {which} tensor of shape {_shape_text(tensor.shape)}")
+    values = getattr(tensor, which).array  # bytes for int8s / uint8s: one value a byte
+    if len(values) != 1:
+        raise _invalid(f"setting {name!r} must be {what}, got {len(values)} values")
+    return which
 
 
 def _int_setting(name: str, tensor, low: int, high: int) -> int:
-    which = tensor.WhichOneof("payload")
+    which = _scalar_payload(name, tensor, _INT_PAYLOADS, f"an integer scalar in {low}..{high}")
     value = _unpack_setting(name, tensor)
-    if which not in _INT_PAYLOADS or np.ndim(value) != 0:
-        raise _invalid(f"setting {name!r} must be an integer scalar in {low}..{high}, got {which} {value!r}")
+    if np.ndim(value) != 0:
+        raise _invalid(f"setting {name!r} must be an integer scalar in {low}..{high}, got {which} {short_repr(value)}")
     value = int(value)
     if not low <= value <= high:
         raise _invalid(f"setting {name!r}={value} out of range: allowed {low}..{high}")
     return value
 
 
-def _str_setting(name: str, tensor) -> str:
-    which = tensor.WhichOneof("payload")
-    value = _unpack_setting(name, tensor)
-    if which != "strings" or np.ndim(value) != 0:
-        raise _invalid(f"setting {name!r} must be a string scalar, got {which} {value!r}")
+def _str_setting(name: str, tensor, max_length: int = MAX_STRING_SETTING) -> str:
+    _scalar_payload(name, tensor, ("strings",), "a string scalar")
+    value = tensor.strings.array[0]
+    if len(value) > max_length:
+        raise _invalid(
+            f"setting {name!r} has {len(value)} characters: at most {max_length} are allowed "
+            f"(got {short_repr(value, 40)})"
+        )
     return str(value)
 
 
+def _bool_setting(name: str, tensor) -> bool:
+    _scalar_payload(name, tensor, ("bools",), "a bool scalar")
+    return bool(tensor.bools.array[0])
+
+
+def _names_text(names, limit: int = 3) -> str:
+    """Some (user-given) names, each cut short, and how many more there are."""
+    names = list(names)
+    text = ", ".join(short_repr(n, 40) for n in names[:limit])
+    return f"[{text}{f', and {len(names) - limit} more' if len(names) > limit else ''}]"
+
+
 def _check_names(kind: str, settings, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(settings) - set(allowed))
+    unknown = [n for n in settings if n not in allowed]
     if unknown:
-        raise _invalid(f"unknown {kind} setting(s) {unknown}: allowed {list(allowed)}")
+        unknown.sort(key=lambda n: (len(n), n))
+        raise _invalid(f"unknown {kind} setting(s) {_names_text(unknown)}: allowed {list(allowed)}")
+
+
+def _check_world_name(name: str) -> None:
+    if len(name) > MAX_WORLD_NAME:
+        raise _invalid(f"world_name has {len(name)} characters: world names have at most {MAX_WORLD_NAME}")
+
+
+@functools.lru_cache(maxsize=128)
+def subscribed_events(pattern: str) -> frozenset[str]:
+    """The names in :data:`EVENT_NAMES` that ``pattern`` matches (``FilterError`` if it is not allowed).
+
+    The pattern is parsed by the linear-time matcher of :mod:`alchemy_gym.rpc.eventfilter`; the
+    result is cached per pattern (clients send the same few).
+    """
+    return compile_filter(pattern).select(EVENT_NAMES)
 
 
 # ------------------------------------------------------------------------------ events
@@ -204,9 +316,9 @@ _CAULDRON_ID = 1
 class _EventRecorder:
     """Listens to an :class:`~alchemy_gym.core.game.AlchemyGame` and records ``WorldEvent`` Anys."""
 
-    def __init__(self, game, regex: re.Pattern, reward_weights, seed: int) -> None:
+    def __init__(self, game, subscribed: frozenset[str], reward_weights, seed: int) -> None:
         self.game = game
-        self.regex = regex
+        self.subscribed = subscribed  # the names of EVENT_NAMES the client's pattern matches
         self.reward_weights = reward_weights
         self.seed = seed
         self.pending: list = []  # (name, frame, detail builder): protos are built only when requested
@@ -216,7 +328,7 @@ class _EventRecorder:
 
     def _emit(self, name: str, detail) -> None:
         """Record an event if subscribed; ``detail`` is a dict or a zero-argument callable returning one."""
-        if self.regex.search(name):
+        if name in self.subscribed:
             self.pending.append((name, self.frame, detail))
 
     # Details are built lazily (at most once a step, and only when the client asked for events):
@@ -333,20 +445,29 @@ class _EventRecorder:
 
 
 class _World:
-    """One created world: a :class:`SymbolicAlchemyEnv` plus its seed and subscriptions."""
+    """One created world: a :class:`SymbolicAlchemyEnv` plus its seed, subscriptions and owner."""
 
-    def __init__(self, name: str, level_name: str, seed: int, regex: re.Pattern | None, owner: object) -> None:
+    def __init__(
+        self,
+        name: str,
+        level_name: str,
+        seed: int,
+        subscribed: frozenset[str] | None,
+        owner: object,
+        shareable: bool = False,
+    ) -> None:
         from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
 
         self.name = name
         self.level_name = level_name
         self.seed = seed
         self.owner = owner
+        self.shareable = shareable
         self.joined_by: object | None = None
         self.episode = parse_evaluation_name(level_name)
         env_level = EVALUATION_PREFIX if self.episode is not None else find_level(level_name).name
         self.env = SymbolicAlchemyEnv(env_level)
-        self.recorder = _EventRecorder(self.env.game, regex, self.env.reward_weights, seed) if regex else None
+        self.recorder = _EventRecorder(self.env.game, subscribed, self.env.reward_weights, seed) if subscribed else None
         self.episodes_started = 0
         self.num_actions = int(self.env.action_space.n)
 
@@ -362,8 +483,8 @@ class _World:
 def _check_level(level_name: str) -> str:
     try:
         level = find_level(level_name)
-    except ValueError as exc:
-        raise _invalid(f"levelName: {exc}") from None
+    except ValueError as exc:  # the message names the level: cut it short
+        raise _invalid(f"levelName: {str(exc).replace(repr(level_name), short_repr(level_name, 60))}") from None
     if level.name == EVALUATION_PREFIX and parse_evaluation_name(level_name) is None:
         return level.name
     return level_name
@@ -374,8 +495,9 @@ class _Session:
 
     RUNNING, NEW_EPISODE = "running", "new_episode"
 
-    def __init__(self, servicer: AlchemyServicer) -> None:
+    def __init__(self, servicer: AlchemyServicer, peer: str = "?") -> None:
         self.servicer = servicer
+        self.peer = peer
         self.world: _World | None = None
         self.state = self.NEW_EPISODE
         self.specs = None
@@ -384,6 +506,25 @@ class _Session:
         self._obs_specs = {}
 
     # -- dispatch
+    def handle_bytes(self, data: bytes):
+        """The response to one serialized request (what the stream carries)."""
+        pb = _pb()
+        try:
+            request = pb.EnvironmentRequest.FromString(data)
+        except Exception:  # not an EnvironmentRequest: answer, keep the stream
+            self.servicer.malformed_log.warning(
+                "malformed message (%d bytes) from %s: not a dm_env_rpc EnvironmentRequest (answered INVALID_ARGUMENT)",
+                len(data),
+                self.peer,
+            )
+            response = pb.EnvironmentResponse()
+            response.error.code = _codes().INVALID_ARGUMENT
+            response.error.message = (
+                f"malformed message: {len(data)} bytes that do not parse as a dm_env_rpc.v1.EnvironmentRequest"
+            )
+            return response
+        return self.handle(request)
+
     def handle(self, request):
         pb = _pb()
         payload = request.WhichOneof("payload")
@@ -414,16 +555,17 @@ class _Session:
             response.error.code = exc.code
             response.error.message = exc.message
         except Exception as exc:  # a bug: report it, keep serving
-            log.exception("internal error handling %s", payload)
+            text = f"{type(exc).__name__}: {shorten(exc, 200)}"
+            self.servicer.internal_log.error("internal error handling %s: %s", payload, text, exc_info=exc)
             response = pb.EnvironmentResponse()
             response.error.code = _codes().INTERNAL
-            response.error.message = f"internal error handling {payload}: {type(exc).__name__}: {exc}"
+            response.error.message = f"internal error handling {payload}: {text}"
         return response
 
     # -- worlds
     def create_world(self, request):
         settings = request.settings
-        _check_names("CreateWorld", settings, ("seed", "levelName", "episodeId", "EventSubscriptionRegex"))
+        _check_names("CreateWorld", settings, ("seed", "levelName", "episodeId", "EventSubscriptionRegex", "shareable"))
         for required in ("seed", "levelName"):
             if required not in settings:
                 raise _invalid(f"CreateWorld needs the setting {required!r} (settings: seed, levelName)")
@@ -431,14 +573,15 @@ class _Session:
         level_name = _check_level(_str_setting("levelName", settings["levelName"]))
         if "episodeId" in settings:
             _int_setting("episodeId", settings["episodeId"], -(2**63), 2**63 - 1)
-        regex = None
+        subscribed = None
         if "EventSubscriptionRegex" in settings:
-            pattern = _str_setting("EventSubscriptionRegex", settings["EventSubscriptionRegex"])
+            pattern = _str_setting("EventSubscriptionRegex", settings["EventSubscriptionRegex"], MAX_PATTERN_LENGTH)
             try:
-                regex = re.compile(pattern)
-            except re.error as exc:
-                raise _invalid(f"EventSubscriptionRegex {pattern!r} is not a valid regular expression: {exc}") from None
-        name = self.servicer.create_world(level_name, seed, regex, self)
+                subscribed = subscribed_events(pattern)
+            except FilterError as exc:
+                raise _invalid(f"EventSubscriptionRegex {short_repr(pattern, 60)} is not allowed: {exc}") from None
+        shareable = _bool_setting("shareable", settings["shareable"]) if "shareable" in settings else False
+        name = self.servicer.create_world(level_name, seed, subscribed, self, shareable=shareable)
         return _pb().CreateWorldResponse(world_name=name)
 
     def join_world(self, request):
@@ -450,6 +593,11 @@ class _Session:
         height = (
             _int_setting("height", settings["height"], 1, MAX_PICTURE_SIDE) if "height" in settings else DEFAULT_HEIGHT
         )
+        if width * height > MAX_PICTURE_PIXELS:
+            raise _invalid(
+                f"the picture width x height = {width} x {height} = {width * height} pixels is too large: "
+                f"at most {MAX_PICTURE_PIXELS} pixels (e.g. 640 x 480), each side at most {MAX_PICTURE_SIDE}"
+            )
         world = self.servicer.join(request.world_name, self)
         self.world = world
         self.state = self.NEW_EPISODE
@@ -470,12 +618,12 @@ class _Session:
         if self.world is None:
             raise _precondition("not joined to a world: send JoinWorld before Reset")
         if request.settings:
-            raise _invalid(f"Reset takes no settings, got {sorted(request.settings)}")
+            raise _invalid(f"Reset takes no settings, got {_names_text(sorted(request.settings, key=len))}")
         self.state = self.NEW_EPISODE
         return _pb().ResetResponse(specs=self.specs)
 
     def reset_world(self, request):
-        world = self.servicer.get_world(request.world_name)
+        world = self.servicer.get_world(request.world_name, self, "reset")
         settings = request.settings
         _check_names("ResetWorld", settings, ("seed",))
         if "seed" in settings:
@@ -564,7 +712,7 @@ class _Session:
             if which not in _INT_PAYLOADS:
                 raise _invalid(f"action 'action' must be an integer (int64) scalar, got a {which} tensor")
             if len(tensor.shape) != 0:
-                raise _invalid(f"action 'action' must be a scalar (shape []), got shape {list(tensor.shape)}")
+                raise _invalid(f"action 'action' must be a scalar (shape []), got shape {_shape_text(tensor.shape)}")
             values = getattr(tensor, which).array
             if which in ("int8s", "uint8s"):
                 values = np.frombuffer(values, dtype=np.int8 if which == "int8s" else np.uint8)
@@ -610,58 +758,152 @@ def _make_specs(world: _World, width: int, height: int):
 class AlchemyServicer:
     """The dm_env_rpc ``Environment`` service over symbolic Alchemy worlds, for a ``grpc.aio`` server.
 
-    It has the one method of ``dm_env_rpc_pb2_grpc.EnvironmentServicer`` (``Process``) without
-    deriving from it, so that importing this module does not import ``grpc``: :func:`main` first
-    chooses gRPC's transport (:mod:`alchemy_gym.rpc.tuning`), which gRPC reads at its import.
+    :meth:`rpc_handlers` registers its one method (``Process``) with a server; it imports ``grpc``
+    only then, so that importing this module does not: :func:`main` first chooses gRPC's
+    transport (:mod:`alchemy_gym.rpc.tuning`), which gRPC reads at its import. ``Process`` takes
+    the raw request bytes and parses them itself, so that a malformed message gets an error
+    status (and one short log line) instead of a gRPC traceback and a dead stream.
 
     Every stream is a coroutine on the server's one event loop: a request is handled to the end
     before the next one starts (the game is pure Python; threads would only take turns on the
     GIL), and many streams cost no threads. The world registry is also safe to use from threads.
+
+    Args:
+        max_worlds: worlds on the server at once.
+        max_connections: streams served at once; one more is refused at once (RESOURCE_EXHAUSTED).
+        max_worlds_per_connection: worlds one stream may hold at once.
     """
 
-    def __init__(self, max_worlds: int = MAX_WORLDS) -> None:
+    def __init__(
+        self,
+        max_worlds: int = MAX_WORLDS,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_worlds_per_connection: int = DEFAULT_MAX_WORLDS_PER_CONNECTION,
+    ) -> None:
         self._worlds: dict[str, _World] = {}
         self._lock = threading.Lock()
-        self._counter = itertools.count(1)
         self.max_worlds = max_worlds
+        self.max_connections = max_connections
+        self.max_worlds_per_connection = max_worlds_per_connection
+        self.connections = 0  # streams being served
+        # one short line per event, at most 5 a minute per kind (then a count of the others)
+        self.malformed_log = RateLimitedLog(log)
+        self.internal_log = RateLimitedLog(log)
+        self.refusal_log = RateLimitedLog(log)
+
+    def rpc_handlers(self):
+        """``(service name, {method: handler})`` of the dm_env_rpc service, served by this servicer."""
+        import grpc
+
+        handler = grpc.stream_stream_rpc_method_handler(
+            self.Process,
+            request_deserializer=None,  # bytes: parsed by the session (see handle_bytes)
+            response_serializer=_pb().EnvironmentResponse.SerializeToString,
+        )
+        return "dm_env_rpc.v1.Environment", {"Process": handler}
+
+    def full_message(self) -> str:
+        """The details of the RESOURCE_EXHAUSTED status a stream beyond ``max_connections`` gets."""
+        return (
+            f"{SERVER_FULL}: it serves at most {self.max_connections} connections at once and all are in use; "
+            "try again later, or start a server with a larger --max-connections"
+        )
 
     async def Process(self, request_iterator, context) -> None:  # noqa: N802 (gRPC's name)
         import grpc
 
-        session = _Session(self)
+        with self._lock:
+            admitted = self.connections < self.max_connections
+            if admitted:
+                self.connections += 1
+        if not admitted:
+            self.refusal_log.warning(
+                "refused a connection from %s: all %d connections are in use", context.peer(), self.max_connections
+            )
+            await self._refuse(context)
+            return
         try:
-            while True:
-                request = await context.read()
-                if request is grpc.aio.EOF:
-                    return
-                await context.write(session.handle(request))
-        finally:  # also when the client cancels the stream or goes away
-            session.close()
+            session = _Session(self, context.peer())
+            try:
+                while True:
+                    data = await context.read()
+                    if data is grpc.aio.EOF:
+                        return
+                    await context.write(session.handle_bytes(data))
+            finally:  # also when the client cancels the stream or goes away
+                session.close()
+        finally:
+            with self._lock:
+                self.connections -= 1
+
+    async def _refuse(self, context) -> None:
+        """End a stream beyond ``max_connections`` with RESOURCE_EXHAUSTED and :meth:`full_message`.
+
+        The client's first request is awaited first (for at most :data:`_REFUSAL_READ_WAIT` s): a
+        ``grpc.aio`` client whose first write is still going out when the status arrives reports
+        "INTERNAL: Internal error from Core" instead of the status (about one time in six here).
+        The status is set and the handler returns: ``context.abort`` would raise, and its traceback
+        would keep the server's objects in a reference cycle until the next garbage collection.
+        """
+        import asyncio
+
+        import grpc
+
+        try:
+            await asyncio.wait_for(context.read(), _REFUSAL_READ_WAIT)
+        except Exception:  # no request in time, or the client went away: refuse all the same
+            pass
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(self.full_message())
 
     # world registry (called by sessions)
-    def create_world(self, level_name: str, seed: int, regex, owner: _Session) -> str:
+    def create_world(self, level_name: str, seed: int, subscribed, owner: _Session, *, shareable: bool = False) -> str:
         with self._lock:
-            if len(self._worlds) >= self.max_worlds:
-                raise ServerError(
-                    _codes().RESOURCE_EXHAUSTED,
-                    f"this server holds at most {self.max_worlds} worlds: destroy one first",
-                )
-            name = f"world_{next(self._counter)}"
-        world = _World(name, level_name, seed, regex, owner)  # outside the lock: builds an env
+            self._check_room(owner)
+        world = _World("", level_name, seed, subscribed, owner, shareable)  # outside the lock: builds an env
         with self._lock:
+            self._check_room(owner)  # again: another thread may have created one meanwhile
+            name = "world_" + secrets.token_hex(8)
+            while name in self._worlds:
+                name = "world_" + secrets.token_hex(8)
+            world.name = name
             self._worlds[name] = world
         return name
 
-    def get_world(self, name: str) -> _World:
+    def _check_room(self, owner: _Session) -> None:
+        """RESOURCE_EXHAUSTED unless the server and ``owner`` may have one more world (lock held)."""
+        if len(self._worlds) >= self.max_worlds:
+            raise ServerError(
+                _codes().RESOURCE_EXHAUSTED,
+                f"this server holds at most {self.max_worlds} worlds and all exist: try again later",
+            )
+        owned = sum(1 for world in self._worlds.values() if world.owner is owner)
+        if owned >= self.max_worlds_per_connection:
+            raise ServerError(
+                _codes().RESOURCE_EXHAUSTED,
+                f"a connection may hold at most {self.max_worlds_per_connection} worlds: destroy one first",
+            )
+
+    def get_world(self, name: str, session: _Session | None = None, action: str = "use") -> _World:
+        """The world named ``name``, if ``session`` may ``action`` it (its creator, or any if shareable)."""
+        _check_world_name(name)
         with self._lock:
             world = self._worlds.get(name)
-            known = sorted(self._worlds)
+            own = sorted(n for n, w in self._worlds.items() if w.owner is session)
         if world is None:
-            raise ServerError(_codes().NOT_FOUND, f"no world named {name!r}: existing worlds are {known}")
+            mine = f"this connection's worlds are {own}" if own else "this connection has no world"
+            raise ServerError(_codes().NOT_FOUND, f"no world named {short_repr(name)}: {mine}")
+        if session is not None and world.owner is not session and not world.shareable:
+            raise ServerError(
+                _codes().PERMISSION_DENIED,
+                f"cannot {action} world {name!r}: it belongs to another connection, "
+                "which did not create it with the setting shareable=True",
+            )
         return world
 
     def join(self, name: str, session: _Session) -> _World:
-        world = self.get_world(name)
+        world = self.get_world(name, session, "join")
         with self._lock:
             if world.joined_by is not None:
                 raise _precondition(f"world {name!r} is already joined by another connection")
@@ -674,12 +916,10 @@ class AlchemyServicer:
                 world.joined_by = None
 
     def destroy_world(self, name: str, session: _Session) -> None:
+        world = self.get_world(name, session, "destroy")
         with self._lock:
-            world = self._worlds.get(name)
-            if world is None:
-                raise ServerError(
-                    _codes().NOT_FOUND, f"no world named {name!r}: existing worlds are {sorted(self._worlds)}"
-                )
+            if self._worlds.get(name) is not world:
+                raise ServerError(_codes().NOT_FOUND, f"no world named {name!r} (destroyed meanwhile)")
             if world.joined_by is not None:
                 raise _precondition(f"world {name!r} is joined: send LeaveWorld before DestroyWorld")
             del self._worlds[name]
@@ -690,26 +930,45 @@ class AlchemyServicer:
                 del self._worlds[name]
             for world in self._worlds.values():
                 if world.owner is session:
-                    world.owner = world.joined_by  # still in use elsewhere: hand it over
+                    world.owner = world.joined_by  # a shareable world still in use elsewhere: hand it over
 
     @property
     def num_worlds(self) -> int:
         with self._lock:
             return len(self._worlds)
 
+    def flush_logs(self) -> None:
+        """Log the counts of suppressed lines (at shutdown)."""
+        for rate_limited in (self.malformed_log, self.internal_log, self.refusal_log):
+            rate_limited.flush()
 
-async def start_server(host: str = "127.0.0.1", port: int = 0, *, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+
+async def start_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+):
     """Start a ``grpc.aio`` server of :class:`AlchemyServicer` on the running loop; returns ``(server, bound_port)``.
 
-    ``port=0`` picks a free port. At most ``max_connections`` streams are served at once; more
-    are refused with RESOURCE_EXHAUSTED. ``OSError`` if the address cannot be bound.
+    ``port=0`` picks a free port. At most ``max_connections`` streams are served at once; one more
+    is refused at once with RESOURCE_EXHAUSTED (``alchemy-gym server is full: …``). A request
+    message larger than ``max_request_bytes`` ends its stream with RESOURCE_EXHAUSTED.
+    ``OSError`` if the address cannot be bound.
     """
     import grpc
-    from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
 
-    server = grpc.aio.server(maximum_concurrent_rpcs=max_connections)
-    servicer = AlchemyServicer()
-    dm_env_rpc_pb2_grpc.add_EnvironmentServicer_to_server(servicer, server)
+    servicer = AlchemyServicer(max_connections=max_connections)
+    # gRPC's own limit is a backstop beyond ours (which answers with a message that names the limit)
+    server = grpc.aio.server(
+        maximum_concurrent_rpcs=max_connections + _REFUSAL_HEADROOM,
+        options=[("grpc.max_receive_message_length", max_request_bytes)],
+    )
+    service, handlers = servicer.rpc_handlers()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.63: looked up without the generic path
+        server.add_registered_method_handlers(service, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
@@ -729,7 +988,7 @@ class BackgroundServer:
     ``threading.Event`` (as ``grpc.Server.stop`` returns one to wait on).
     """
 
-    def __init__(self, host: str, port: int, max_connections: int) -> None:
+    def __init__(self, host: str, port: int, max_connections: int, **options) -> None:
         import asyncio
 
         self._loop = asyncio.new_event_loop()
@@ -740,7 +999,10 @@ class BackgroundServer:
         self.servicer: AlchemyServicer | None = None
         self.port = 0
         self._thread = threading.Thread(
-            target=self._run, args=(host, port, max_connections), name="alchemy-rpc-server", daemon=True
+            target=self._run,
+            args=(host, port, max_connections, options),
+            name="alchemy-rpc-server",
+            daemon=True,
         )
         self._thread.start()
         self._ready.wait()
@@ -748,14 +1010,14 @@ class BackgroundServer:
             self._thread.join()
             raise self._error
 
-    def _run(self, host: str, port: int, max_connections: int) -> None:
+    def _run(self, host: str, port: int, max_connections: int, options: dict) -> None:
         import asyncio
 
         loop = self._loop
         try:
             try:
                 self._server, self.port = loop.run_until_complete(
-                    start_server(host, port, max_connections=max_connections)
+                    start_server(host, port, max_connections=max_connections, **options)
                 )
                 self.servicer = self._server.servicer
             except BaseException as exc:
@@ -794,13 +1056,19 @@ class BackgroundServer:
         return self._stopped
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, *, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+):
     """A started server of :class:`AlchemyServicer` on a background thread; returns ``(server, bound_port)``.
 
     The server is a :class:`BackgroundServer` (``server.stop(grace)``, ``server.servicer``); see
     :func:`start_server` for the arguments. ``alchemy-gym serve`` runs the same server on its main thread.
     """
-    server = BackgroundServer(host, port, max_connections)
+    server = BackgroundServer(host, port, max_connections, max_request_bytes=max_request_bytes)
     return server, server.port
 
 
@@ -853,6 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
             await stop.wait()
         finally:
             await server.stop(1.0)
+            server.servicer.flush_logs()
         return 0
 
     return asyncio.run(serve())
