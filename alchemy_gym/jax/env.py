@@ -98,7 +98,16 @@ class EnvParams:
 @partial(
     jax.tree_util.register_dataclass,
     data_fields=[
-        "chem", "stones", "potions", "trial", "steps", "trial_reward", "episode_return", "episode", "seed", "stream",
+        "chem",
+        "stones",
+        "potions",
+        "trial",
+        "steps",
+        "trial_reward",
+        "episode_return",
+        "episode",
+        "seed",
+        "stream",
         "time",
     ],
     meta_fields=[],
