@@ -1,4 +1,4 @@
-# The dm_env_rpc server of symbolic Alchemy (alchemy_gym.rpc.server), run like the Unity image:
+# The dm_env_rpc server of symbolic Alchemy (alchemy_gym.server.service), run like the Unity image:
 # gRPC on port 10000 inside the container.
 #
 # Build it with `alchemy-gym build-image` (no container registry needed: it builds the wheels on the host and a
@@ -23,9 +23,9 @@ ENV PYTHONUNBUFFERED=1 \
 COPY wheels/ /tmp/wheels/
 RUN python3 -m pip install --no-index --no-cache-dir --find-links /tmp/wheels alchemy-gym dm-env-rpc grpcio \
     && rm -rf /tmp/wheels \
-    && python3 -c "import alchemy_gym.rpc.server"
+    && python3 -c "import alchemy_gym.server.service"
 
 # an unprivileged user (numeric: minimal base images have no useradd)
 USER 10001:10001
 EXPOSE 10000
-ENTRYPOINT ["python3", "-m", "alchemy_gym.rpc.server", "--host", "0.0.0.0", "--port", "10000"]
+ENTRYPOINT ["python3", "-m", "alchemy_gym.server.service", "--host", "0.0.0.0", "--port", "10000"]

@@ -96,7 +96,7 @@ alchemy_docker_env() {
     _alchemy_docker_start || return 1
     export DOCKER_HOST="unix://$ALCHEMY_DOCKER_DIR/docker.sock"
     local tag
-    if ! tag="$("${ALCHEMY_GYM_PYTHON:-python3}" -m alchemy_gym.rpc.image)"; then
+    if ! tag="$("${ALCHEMY_GYM_PYTHON:-python3}" -m alchemy_gym.server.image)"; then
         _alchemy_docker_log "building the server image failed"
         return 1
     fi

@@ -9,8 +9,8 @@ import sys
 # subcommand → (module with a ``main(argv) -> int``, help)
 _DELEGATED = {
     "evaluate": ("alchemy_gym.evaluation", "evaluate an agent on a symbolic level (see `evaluate --help`)"),
-    "serve": ("alchemy_gym.rpc.server", "serve symbolic Alchemy over dm_env_rpc (see `serve --help`)"),
-    "build-image": ("alchemy_gym.rpc.image", "build the Docker image of the dm_env_rpc server"),
+    "serve": ("alchemy_gym.server.service", "serve symbolic Alchemy over dm_env_rpc (see `serve --help`)"),
+    "build-image": ("alchemy_gym.server.image", "build the Docker image of the dm_env_rpc server"),
     "bench": ("alchemy_gym.bench", "speed and memory benchmarks of the symbolic env"),
 }
 

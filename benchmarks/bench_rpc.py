@@ -50,7 +50,7 @@ def _start_server() -> tuple[subprocess.Popen, str]:
     from alchemy_gym.rpc.launchers import free_port, probe
 
     port = free_port()
-    cmd = [sys.executable, "-m", "alchemy_gym.rpc.server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "alchemy_gym.server.service", "--port", str(port)]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_server_env())
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -201,7 +201,7 @@ def vector_steps(num_envs: int, n: int, events: bool = True, **server) -> float:
 def _make_local_env():
     from alchemy_gym.envs.rpc import RpcAlchemyEnv
 
-    args = ("-m", "alchemy_gym.rpc.server", "--port", "{port}")
+    args = ("-m", "alchemy_gym.server.service", "--port", "{port}")
     return RpcAlchemyEnv(
         LEVEL, binary=sys.executable, binary_args=args, environment=SERVER_ENV, observations=["symbolic_obs", "Score"]
     )
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         process.terminate()
         process.wait(10)
     local = dict(
-        binary=sys.executable, binary_args=["-m", "alchemy_gym.rpc.server", "--port", "{port}"], environment=SERVER_ENV
+        binary=sys.executable, binary_args=["-m", "alchemy_gym.server.service", "--port", "{port}"], environment=SERVER_ENV
     )
     for num_envs in args.vector_envs:
         rate = vector_steps(num_envs, args.steps, **local)

@@ -12,7 +12,7 @@ import pytest
 LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 #: Our server as a local binary: ``binary=PYTHON, binary_args=SERVER_ARGS``.
 PYTHON = sys.executable
-SERVER_ARGS = ("-m", "alchemy_gym.rpc.server", "--port", "{port}")
+SERVER_ARGS = ("-m", "alchemy_gym.server.service", "--port", "{port}")
 
 
 def docker_or_skip():

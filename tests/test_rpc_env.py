@@ -20,7 +20,7 @@ import alchemy_gym  # noqa: E402,F401  (registers the IDs)
 from alchemy_gym.envs.rpc import RpcAlchemyEnv, RpcEnvError  # noqa: E402
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.rpc.launchers import AddressLauncher, LaunchError, LocalBinaryLauncher  # noqa: E402
-from alchemy_gym.rpc.server import make_server  # noqa: E402
+from alchemy_gym.server.service import make_server  # noqa: E402
 from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS, extra_threads  # noqa: E402
 
 

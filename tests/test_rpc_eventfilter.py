@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from alchemy_gym.rpc.eventfilter import ALLOWED, MAX_GROUP_DEPTH, MAX_PATTERN_LENGTH, FilterError, compile_filter
-from alchemy_gym.rpc.server import EVENT_NAMES
+from alchemy_gym.server.eventfilter import ALLOWED, MAX_GROUP_DEPTH, MAX_PATTERN_LENGTH, FilterError, compile_filter
+from alchemy_gym.server.service import EVENT_NAMES
 
 #: What clients send (dm_alchemy and our envs: ``DeepMind/.*``), and other patterns a user may write.
 CLIENT_PATTERNS = [

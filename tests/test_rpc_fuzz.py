@@ -26,7 +26,7 @@ from google.rpc import code_pb2  # noqa: E402
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E402
 from alchemy_gym.rpc.launchers import LocalBinaryLauncher  # noqa: E402
-from alchemy_gym.rpc.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, EVENT_NAMES  # noqa: E402
+from alchemy_gym.server.service import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, EVENT_NAMES  # noqa: E402
 from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS  # noqa: E402
 
 NUM_HOSTILE_REQUESTS = 3000

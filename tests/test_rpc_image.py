@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 
-from alchemy_gym.rpc import image
+from alchemy_gym.server import image
 
 
 def test_platform_tags_cover_the_base_images_glibc():
@@ -39,11 +39,20 @@ def test_the_repository_dockerfile_runs_the_server_as_non_root_on_10000():
     assert '"--host", "0.0.0.0", "--port", "10000"' in text
 
 
-def test_the_image_gets_a_pure_python_copy_of_the_sources(tmp_path):
-    """The server image installs our wheel on its own Python: the copy has no setup.py (so no C extension
-    is compiled into a wheel tied to the host's Python) and no built extension files."""
-    image._copy_sources(tmp_path)
-    assert (tmp_path / "pyproject.toml").exists() and (tmp_path / "alchemy_gym" / "rpc" / "server.py").exists()
-    assert not (tmp_path / "setup.py").exists()
-    assert not list(tmp_path.rglob("*.so"))
-    assert (tmp_path / "alchemy_gym" / "agents" / "ideal_observer.py").exists()
+def test_the_image_gets_the_sources_with_the_kernels_only_for_the_same_python(tmp_path):
+    """The server image installs our wheel on its own Python: with setup.py (the compiled game and search
+    kernels) when that Python is this one's version, else a pure-Python copy; never built extension files."""
+    import platform
+    import sys
+
+    pure, compiled = tmp_path / "pure", tmp_path / "compiled"
+    image._copy_sources(pure)
+    image._copy_sources(compiled, with_extensions=True)
+    for copy in (pure, compiled):
+        assert (copy / "pyproject.toml").exists() and (copy / "alchemy_gym" / "server" / "service.py").exists()
+        assert (copy / "alchemy_gym" / "core" / "_kernel.c").exists()
+        assert not list(copy.rglob("*.so"))
+    assert not (pure / "setup.py").exists() and (compiled / "setup.py").exists()
+    here = {"version": "{}.{}".format(*sys.version_info[:2]), "machine": platform.machine()}
+    assert image.same_python(here)
+    assert not image.same_python(here | {"version": "3.9"}) and not image.same_python(here | {"machine": "riscv"})

@@ -18,7 +18,7 @@ from dm_env_rpc.v1.compliance import create_destroy_world, join_leave_world, res
 
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.rpc.connection import RpcConnection  # noqa: E402
-from alchemy_gym.rpc.server import make_server  # noqa: E402
+from alchemy_gym.server.service import make_server  # noqa: E402
 
 LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 REQUIRED = {"seed": tensor_utils.pack_tensor(7), "levelName": tensor_utils.pack_tensor(LEVEL)}
@@ -321,7 +321,7 @@ def test_several_clients_step_concurrently(server_port):
 def test_serve_main_rejects_a_taken_port():
     import socket
 
-    from alchemy_gym.rpc.server import main
+    from alchemy_gym.server.service import main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -331,7 +331,7 @@ def test_serve_main_rejects_a_taken_port():
 
 
 def test_state_constants_are_dm_env_rpcs():
-    from alchemy_gym.rpc import server
+    from alchemy_gym.server import service as server
 
     assert (server._RUNNING, server._TERMINATED) == (
         pb.EnvironmentStateType.RUNNING,

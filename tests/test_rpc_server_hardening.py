@@ -19,10 +19,10 @@ from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from google.rpc import code_pb2  # noqa: E402
 
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
-from alchemy_gym.rpc import server as server_module  # noqa: E402
 from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E402
-from alchemy_gym.rpc.ratelimit import RateLimitedLog, short_repr, shorten  # noqa: E402
-from alchemy_gym.rpc.server import EVENT_NAMES, SERVER_FULL, make_server  # noqa: E402
+from alchemy_gym.server import service as server_module  # noqa: E402
+from alchemy_gym.server.ratelimit import RateLimitedLog, short_repr, shorten  # noqa: E402
+from alchemy_gym.server.service import EVENT_NAMES, SERVER_FULL, make_server  # noqa: E402
 from tests.rpc_fixtures import LEVEL  # noqa: E402
 
 SEED = {"seed": tensor_utils.pack_tensor(7)}
@@ -481,7 +481,7 @@ def _raw_stream(port):
 
 
 def test_malformed_messages_get_invalid_argument_and_a_few_short_log_lines(server, caplog):
-    caplog.set_level(logging.WARNING, logger="alchemy_gym.rpc.server")
+    caplog.set_level(logging.WARNING, logger="alchemy_gym.server.service")
     server.servicer.malformed_log = RateLimitedLog(server_module.log, burst=5, interval=3600)
     channel, stub = _raw_stream(server.port)
     garbage = [b"\xff" * n + b"\x00garbage" for n in range(1, 201)]
@@ -499,7 +499,7 @@ def test_malformed_messages_get_invalid_argument_and_a_few_short_log_lines(serve
 
 
 def test_an_internal_error_is_short_for_the_client_and_rate_limited_in_the_log(server, client, caplog, monkeypatch):
-    caplog.set_level(logging.ERROR, logger="alchemy_gym.rpc.server")
+    caplog.set_level(logging.ERROR, logger="alchemy_gym.server.service")
     server.servicer.internal_log = RateLimitedLog(server_module.log, burst=2, interval=3600)
 
     def broken(self, request):

@@ -70,7 +70,7 @@ def test_installed_grpcio_version_is_read_without_importing_grpc():
 
 def _serve_start_line(env: dict[str, str]) -> str:
     process = subprocess.Popen(
-        [PYTHON, "-m", "alchemy_gym.rpc.server", "--port", "0"],
+        [PYTHON, "-m", "alchemy_gym.server.service", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -111,7 +111,7 @@ _CLIENT = textwrap.dedent(
     from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
     level = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
     server_env = {"GRPC_EXPERIMENTS": "" if sys.argv[1] == "fast" else tuning.FAST_GRPC_EXPERIMENTS}
-    env = RpcAlchemyEnv(level, binary=sys.executable, binary_args=["-m", "alchemy_gym.rpc.server", "--port", "{port}"],
+    env = RpcAlchemyEnv(level, binary=sys.executable, binary_args=["-m", "alchemy_gym.server", "--port", "{port}"],
                         environment=server_env, observations=["symbolic_obs", "Score"])
     obs, info = env.reset(seed=5)
     ref = SymbolicAlchemyEnv(level)

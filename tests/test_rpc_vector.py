@@ -21,7 +21,7 @@ from alchemy_gym.envs.rpc import RpcAlchemyEnv, RpcEnvError  # noqa: E402
 from alchemy_gym.envs.rpc_vector import RpcAlchemyVectorEnv  # noqa: E402
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.levels import levels  # noqa: E402
-from alchemy_gym.rpc.server import make_server  # noqa: E402
+from alchemy_gym.server.service import make_server  # noqa: E402
 from tests.rpc_fake_unity import UNITY_ACTIONS, start_fake_unity  # noqa: E402
 from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS, extra_threads, wait_until  # noqa: E402
 

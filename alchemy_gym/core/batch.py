@@ -86,6 +86,21 @@ def observation_size(observe_used: bool) -> int:
     return MAX_STONES * (5 if observe_used else 4) + MAX_POTIONS * (2 if observe_used else 1)
 
 
+def observation_bounds(observe_used: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` float32 bounds of each observation float (§4.4): features in [-1, 2], potion
+    colours and used flags in their own ranges."""
+    size = observation_size(observe_used)
+    s, p = (5, 2) if observe_used else (4, 1)
+    low = np.full(size, -1.0, dtype=np.float32)
+    high = np.full(size, 2.0, dtype=np.float32)
+    high[MAX_STONES * s :] = 1.0  # potion colours are in [-1, 1], used flags in [0, 1]
+    if observe_used:
+        low[4 : MAX_STONES * s : s] = 0.0  # stone used flags
+        high[4 : MAX_STONES * s : s] = 1.0
+        low[MAX_STONES * s + 1 :: p] = 0.0  # potion used flags
+    return low, high
+
+
 def _stone_feature_table() -> np.ndarray:
     """(8 stone maps, 4 rotations, 8 latent stones, 4) f4: perceived coords, reward indicator / 3."""
     table = np.zeros((NUM_STONE_MAPS, NUM_ROTATIONS, NUM_LATENT_STONES, 4), dtype=np.float32)

@@ -15,11 +15,11 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from alchemy_gym.core.batch import BACKENDS, GameConfig
+from alchemy_gym.core.batch import BACKENDS, GameConfig, observation_bounds
 from alchemy_gym.core.belief import ChemistrySeen, ElementContent
 from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules, sampler_for
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
-from alchemy_gym.core.game import AlchemyGame, observation_size
+from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, find_level
@@ -94,17 +94,8 @@ def _check_render_mode(allowed: tuple[str, ...]):
 
 def symbolic_obs_space(observe_used: bool) -> spaces.Box:
     """``Box`` of the 39 (or 24) symbolic observation floats with per-feature bounds."""
-    size = observation_size(observe_used)
-    s, p = (5, 2) if observe_used else (4, 1)
-    low = np.full(size, -1.0, dtype=np.float32)
-    high = np.full(size, 2.0, dtype=np.float32)
-    potions = slice(MAX_STONES * s, size)
-    high[potions] = 1.0  # potion colours are in [-1, 1], used flags in [0, 1]
-    if observe_used:
-        low[4 : MAX_STONES * s : s] = 0.0  # stone used flags
-        high[4 : MAX_STONES * s : s] = 1.0
-        low[MAX_STONES * s + 1 :: p] = 0.0  # potion used flags
-    return spaces.Box(low, high, shape=(size,), dtype=np.float32)
+    low, high = observation_bounds(observe_used)
+    return spaces.Box(low, high, shape=low.shape, dtype=np.float32)
 
 
 def _check_episodes(name: str, episodes):

@@ -1,5 +1,6 @@
-"""Alchemy over dm_env_rpc: specs ↔ spaces, launchers (Docker, local binary, address), world events and
-our own dm_env_rpc server of the symbolic game.
+"""The dm_env_rpc protocol and its client side: specs ↔ spaces, launchers (Docker, local binary,
+address), client streams, world events, gRPC's transport choice. The 3D envs
+(:mod:`alchemy_gym.envs.rpc`) are built on it; our own server (:mod:`alchemy_gym.server`) speaks it.
 
 Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, docker, shimmy):
 
@@ -7,8 +8,6 @@ Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, do
 * :mod:`~alchemy_gym.rpc.launchers` — one server per env: Docker container, local process, or an address.
 * :mod:`~alchemy_gym.rpc.connection` — dm_env_rpc client streams (blocking; asyncio for the envs), no thread left.
 * :mod:`~alchemy_gym.rpc.events` — ``WorldEvent`` messages built in code; decoding of the ``events`` observation.
-* :mod:`~alchemy_gym.rpc.server` — ``alchemy-gym serve``: symbolic Alchemy behind the 3D interface.
-* :mod:`~alchemy_gym.rpc.image` — ``alchemy-gym build-image``: the server's Docker image, built offline.
 * :mod:`~alchemy_gym.rpc.tuning` — gRPC's faster loopback transport for a process (servers choose it).
 """
 

@@ -14,7 +14,7 @@ no measurable change with only the server switched (the vector env, which shares
 among its streams, gains nothing measurable either).
 
 gRPC reads ``GRPC_EXPERIMENTS`` once, when ``grpc`` is first imported, so the choice is per process
-and must be made before that import. ``alchemy-gym serve`` (and ``python -m alchemy_gym.rpc.server``,
+and must be made before that import. ``alchemy-gym serve`` (and ``python -m alchemy_gym.server.service``,
 the server image's entry point) make it for themselves. A client process opts in by calling
 :func:`use_fast_grpc_transport` first thing, or by exporting the variable; nothing here changes a
 process that set ``GRPC_EXPERIMENTS`` itself. Only the standard library is imported here.

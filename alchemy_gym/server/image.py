@@ -92,18 +92,27 @@ def _platforms(info: dict) -> list[str]:
     return tags + [f"manylinux2014_{machine}"]
 
 
-def _copy_sources(dest: Path) -> None:
-    # No setup.py and no built extension: the server does not use the ideal observer's C kernel, and a
-    # pure-Python wheel installs on whatever Python the base image has.
+def _copy_sources(dest: Path, with_extensions: bool = False) -> None:
+    """The package sources for the wheel: with ``setup.py`` (so the wheel carries the compiled game kernel and
+    search kernel, for the host's Python) or without (a pure-Python wheel for any Python; the server's game then
+    runs on its numpy backend). Never built extension files."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "_generated", "*.so", "*.pyd")
     shutil.copytree(_SOURCE_ROOT / "alchemy_gym", dest / "alchemy_gym", ignore=ignore)
     shutil.copy2(_SOURCE_ROOT / "pyproject.toml", dest / "pyproject.toml")
-    for extra in ("README.md", "LICENSE"):
+    extras = ("README.md", "LICENSE") + (("setup.py",) if with_extensions else ())
+    for extra in extras:
         src = _SOURCE_ROOT / extra
         if src.exists():
             shutil.copy2(src, dest / extra)
     if not (dest / "README.md").exists():
         (dest / "README.md").write_text("alchemy-gym\n")
+
+
+def same_python(info: dict) -> bool:
+    """Whether the image's Python can load extensions built by this one (same version and machine)."""
+    import platform
+
+    return info["version"] == "{}.{}".format(*sys.version_info[:2]) and info["machine"] == platform.machine()
 
 
 def source_hash(base_id: str, dockerfile: Path) -> str:
@@ -123,22 +132,24 @@ def source_hash(base_id: str, dockerfile: Path) -> str:
 def build_wheels(dest: Path, info: dict, cache: Path) -> None:
     """Our wheel plus the dependency wheels for the base image's Python, into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="alchemy-gym-src-") as tmp:
-        src = Path(tmp) / "src"
-        src.mkdir()
-        _copy_sources(src)
-        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-        try:
-            subprocess.run(
-                pip + ["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(src)],
-                check=True,
-                stdout=sys.stderr,
-            )
-        except subprocess.CalledProcessError:
-            _say("building the wheel without isolation failed; retrying with pip's build isolation")
-            subprocess.run(pip + ["wheel", "--no-deps", "--wheel-dir", str(dest), str(src)], check=True)
-        wheel = next(dest.glob("alchemy_gym-*.whl"))
-        requirements = _wheel_requirements(wheel) + list(SERVER_REQUIREMENTS)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    for with_extensions in (True, False) if same_python(info) else (False,):
+        with tempfile.TemporaryDirectory(prefix="alchemy-gym-src-") as tmp:
+            src = Path(tmp) / "src"
+            src.mkdir()
+            _copy_sources(src, with_extensions)
+            try:
+                _pip_wheel(pip, src, dest)
+            except subprocess.CalledProcessError:
+                if with_extensions:
+                    _say("building the wheel with the compiled kernels failed: the image gets a pure-Python wheel")
+                    continue
+                raise
+            break
+    if not with_extensions:
+        _say(f"the image gets a pure-Python wheel (its Python is {info['version']}): its game runs on numpy")
+    wheel = next(dest.glob("alchemy_gym-*.whl"))
+    requirements = _wheel_requirements(wheel) + list(SERVER_REQUIREMENTS)
     cache.mkdir(parents=True, exist_ok=True)
     cmd = pip + ["download", "--only-binary=:all:", "--dest", str(cache), "--python-version", info["version"]]
     cmd += ["--implementation", "cp"]
@@ -147,6 +158,15 @@ def build_wheels(dest: Path, info: dict, cache: Path) -> None:
     subprocess.run(cmd + requirements, check=True, stdout=sys.stderr)
     for path in cache.glob("*.whl"):
         shutil.copy2(path, dest / path.name)
+
+
+def _pip_wheel(pip: list[str], src: Path, dest: Path) -> None:
+    try:
+        cmd = ["wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(src)]
+        subprocess.run(pip + cmd, check=True, stdout=sys.stderr)
+    except subprocess.CalledProcessError:
+        _say("building the wheel without isolation failed; retrying with pip's build isolation")
+        subprocess.run(pip + ["wheel", "--no-deps", "--wheel-dir", str(dest), str(src)], check=True)
 
 
 def _wheel_requirements(wheel: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """Symbolic Alchemy served over dm_env_rpc: the same game as the in-process env, behind the 3D interface.
 
-Run it with ``alchemy-gym serve --port 10000`` or ``python -m alchemy_gym.rpc.server``.
+Run it with ``alchemy-gym serve --port 10000`` or ``python -m alchemy_gym.server.service``.
 It binds to 127.0.0.1 unless ``--host`` says otherwise (the Docker image passes
 ``--host 0.0.0.0`` inside its container).
 
@@ -44,7 +44,7 @@ Every request is handled to its end on the server's one event loop, so nothing a
 may cost more than a bounded amount of work, and no client may touch another's worlds:
 
 * *Event subscriptions.* A client's pattern never reaches Python's backtracking ``re``: it is
-  parsed by :mod:`alchemy_gym.rpc.eventfilter`, a linear-time subset (literals, ``.``, classes,
+  parsed by :mod:`alchemy_gym.server.eventfilter`, a linear-time subset (literals, ``.``, classes,
   groups, ``|``, ``* + ?``, ``^ $``; at most 256 characters, groups at most 16 deep; everything
   else, e.g. ``{m,n}`` or back-references, is INVALID_ARGUMENT naming what is allowed) run once at
   ``CreateWorld`` over the server's eight event names (:data:`EVENT_NAMES`). A step then only
@@ -63,7 +63,7 @@ may cost more than a bounded amount of work, and no client may touch another's w
 * *Malformed messages* (bytes that do not parse as an ``EnvironmentRequest``) get
   INVALID_ARGUMENT on a stream that stays open. They, refused streams and internal errors are
   logged one short line each, at most 5 lines a minute per kind and then a count of the
-  suppressed ones (:class:`~alchemy_gym.rpc.ratelimit.RateLimitedLog`), so the log keeps its
+  suppressed ones (:class:`~alchemy_gym.server.ratelimit.RateLimitedLog`), so the log keeps its
   start-up line and real errors findable.
 """
 
@@ -79,6 +79,9 @@ import threading
 
 import numpy as np
 
+from alchemy_gym.core.batch import observation_bounds
+from alchemy_gym.core.episodes import EpisodeSource
+from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import (
     NUM_LATENT_STONES,
     NUM_POTION_TYPES,
@@ -89,10 +92,10 @@ from alchemy_gym.core.items import (
 )
 from alchemy_gym.levels import EVALUATION_PREFIX, find_level, parse_evaluation_name
 from alchemy_gym.render import POTION_RGB, STONE_RGB, STONE_SCALE, TrialPainter
-from alchemy_gym.rpc.eventfilter import MAX_PATTERN_LENGTH, FilterError, compile_filter
-from alchemy_gym.rpc.ratelimit import RateLimitedLog, short_repr, shorten
+from alchemy_gym.server.eventfilter import MAX_PATTERN_LENGTH, FilterError, compile_filter
+from alchemy_gym.server.ratelimit import RateLimitedLog, short_repr, shorten
 
-log = logging.getLogger("alchemy_gym.rpc.server")
+log = logging.getLogger("alchemy_gym.server.service")
 
 DEFAULT_PORT = 10000
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 96, 72
@@ -260,7 +263,7 @@ def _check_world_name(name: str) -> None:
 def subscribed_events(pattern: str) -> frozenset[str]:
     """The names in :data:`EVENT_NAMES` that ``pattern`` matches (``FilterError`` if it is not allowed).
 
-    The pattern is parsed by the linear-time matcher of :mod:`alchemy_gym.rpc.eventfilter`; the
+    The pattern is parsed by the linear-time matcher of :mod:`alchemy_gym.server.eventfilter`; the
     result is cached per pattern (clients send the same few).
     """
     return compile_filter(pattern).select(EVENT_NAMES)
@@ -445,7 +448,8 @@ class _EventRecorder:
 
 
 class _World:
-    """One created world: a :class:`SymbolicAlchemyEnv` plus its seed, subscriptions and owner."""
+    """One created world: a game of the level (the core's :class:`AlchemyGame`) plus its seed, subscriptions
+    and owner."""
 
     def __init__(
         self,
@@ -456,8 +460,6 @@ class _World:
         owner: object,
         shareable: bool = False,
     ) -> None:
-        from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
-
         self.name = name
         self.level_name = level_name
         self.seed = seed
@@ -465,19 +467,27 @@ class _World:
         self.shareable = shareable
         self.joined_by: object | None = None
         self.episode = parse_evaluation_name(level_name)
-        env_level = EVALUATION_PREFIX if self.episode is not None else find_level(level_name).name
-        self.env = SymbolicAlchemyEnv(env_level)
-        self.recorder = _EventRecorder(self.env.game, subscribed, self.env.reward_weights, seed) if subscribed else None
+        level = find_level(level_name)
+        if level.name == EVALUATION_PREFIX:
+            from alchemy_gym.data import evaluation_source
+
+            source = evaluation_source()
+        else:
+            source = EpisodeSource.sampled(level.name)
+        self.game = AlchemyGame(source=source)
+        weights = self.game.config.reward_weights
+        self.recorder = _EventRecorder(self.game, subscribed, weights, seed) if subscribed else None
         self.episodes_started = 0
-        self.num_actions = int(self.env.action_space.n)
+        self.num_actions = self.game.num_actions
 
     def start_episode(self) -> None:
-        options = {"episode": self.episode} if self.episode is not None else None
-        if self.episodes_started == 0:
-            self.env.reset(seed=self.seed, options=options)
-        else:
-            self.env.reset(options=options)
+        """The next episode: the first as the symbolic env's ``reset(seed=seed)``, later ones as ``reset()``."""
+        self.game.new_episode(self.episode, seed=self.seed if self.episodes_started == 0 else None)
         self.episodes_started += 1
+
+    @property
+    def episode_return(self) -> float:
+        return sum(self.game.trial_rewards)
 
 
 def _check_level(level_name: str) -> str:
@@ -649,7 +659,7 @@ class _Session:
                 known = ", ".join(f"{u} ({s.name})" for u, s in sorted(obs_specs.items()))
                 raise _invalid(f"requested observation uid {uid} is unknown: known uids are {known}")
         recorder = world.recorder
-        env = world.env
+        game = world.game
         if self.state == self.NEW_EPISODE:
             if recorder is not None:
                 recorder.take(build=False)
@@ -660,7 +670,7 @@ class _Session:
             action = self._parse_action(request.actions, world.num_actions)
             if recorder is not None:
                 recorder.frame += 1
-            _obs, _reward, terminated, _truncated, _info = env.step(action)
+            _reward, terminated = game.step(action)
             if terminated:
                 self.state = self.NEW_EPISODE
         response.state = _TERMINATED if terminated else _RUNNING
@@ -670,12 +680,12 @@ class _Session:
                 continue
             if uid == OBS_SYMBOLIC:
                 tensor = observations[uid]
-                tensor.floats.array.extend(env.game.obs.tolist())
-                tensor.shape.append(env.game.obs.shape[0])
+                tensor.floats.array.extend(game.obs.tolist())
+                tensor.shape.append(game.obs.shape[0])
             elif uid == OBS_SCORE:
-                observations[uid].doubles.array.append(env.episode_return)
+                observations[uid].doubles.array.append(world.episode_return)
             elif uid == OBS_RGB:
-                observations[uid].CopyFrom(self._rgb_tensor(env.game))
+                observations[uid].CopyFrom(self._rgb_tensor(game))
             elif uid == OBS_EVENTS:
                 events = recorder.take() if recorder is not None else []
                 tensor = observations[uid]
@@ -736,11 +746,11 @@ def _make_specs(world: _World, width: int, height: int):
     action = specs.actions[ACTION_UID]
     action.name, action.dtype = "action", pb.DataType.INT64
     tensor_spec_utils.set_bounds(action, np.int64(0), np.int64(world.num_actions - 1))
-    space = world.env.observation_space
+    low, high = observation_bounds(world.game.observe_used)
     symbolic = specs.observations[OBS_SYMBOLIC]
     symbolic.name, symbolic.dtype = "symbolic_obs", pb.DataType.FLOAT
-    symbolic.shape.extend(space.shape)
-    tensor_spec_utils.set_bounds(symbolic, space.low.astype(np.float32), space.high.astype(np.float32))
+    symbolic.shape.extend(low.shape)
+    tensor_spec_utils.set_bounds(symbolic, low, high)
     score = specs.observations[OBS_SCORE]
     score.name, score.dtype = "Score", pb.DataType.DOUBLE
     rgb = specs.observations[OBS_RGB]
@@ -861,7 +871,7 @@ class AlchemyServicer:
     def create_world(self, level_name: str, seed: int, subscribed, owner: _Session, *, shareable: bool = False) -> str:
         with self._lock:
             self._check_room(owner)
-        world = _World("", level_name, seed, subscribed, owner, shareable)  # outside the lock: builds an env
+        world = _World("", level_name, seed, subscribed, owner, shareable)  # outside the lock: builds a game
         with self._lock:
             self._check_room(owner)  # again: another thread may have created one meanwhile
             name = "world_" + secrets.token_hex(8)
@@ -1116,7 +1126,12 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"alchemy-gym serve: dm_env_rpc on {args.host}:{port} ({tuning.describe()})", file=sys.stderr, flush=True)
+        kernel = AlchemyGame().batch.kernel_name
+        print(
+            f"alchemy-gym serve: dm_env_rpc on {args.host}:{port} ({tuning.describe()}; game backend {kernel})",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             await stop.wait()
         finally:
