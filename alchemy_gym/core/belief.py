@@ -408,3 +408,54 @@ class BeliefState:
             out[:] = 0.0
             out[belief.rotation] = 1.0
         return out
+
+
+class ChemistryObserver:
+    """The chemistry observations of one game: draws their contents each episode, keeps their belief
+    states up to date by listening to the game, and gives the observation vectors.
+
+    Args:
+        game: the game observed (an :class:`~alchemy_gym.core.game.AlchemyGame`); the observer listens to it.
+        seen: ``{name: ChemistrySeen}``.
+        rules: the level's rules, the belief prior of entries without a ``prior_level``.
+    """
+
+    def __init__(self, game, seen: Mapping[str, ChemistrySeen], rules: LevelRules) -> None:
+        self.game = game
+        self.seen = dict(seen)
+        self.contents: dict[str, list] = {}
+        self.beliefs = {
+            name: BeliefState(LevelRules.from_level_name(s.prior_level) if s.prior_level else rules)
+            for name, s in self.seen.items()
+            if s.needs_belief
+        }
+        if self.beliefs:
+            game.add_listener(self._listen)
+
+    def new_episode(self, rng: np.random.Generator) -> None:
+        """Draw every observation's contents for a new episode (call after the game's episode started)."""
+        self.contents = {name: s.sample_contents(rng) for name, s in self.seen.items()}
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """``{name: vector}`` for the game's current state."""
+        chemistry = self.game.chemistry
+        return {
+            name: s.observe(self.contents.get(name, ()), chemistry, self.beliefs.get(name))
+            for name, s in self.seen.items()
+        }
+
+    def _listen(self, kind: str, *args) -> None:
+        game = self.game
+        if kind == "episode_start":
+            for belief in self.beliefs.values():
+                belief.reset()
+        elif kind == "trial_start":
+            stones = [game.perceived_stone(s) for s in game.stones if s >= 0]
+            for belief in self.beliefs.values():
+                belief.new_trial(stones)
+        elif kind == "potion":
+            _slot, _potion_slot, old, latent_potion, new = args
+            before, after = game.perceived_stone(old), game.perceived_stone(new)
+            potion = game.perceived_potion(latent_potion)
+            for belief in self.beliefs.values():
+                belief.observe_potion(before, potion, after)

@@ -9,8 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from alchemy_gym.core.belief import BeliefState
-from alchemy_gym.core.chemistry import LevelRules
+from alchemy_gym.core.belief import ChemistryObserver
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
 from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, SymbolicSettings, symbolic_obs_space
@@ -124,8 +123,6 @@ class SymbolicAlchemyEnv(gym.Env):
         self.action_space = spaces.Discrete(self._num_actions)
         symbolic_space = symbolic_obs_space(options.observe_used)
         self._chem_seen = options.see_chemistries
-        self._chem_contents: dict[str, list] = {}
-        self._beliefs: dict[str, BeliefState] = {}
         if self._chem_seen:
             self.observation_space = spaces.Dict(
                 {"symbolic_obs": symbolic_space}
@@ -134,12 +131,7 @@ class SymbolicAlchemyEnv(gym.Env):
                     for name, seen in self._chem_seen.items()
                 }
             )
-            for name, seen in self._chem_seen.items():
-                if seen.needs_belief:
-                    prior = LevelRules.from_level_name(seen.prior_level) if seen.prior_level else self.rules
-                    self._beliefs[name] = BeliefState(prior)
-            if self._beliefs:
-                self.game.add_listener(self._feed_beliefs)
+            self._chemistry_observer = ChemistryObserver(self.game, self._chem_seen, self.rules)
         else:
             self.observation_space = symbolic_space
         self._painter = None
@@ -157,8 +149,7 @@ class SymbolicAlchemyEnv(gym.Env):
         self.game.new_episode(episode, seed=seed)
         self._last_reward = 0.0
         if self._chem_seen:
-            rng = self.np_random
-            self._chem_contents = {name: seen.sample_contents(rng) for name, seen in self._chem_seen.items()}
+            self._chemistry_observer.new_episode(self.np_random)
         info = {"trial": 0}
         if self._evaluation:
             info["episode"] = self.game.episode_index
@@ -243,27 +234,7 @@ class SymbolicAlchemyEnv(gym.Env):
         obs = self.game.obs.copy()
         if not self._chem_seen:
             return obs
-        out = {"symbolic_obs": obs}
-        chemistry = self.game.chemistry
-        for name, seen in self._chem_seen.items():
-            out[name] = seen.observe(self._chem_contents.get(name, ()), chemistry, self._beliefs.get(name))
-        return out
-
-    def _feed_beliefs(self, kind: str, *args) -> None:
-        game = self.game
-        if kind == "episode_start":
-            for belief in self._beliefs.values():
-                belief.reset()
-        elif kind == "trial_start":
-            stones = [game.perceived_stone(s) for s in game.stones if s >= 0]
-            for belief in self._beliefs.values():
-                belief.new_trial(stones)
-        elif kind == "potion":
-            _slot, _potion_slot, old, latent_potion, new = args
-            before, after = game.perceived_stone(old), game.perceived_stone(new)
-            potion = game.perceived_potion(latent_potion)
-            for belief in self._beliefs.values():
-                belief.observe_potion(before, potion, after)
+        return {"symbolic_obs": obs} | self._chemistry_observer.observe()
 
     def decode_action(self, action: int) -> tuple[int, int]:
         """``(stone slot, potion slot)`` of an action: (-2, -2) end trial, (-1, -1) no-op, (s, -1) cauldron."""
