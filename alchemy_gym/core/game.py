@@ -19,6 +19,7 @@ from alchemy_gym.core import graphs
 from alchemy_gym.core.batch import (
     CAULDRON,
     END_TRIAL,
+    GIVEN,
     NO_OP,
     NOTHING,
     POTION_TYPE_SCALE,
@@ -250,6 +251,15 @@ class AlchemyGame:
             self.batch.seed([self.row], [rs])
         self.batch.begin_given(self.row, chemistry, None if items is None else items)
         self._started()
+
+    def set_trial_items(self, trial: int, items: TrialItems) -> None:
+        """The items of a later trial of an episode started with given items (for a game that learns its items
+        as it goes, like the symbolic view of the 3D env): trial ``trial`` starts with them."""
+        if not self.trial_number < trial < self.num_trials or self.batch.episode[self.row] != GIVEN:
+            raise ValueError(
+                f"trial {trial} is not a later trial of a given episode (the game is in trial {self.trial_number})"
+            )
+        self.batch.items[self.row, trial] = items.as_row()
 
     def _started(self) -> None:
         self._sync_rs()

@@ -301,7 +301,8 @@ class RpcAlchemyVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         """Destroy the worlds, close the streams and the loop, stop every server (idempotent)."""
-        self._finalizer()
+        if hasattr(self, "_finalizer"):  # not when __init__ failed before making it
+            self._finalizer()
 
     # -------------------------------------------------------------------- internals
 
