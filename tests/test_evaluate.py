@@ -158,25 +158,45 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _ignores_sigint(pid: int) -> bool:
+    """Whether a process has set SIGINT to ignored (its ``SigIgn`` mask in /proc): the evaluation's workers do
+    so when their pool starts them, so they are ready for the parent's Ctrl-C."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
+    except (FileNotFoundError, StopIteration):
+        return False
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and pgrep")
 def test_ctrl_c_stops_the_workers():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alchemy_gym.cli", "evaluate", "--agent", "ideal-observer", "--episodes", "0:4"]
+        [sys.executable, "-m", "alchemy_gym.cli", "evaluate", "--agent", "ideal-observer", "--episodes", "0:40"]
         + ["--workers", "2", "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 60
-    workers: list[int] = []
-    while time.time() < deadline and len(workers) < 2:
-        time.sleep(0.5)
+    try:
+        # the moment to press Ctrl-C is when both workers exist and ignore SIGINT themselves (no sleep on a clock)
+        ready = _wait_for(lambda: len([p for p in _children(proc.pid) if _ignores_sigint(p)]) >= 2, timeout=300)
+        assert ready, "the workers did not start"
         workers = _children(proc.pid)
-    assert len(workers) >= 2, "the workers did not start"
-    time.sleep(2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in err
-    time.sleep(0.5)
-    assert not [pid for pid in workers if _alive(pid)]
+    assert _wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=60)
