@@ -102,3 +102,26 @@ def test_rl2_recurrent_ppo_smoke_run_checkpoints_resumes_and_evaluates(tmp_path)
     assert again["updates"] == 20
     evaluated = rl2.main([*args, "--eval-only"])
     assert -90 <= evaluated["eval_mean"] <= 450
+
+
+@pytest.mark.slow
+def test_rllib_ppo_trains_on_the_native_vector_env():
+    pytest.importorskip("ray.rllib", reason="RLlib is the optional 'ray' extra")
+    pytest.importorskip("torch", reason="RLlib's PPO needs torch")
+    returns = _load("rllib_ppo").main(["--iterations", "2", "--num-envs", "8", "--train-batch", "1600"])
+    assert len(returns) == 2
+    assert -90 <= returns[-1] <= 450  # 8 sub-envs x 200 steps: episodes have ended by the second iteration
+
+
+@pytest.mark.slow
+def test_rllib_ppo_trains_on_a_served_3d_env_and_leaves_no_server():
+    pytest.importorskip("ray.rllib", reason="RLlib is the optional 'ray' extra")
+    pytest.importorskip("torch", reason="RLlib's PPO needs torch")
+    pytest.importorskip("dm_env_rpc")
+    import subprocess
+
+    args = ["--env-id", "Alchemy/Standard-v0", "--iterations", "2", "--num-envs", "2", "--train-batch", "800"]
+    returns = _load("rllib_ppo").main(args)
+    assert len(returns) == 2 and -90 <= returns[-1] <= 450
+    servers = subprocess.run(["pgrep", "-f", "alchemy_gym.server"], capture_output=True, text=True).stdout.split()
+    assert not servers
