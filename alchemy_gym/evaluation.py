@@ -188,6 +188,29 @@ def evaluate(
     return results
 
 
+def ray_address_problem(address: str) -> str | None:
+    """Why ``--ray ADDRESS`` cannot work, checked in a few seconds before any work (``None``: it can).
+
+    ``local`` starts a cluster in this process and ``auto`` lets Ray find one; any other address
+    (``host:port`` of a head node, or ``ray://host:port`` of its client server) must accept a TCP connection.
+    """
+    import socket
+
+    if address in ("local", "auto"):
+        return None
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return (
+            f"--ray {address!r}: give HOST:PORT of a Ray head node, ray://HOST:PORT, auto, or nothing (a local cluster)"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return None
+    except OSError as exc:
+        return f"--ray {address!r}: no Ray cluster answers there ({exc}); start one with `ray start --head` or omit ADDRESS"
+
+
 def _run_ray(tasks, address: str, collect) -> None:
     try:
         import ray
@@ -375,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
             import ray  # noqa: F401
         except ImportError:
             parser.error("--ray needs Ray: pip install 'alchemy-gym[ray]'")
+        problem = ray_address_problem(args.ray)
+        if problem:
+            parser.error(problem)
     if args.plot:
         try:
             import matplotlib  # noqa: F401

@@ -200,3 +200,16 @@ def test_ctrl_c_stops_the_workers():
     assert proc.returncode == 130
     assert "interrupted" in err
     assert _wait_for(lambda: not [pid for pid in workers if _alive(pid)], timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("address", "match"),
+    [("127.0.0.1:1", "no Ray cluster answers there"), ("not an address", "give HOST:PORT of a Ray head node")],
+)
+def test_ray_without_a_cluster_at_the_address_is_refused_before_any_work(address, match, capsys):
+    pytest.importorskip("ray", reason="ray is the optional 'ray' extra")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--agent", "random", "--episodes", "0:2", "--ray", address])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert match in err and "random:" not in err  # no progress bar: nothing started
