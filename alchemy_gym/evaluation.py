@@ -208,7 +208,10 @@ def ray_address_problem(address: str) -> str | None:
         with socket.create_connection((host, int(port)), timeout=5):
             return None
     except OSError as exc:
-        return f"--ray {address!r}: no Ray cluster answers there ({exc}); start one with `ray start --head` or omit ADDRESS"
+        return (
+            f"--ray {address!r}: no Ray cluster answers there ({exc}); start one with `ray start --head` "
+            "or omit ADDRESS"
+        )
 
 
 def _run_ray(tasks, address: str, collect) -> None:
