@@ -36,14 +36,14 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env-id", default="Alchemy/SymbolicStandard-v0")
     p.add_argument("--total-timesteps", type=int, default=50_000_000)
-    p.add_argument("--num-envs", type=int, default=1024)
+    p.add_argument("--num-envs", type=int, default=512)
     p.add_argument("--num-steps", type=int, default=100, help="rollout length (BPTT window)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--gamma", type=float, default=0.995)
     p.add_argument("--gae-lambda", type=float, default=0.95)
-    p.add_argument("--update-epochs", type=int, default=2)
-    p.add_argument("--minibatches", type=int, default=2)
+    p.add_argument("--update-epochs", type=int, default=4)
+    p.add_argument("--minibatches", type=int, default=4)
     p.add_argument("--clip", type=float, default=0.2)
     p.add_argument("--ent-coef", type=float, default=0.01)
     p.add_argument("--vf-coef", type=float, default=0.5)
@@ -91,12 +91,16 @@ def build(obs_dim: int, n_actions: int, hidden: int):
             return out[0], h
 
         def unroll(self, x, h, starts):
-            """A whole rollout (T, N, ·), memory zeroed where ``starts`` is set."""
+            """A whole rollout (T, N, ·), memory zeroed where ``starts`` is set: the GRU runs over each stretch
+            between the steps where some env starts an episode in one call (episodes of the default task all
+            start together, every 200 steps, so a rollout has at most a few such stretches)."""
+            cuts = [0] + [t for t in range(1, x.shape[0]) if bool(starts[t].any())] + [x.shape[0]]
             outs = []
-            for t in range(x.shape[0]):
-                out, h = self.step(x[t], h, starts[t])
+            for begin, end in zip(cuts[:-1], cuts[1:]):
+                h = h * (1.0 - starts[begin]).view(1, -1, 1)
+                out, h = self.gru(x[begin:end], h)
                 outs.append(out)
-            return torch.stack(outs)
+            return torch.cat(outs)
 
     return Agent()
 
