@@ -15,10 +15,20 @@ from alchemy_gym.envs.vector import SymbolicAlchemyVectorEnv
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def _rpc():
+    pytest.importorskip("dm_env_rpc")
+    from alchemy_gym.envs.rpc import RpcAlchemyEnv, RpcEnvConfig
+
+    return RpcAlchemyEnv, RpcEnvConfig
+
+
 @pytest.mark.parametrize(
-    ("env", "settings"), [(SymbolicAlchemyEnv, SymbolicSettings), (SymbolicAlchemyVectorEnv, VectorSettings)]
+    ("env", "settings"),
+    [(SymbolicAlchemyEnv, SymbolicSettings), (SymbolicAlchemyVectorEnv, VectorSettings), ("rpc", "rpc")],
 )
 def test_docstring_tables_and_signatures_come_from_the_settings(env, settings):
+    if env == "rpc":
+        env, settings = _rpc()
     source = inspect.getsource(inspect.getmodule(env))
     assert settings.fill_table(source, indent="    ") == source, f"regenerate the table of {env.__name__}"
     names = [p.name for p in inspect.signature(env).parameters.values()]
@@ -45,3 +55,19 @@ def test_unknown_and_bad_settings_say_what_is_allowed():
     assert settings.replace(max_steps_per_trial=7).num_trials == 4
     with pytest.raises(ValueError, match="num_trials=11 out of range: allowed 1..10"):
         SymbolicSettings(level_name="alchemy/evaluation_episodes", num_trials=11)
+
+
+def test_the_3d_envs_take_one_settings_class():
+    RpcAlchemyEnv, RpcEnvConfig = _rpc()
+    from alchemy_gym.envs.rpc_vector import RpcAlchemyVectorEnv
+
+    vector = [p.name for p in inspect.signature(RpcAlchemyVectorEnv).parameters.values()]
+    assert vector[:2] == ["num_envs", "level_name"] and set(RpcEnvConfig.names()) <= set(vector)
+    with pytest.raises(TypeError, match=r"unknown 3D env setting\(s\) \['widht'\]"):
+        RpcAlchemyEnv("alchemy/all_fixed", widht=3)
+    with pytest.raises(ValueError, match="request_timeout must be a positive number of seconds or None"):
+        RpcEnvConfig(request_timeout=0)
+    with pytest.raises(ValueError, match="at most one of address= and binary="):
+        RpcEnvConfig(address="localhost:1", binary="x")
+    config = RpcEnvConfig(level_name="alchemy/evaluation_episodes/7")
+    assert config.evaluation and config.fixed_episode == 7

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numbers
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from alchemy_gym.core.episodes import check_episode_index, reset_options
+from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
 from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, is_server_full
@@ -47,70 +48,119 @@ class RpcEnvError(RuntimeError):
 # ------------------------------------------------------------------------------ arguments
 
 
-@dataclass
-class RpcEnvConfig:
-    """The checked arguments of an RPC env (see :class:`RpcAlchemyEnv`), shared by its vector env.
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
-    Build it with :meth:`parse`, which raises ``ValueError`` before anything starts.
-    """
 
-    level_name: str
-    image: str = DEFAULT_IMAGE
-    address: str | None = None
-    binary: str | None = None
-    binary_args: Sequence[str] | None = ()
-    environment: Mapping[str, str] | None = None
-    width: int = 96
-    height: int = 72
-    num_action_repeats: int = 1
-    render_mode: str | None = None
-    connect_timeout: float = 60.0
-    request_timeout: float | None = 300.0
-    observations: list[str] | None = None
-    event_regex: str | None = "DeepMind/.*"
-    decode_events: bool = True
-    docker_kwargs: dict[str, Any] = field(default_factory=dict)
-    evaluation: bool = False
-    fixed_episode: int | None = None
+def _seconds(optional: bool):
+    def check(name: str, value):
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
+            allowed = "a positive number of seconds or None" if optional else "a positive number of seconds"
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        return float(value)
 
-    RENDER_MODES = ("rgb_array",)
+    return check
+
+
+def _optional_str(name: str, value):
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be a str or None, got {value!r}")
+    return value
+
+
+def _check_address(name: str, value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Sequence) and all(isinstance(a, str) for a in value):
+        return tuple(value)  # one per sub-env: the vector env checks the count
+    raise ValueError(f"address must be 'host:port' (or, for the vector env, a list of them), got {value!r}")
+
+
+def _check_render_mode(name: str, value):
+    if value is not None and value != "rgb_array":
+        raise ValueError(f"render_mode {value!r} is not supported: allowed None or 'rgb_array'")
+    return value
+
+
+def _check_level(name: str, level_name):
+    if pb is None:
+        raise ImportError("the 3D envs need the rpc extra: pip install 'alchemy-gym[rpc]'")
+    level = find_level(level_name)
+    if level.rpc_id is None:
+        raise ValueError(
+            f"level {level_name!r} has no 3D version: the 3D levels are "
+            + ", ".join(f"{lv.name}" for lv in _rpc_levels())
+            + f" and {EVALUATION_PREFIX}/0..{NUM_EVALUATION_EPISODES - 1}"
+        )
+    return level_name
+
+
+@dataclass(frozen=True)
+class RpcEnvConfig(Settings):
+    """The settings of the 3D envs (:class:`RpcAlchemyEnv` and its vector env), checked before anything starts."""
+
+    what = "3D env"
+
+    level_name: str = setting(
+        "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck",
+        "a 3D level (``alchemy/...``) or ``alchemy/evaluation_episodes[/i]``",
+        _check_level,
+        shown="the standard task",
+    )
+    image: str = setting(DEFAULT_IMAGE, "Docker image to run", shown="the Unity image")
+    address: str | None = setting(
+        None, "``host:port`` of a running server (no Docker; the vector env: one, or one per sub-env)", _check_address
+    )
+    binary: str | None = setting(None, "a local server program, or a dm_alchemy Unity build directory", _optional_str)
+    binary_args: Sequence[str] | None = setting(
+        (), "its arguments (``{port}`` is replaced by the port; Unity's by default)",
+        lambda n, v: None if v is None else tuple(str(a) for a in v),
+    )  # fmt: skip
+    environment: Mapping[str, str] | None = setting(None, "environment variables for the container / process")
+    width: int = setting(96, "``RGB_INTERLEAVED`` width", _positive_int)
+    height: int = setting(72, "``RGB_INTERLEAVED`` height", _positive_int)
+    num_action_repeats: int = setting(1, "server steps per ``step()``", _positive_int)
+    render_mode: str | None = setting(None, "``'rgb_array'`` returns the last ``RGB_INTERLEAVED``", _check_render_mode)
+    connect_timeout: float = setting(60.0, "seconds to wait for the server", _seconds(False))
+    request_timeout: float | None = setting(
+        300.0, "seconds one request may wait for its answer (None: forever)", _seconds(True)
+    )
+    observations: Sequence[str] | None = setting(
+        None, "names of the observations to request (default: all supported)",
+        lambda n, v: None if v is None else list(v),
+    )  # fmt: skip
+    event_regex: str | None = setting(
+        "DeepMind/.*", "``EventSubscriptionRegex`` (None: no subscription)", _optional_str
+    )
+    decode_events: bool = setting(True, "decode events into dicts (else name and raw bytes only)", lambda n, v: bool(v))
+    docker_kwargs: Mapping[str, Any] | None = setting(
+        None, "more ``DockerLauncher`` arguments (``port``, ``pull``, ``client`` …)", lambda n, v: dict(v or {})
+    )
+
+    def _check_together(self) -> None:
+        if self.address is not None and self.binary is not None:
+            raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
 
     @classmethod
-    def parse(cls, level_name: str, *, address: str | None = None, **kwargs: Any) -> RpcEnvConfig:
-        """Check every argument; ``address`` is checked by the caller (one string, or a list for a vector env)."""
-        if pb is None:
-            raise ImportError("the 3D envs need the rpc extra: pip install 'alchemy-gym[rpc]'")
-        level = find_level(level_name)
-        if level.rpc_id is None:
-            raise ValueError(
-                f"level {level_name!r} has no 3D version: the 3D levels are "
-                + ", ".join(f"{lv.name}" for lv in _rpc_levels())
-                + f" and {EVALUATION_PREFIX}/0..{NUM_EVALUATION_EPISODES - 1}"
-            )
-        config = cls(level_name=level_name, address=address, **kwargs)
-        config.evaluation = level.name == EVALUATION_PREFIX
-        config.fixed_episode = parse_evaluation_name(level_name) if config.evaluation else None
-        for name in ("width", "height", "num_action_repeats"):
-            value = getattr(config, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-            setattr(config, name, int(value))
-        if config.render_mode is not None and config.render_mode not in cls.RENDER_MODES:
-            raise ValueError(f"render_mode {config.render_mode!r} is not supported: allowed None or 'rgb_array'")
-        timeout = config.connect_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout <= 0:
-            raise ValueError(f"connect_timeout must be a positive number of seconds, got {timeout!r}")
-        config.connect_timeout = float(timeout)
-        timeout = config.request_timeout
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout <= 0):
-            raise ValueError(f"request_timeout must be a positive number of seconds or None, got {timeout!r}")
-        config.request_timeout = None if timeout is None else float(timeout)
-        if address is not None and config.binary is not None:
-            raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
-        config.observations = None if config.observations is None else list(config.observations)
-        config.decode_events = bool(config.decode_events)
-        config.docker_kwargs = dict(config.docker_kwargs or {})
-        return config
+    def parse(cls, level_name: str | None = None, **kwargs: Any) -> RpcEnvConfig:
+        """The settings of these keyword arguments (``level_name`` first, as the envs take it)."""
+        if level_name is not None:
+            kwargs["level_name"] = level_name
+        return super().parse(**kwargs)
+
+    @property
+    def evaluation(self) -> bool:
+        """The level is the evaluation set."""
+        return find_level(self.level_name).name == EVALUATION_PREFIX
+
+    @property
+    def fixed_episode(self) -> int | None:
+        """The episode of ``alchemy/evaluation_episodes/i`` (``None`` for other level names)."""
+        return parse_evaluation_name(self.level_name) if self.evaluation else None
 
     def make_launcher(self, address: str | None = None):
         """A new (not started) launcher: at ``address`` if given, else the local binary, else Docker."""
@@ -572,21 +622,24 @@ class RpcAlchemyEnv(gym.Env):
 
     ## Arguments
 
+    Keyword arguments (:class:`RpcEnvConfig`):
+
     | argument | default | meaning |
     |---|---|---|
-    | level_name | — | a 3D level (``alchemy/...``) or ``alchemy/evaluation_episodes[/i]`` |
+    | level_name | the standard task | a 3D level (``alchemy/...``) or ``alchemy/evaluation_episodes[/i]`` |
     | image | the Unity image | Docker image to run |
-    | address | None | ``host:port`` of a running server (no Docker) |
+    | address | None | ``host:port`` of a running server (no Docker; the vector env: one, or one per sub-env) |
     | binary | None | a local server program, or a dm_alchemy Unity build directory |
     | binary_args | () | its arguments (``{port}`` is replaced by the port; Unity's by default) |
     | environment | None | environment variables for the container / process |
-    | width, height | 96, 72 | ``RGB_INTERLEAVED`` size |
+    | width | 96 | ``RGB_INTERLEAVED`` width |
+    | height | 72 | ``RGB_INTERLEAVED`` height |
     | num_action_repeats | 1 | server steps per ``step()`` |
-    | render_mode | None | ``"rgb_array"`` returns the last ``RGB_INTERLEAVED`` |
-    | connect_timeout | 60 | seconds to wait for the server |
-    | request_timeout | 300 | seconds one request may wait for its answer (None: forever) |
+    | render_mode | None | ``'rgb_array'`` returns the last ``RGB_INTERLEAVED`` |
+    | connect_timeout | 60.0 | seconds to wait for the server |
+    | request_timeout | 300.0 | seconds one request may wait for its answer (None: forever) |
     | observations | None | names of the observations to request (default: all supported) |
-    | event_regex | ``"DeepMind/.*"`` | ``EventSubscriptionRegex`` (None: no subscription) |
+    | event_regex | 'DeepMind/.*' | ``EventSubscriptionRegex`` (None: no subscription) |
     | decode_events | True | decode events into dicts (else name and raw bytes only) |
     | docker_kwargs | None | more ``DockerLauncher`` arguments (``port``, ``pull``, ``client`` …) |
 
@@ -597,45 +650,10 @@ class RpcAlchemyEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(
-        self,
-        level_name: str,
-        *,
-        image: str = DEFAULT_IMAGE,
-        address: str | None = None,
-        binary: str | None = None,
-        binary_args: Sequence[str] | None = (),
-        environment: Mapping[str, str] | None = None,
-        width: int = 96,
-        height: int = 72,
-        num_action_repeats: int = 1,
-        render_mode: str | None = None,
-        connect_timeout: float = 60.0,
-        request_timeout: float | None = 300.0,
-        observations: Sequence[str] | None = None,
-        event_regex: str | None = "DeepMind/.*",
-        decode_events: bool = True,
-        docker_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, level_name: str, **settings: Any) -> None:
         # --- validate everything before anything starts
-        config = RpcEnvConfig.parse(
-            level_name,
-            image=image,
-            address=address,
-            binary=binary,
-            binary_args=binary_args,
-            environment=environment,
-            width=width,
-            height=height,
-            num_action_repeats=num_action_repeats,
-            render_mode=render_mode,
-            connect_timeout=connect_timeout,
-            request_timeout=request_timeout,
-            observations=observations,
-            event_regex=event_regex,
-            decode_events=decode_events,
-            docker_kwargs=docker_kwargs,
-        )
+        config = RpcEnvConfig.parse(level_name, **settings)
+        address = config.address
         if address is not None and not isinstance(address, str):
             raise ValueError(f"address must be 'host:port', got {address!r} (a list is for the vector env)")
         from alchemy_gym.rpc.connection import PrivateLoop
@@ -754,3 +772,6 @@ def _rpc_levels():
     from alchemy_gym.levels import levels
 
     return [lv for lv in levels() if lv.rpc_id and lv.name != EVALUATION_PREFIX]
+
+
+RpcAlchemyEnv.__init__.__signature__ = RpcEnvConfig.signature(positional=("level_name",))

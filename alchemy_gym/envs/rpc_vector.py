@@ -11,6 +11,7 @@ shared by the N requests in flight, so N sub-envs step several times faster than
 from __future__ import annotations
 
 import asyncio
+import inspect
 import numbers
 import weakref
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,6 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from alchemy_gym.core.episodes import episode_indices, reset_options
 from alchemy_gym.envs.rpc import RpcEnvConfig, RpcEnvError, RpcWorldClient
 from alchemy_gym.levels import NUM_EVALUATION_EPISODES
-from alchemy_gym.rpc import DEFAULT_IMAGE
 
 try:  # gymnasium >= 1.1
     from gymnasium.vector import AutoresetMode
@@ -90,52 +90,13 @@ class RpcAlchemyVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": _NEXT_STEP, "render_modes": ["rgb_array"]}
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        level_name: str = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck",
-        *,
-        image: str = DEFAULT_IMAGE,
-        address: str | Sequence[str] | None = None,
-        binary: str | None = None,
-        binary_args: Sequence[str] | None = (),
-        environment: Mapping[str, str] | None = None,
-        width: int = 96,
-        height: int = 72,
-        num_action_repeats: int = 1,
-        render_mode: str | None = None,
-        connect_timeout: float = 60.0,
-        request_timeout: float | None = 300.0,
-        observations: Sequence[str] | None = None,
-        event_regex: str | None = "DeepMind/.*",
-        decode_events: bool = True,
-        docker_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, num_envs: int = 1, level_name: str = RpcEnvConfig.level_name, **settings: Any) -> None:
         # --- everything is checked before any server starts
         if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         num_envs = int(num_envs)
-        addresses = _addresses(address, num_envs)
-        config = RpcEnvConfig.parse(
-            level_name,
-            image=image,
-            address=None,
-            binary=binary,
-            binary_args=binary_args,
-            environment=environment,
-            width=width,
-            height=height,
-            num_action_repeats=num_action_repeats,
-            render_mode=render_mode,
-            connect_timeout=connect_timeout,
-            request_timeout=request_timeout,
-            observations=observations,
-            event_regex=event_regex,
-            decode_events=decode_events,
-            docker_kwargs=docker_kwargs,
-        )
-        if addresses[0] is not None and binary is not None:
-            raise ValueError("pass at most one of address= and binary= (neither: run the Docker image)")
+        config = RpcEnvConfig.parse(level_name, **settings)
+        addresses = _addresses(config.address, num_envs)
         from alchemy_gym.rpc.connection import PrivateLoop
 
         self.num_envs = num_envs
@@ -432,3 +393,8 @@ def _stop_quietly(client: RpcWorldClient) -> None:
         client.stop_server()
     except Exception:
         pass
+
+
+RpcAlchemyVectorEnv.__init__.__signature__ = RpcEnvConfig.signature(
+    inspect.Parameter("num_envs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1), positional=("level_name",)
+)
