@@ -168,6 +168,29 @@ def _sampled_source(rules: LevelRules) -> EpisodeSource:
     return EpisodeSource(rules=rules)
 
 
+@dataclass
+class EpisodeCursor:
+    """Which fixed episode a game plays next: ``first``, then ``stride`` further each time (modulo ``count``);
+    a chosen episode moves the cursor on from there. (A game batch keeps one such cursor per row, as arrays.)"""
+
+    count: int
+    first: int = 0
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        self.next = self.first % self.count
+
+    def take(self, chosen: int | None = None) -> int:
+        """The episode to play now (``chosen``, or the cursor's); the cursor moves past it."""
+        episode = self.next if chosen is None else chosen
+        self.next = (episode + self.stride) % self.count
+        return episode
+
+    def restart(self) -> None:
+        """Back to ``first`` (a seeded reset)."""
+        self.next = self.first % self.count
+
+
 _CHEMISTRIES: dict[int, Chemistry] = {}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from alchemy_gym.core.episodes import check_episode_index, reset_options
+from alchemy_gym.core.episodes import EpisodeCursor, check_episode_index, reset_options
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
@@ -213,15 +213,13 @@ class RpcWorldClient:
         self.address = config.address if address is None else address
         self.label = label
         self.recovery = recovery
-        self._first_episode = first_episode
-        self._episode_stride = episode_stride
+        self._cursor = EpisodeCursor(NUM_EVALUATION_EPISODES, first_episode, episode_stride)
         self.launcher = None
         self._connection = None  # the transport
         self._world_name: str | None = None
         self._world_level: str | None = None
         self._world_fresh = False
         self.world_seed: int | None = None
-        self._next_episode = first_episode
         self.episode_index: int | None = None
         self.needs_reset = True
         self._last_score = 0.0
@@ -423,11 +421,9 @@ class RpcWorldClient:
         if self._connection is None:
             raise self._no_server()
         if seed is not None:
-            self._next_episode = self._first_episode
+            self._cursor.restart()
         if config.evaluation:
-            if episode is None:
-                episode = config.fixed_episode if config.fixed_episode is not None else self._next_episode
-            self._next_episode = (episode + self._episode_stride) % NUM_EVALUATION_EPISODES
+            episode = self._cursor.take(config.fixed_episode if episode is None else episode)
             self.episode_index = episode
         level = self._episode_level(episode)
         if seed is not None or level != self._world_level or (config.evaluation and not self._world_fresh):
