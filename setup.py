@@ -1,4 +1,4 @@
-"""Build of the optional C search kernel (``alchemy_gym.agents._search``); all metadata is in pyproject.toml.
+"""Build of the optional C extensions; all metadata is in pyproject.toml.
 
 Two optional C extensions: the game kernel (``alchemy_gym.core._kernel``; without it the game runs on its numpy
 backend, with the same results) and the ideal observer's search (``alchemy_gym.agents._search``; without it the

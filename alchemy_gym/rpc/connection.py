@@ -12,7 +12,7 @@ the call in flight (see *Request timeouts*; it is joined by :meth:`RpcConnection
 :class:`AsyncRpcConnection` is the same over ``grpc.aio`` (``await send(request)``),
 with the timeout checked by a callback on the loop. The envs use it (through
 :class:`AioTransport`), each env on a :class:`PrivateLoop` that runs only inside its
-calls: against our server a single env steps 1-10 % faster than on the blocking
+calls: against our server a single env steps a little faster than on the blocking
 stream, with less client CPU (no hand-off to gRPC's request thread, no watchdog
 thread), and the vector env has one request in flight on each of its streams at
 once, which shares gRPC's cost per wake-up among them.

@@ -8,10 +8,8 @@ TCP client, listener and endpoints, which read and write on the thread that poll
 
     GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener,-event_engine_for_all_other_endpoints
 
-Measured here (``benchmarks/bench_rpc.py``, 2 cores): asyncio echo round trips 3,700–3,900 →
-4,900–5,900/s; a single ``RpcAlchemyEnv`` 2,300 → 2,700–3,150 steps/s with both sides switched, and
-no measurable change with only the server switched (the vector env, which shares gRPC's wake-ups
-among its streams, gains nothing measurable either).
+A single env gains most when both sides are switched; a vector env, which shares gRPC's wake-ups
+among its streams, gains little (``benchmarks/README.md`` has the measured figures).
 
 gRPC reads ``GRPC_EXPERIMENTS`` once, when ``grpc`` is first imported, so the choice is per process
 and must be made before that import. ``alchemy-gym serve`` (and ``python -m alchemy_gym.server.service``,

@@ -5,7 +5,7 @@ Steps (each reused when already done):
 1. **Base image**: ``--base`` if given and present; else ``python:3.11-slim-bookworm`` if
    present locally; else ``alchemy-gym-base:bookworm``, made with
    ``mmdebstrap --variant=minbase --include=python3,python3-pip bookworm`` and imported
-   (Debian's packages are reachable where registries are not; ~30–60 s once).
+   (Debian's packages are reachable where registries are not; done once).
 2. **Wheels** on the host, for the base image's Python and platform (asked from the image
    itself): our wheel (built from a copy of the source tree) and the server's dependencies
    (``pip download --only-binary=:all:``), cached in ``~/.cache/alchemy-gym/wheels-*``.
