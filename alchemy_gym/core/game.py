@@ -127,6 +127,13 @@ class AlchemyGame:
         self._attach(GameBatch(1, config, source, backend=backend), 0)
 
     @classmethod
+    def from_config(cls, config: GameConfig, source: EpisodeSource | None = None, backend: str = "auto") -> AlchemyGame:
+        """A game of these settings (its own batch of one)."""
+        game = cls.__new__(cls)
+        game._attach(GameBatch(1, config, source, backend=backend), 0)
+        return game
+
+    @classmethod
     def view(cls, batch: GameBatch, row: int) -> AlchemyGame:
         """The game in ``row`` of ``batch`` (reads and steps that row only)."""
         if not 0 <= row < batch.num_games:

@@ -296,18 +296,7 @@ class SymbolicSettings(Settings):
 
     def new_game(self) -> AlchemyGame:
         """A game playing these settings' episodes."""
-        c = self.config
-        return AlchemyGame(
-            num_trials=c.num_trials,
-            max_steps_per_trial=c.max_steps_per_trial,
-            end_trial_action=c.end_trial_action,
-            observe_used=c.observe_used,
-            reward_weights=c.reward_weights,
-            num_stones_per_trial=c.num_stones_per_trial,
-            num_potions_per_trial=c.num_potions_per_trial,
-            source=self.source,
-            backend=self.backend,
-        )
+        return AlchemyGame.from_config(self.config, self.source, self.backend)
 
 
 def _check_autoreset_mode(name: str, value) -> AutoresetMode:

@@ -384,6 +384,16 @@ _NO_EVENTS = (
 CHEMISTRY_WITHIN = 10
 
 
+def _prepare(env, observation_space, see_chemistries, key: str, level_name: str | None):
+    """The checks and settings both views share: ``(chemistry observations, the level's rules)``."""
+    from alchemy_gym.envs.symbolic_settings import check_see_chemistries
+
+    seen = check_see_chemistries("see_chemistries", see_chemistries)
+    _check_env(observation_space, key, seen)
+    _check_events_subscribed(env)
+    return seen, _level_rules(env, level_name)
+
+
 def _events(info: Mapping, where: str) -> list:
     if "events" not in info:
         raise SymbolicViewError(f"{where}: the env sent no events; {_NO_EVENTS}")
@@ -415,14 +425,10 @@ class SymbolicView(gym.Wrapper):
         key: str = "symbolic_obs",
         level_name: str | None = None,
     ) -> None:
-        from alchemy_gym.envs.symbolic_settings import check_see_chemistries
-
         super().__init__(env)
-        seen = check_see_chemistries("see_chemistries", see_chemistries)
-        _check_env(env.observation_space, key, seen)
-        _check_events_subscribed(env)
+        seen, rules = _prepare(env, env.observation_space, see_chemistries, key, level_name)
         self.key = key
-        self.follower = EventFollower(_level_rules(env, level_name), seen)
+        self.follower = EventFollower(rules, seen)
         self.observation_space = spaces.Dict(dict(env.observation_space.spaces) | _view_spaces(key, seen))
 
     @property
@@ -465,14 +471,9 @@ class SymbolicViewVector(VectorWrapper):
     ) -> None:
         from gymnasium.vector.utils import batch_space
 
-        from alchemy_gym.envs.symbolic_settings import check_see_chemistries
-
         super().__init__(env)
-        seen = check_see_chemistries("see_chemistries", see_chemistries)
-        _check_env(env.single_observation_space, key, seen)
-        _check_events_subscribed(env)
+        seen, rules = _prepare(env, env.single_observation_space, see_chemistries, key, level_name)
         self.key = key
-        rules = _level_rules(env, level_name)
         self.followers = [EventFollower(rules, seen) for _ in range(env.num_envs)]
         self.single_observation_space = spaces.Dict(dict(env.single_observation_space.spaces) | _view_spaces(key, seen))
         self.observation_space = batch_space(self.single_observation_space, env.num_envs)
