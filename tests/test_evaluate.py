@@ -169,6 +169,10 @@ def _ignores_sigint(pid: int) -> bool:
     return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
 
 
+def _sigint_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -186,6 +190,9 @@ def test_ctrl_c_stops_the_workers():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as a terminal gives it: a test run started in the background (``cmd &`` in a script, as CI may
+        # be) has SIGINT ignored, which Python, and so the evaluation, would inherit and keep
+        preexec_fn=_sigint_by_default,
     )
     try:
         # the moment to press Ctrl-C is when both workers exist and ignore SIGINT themselves (no sleep on a clock)

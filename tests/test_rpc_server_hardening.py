@@ -22,7 +22,7 @@ from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E402
 from alchemy_gym.server import service as server_module  # noqa: E402
 from alchemy_gym.server.ratelimit import RateLimitedLog, short_repr, shorten  # noqa: E402
-from alchemy_gym.server.service import EVENT_NAMES, SERVER_FULL, make_server  # noqa: E402
+from alchemy_gym.server.service import EVENT_NAMES, IDLE_CLOSED, SERVER_FULL, make_server  # noqa: E402
 from tests.rpc_fixtures import LEVEL  # noqa: E402
 
 SEED = {"seed": tensor_utils.pack_tensor(7)}
@@ -448,6 +448,89 @@ def test_a_refused_stream_that_sends_nothing_is_refused_all_the_same(full_server
     channel.close()
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert info.value.details().startswith(SERVER_FULL)
+
+
+# ------------------------------------------------------------------------- idle streams
+
+
+def test_an_idle_stream_is_ended_and_its_worlds_destroyed():
+    from tests.rpc_fixtures import wait_until
+
+    server, port = make_server("127.0.0.1", 0, max_connections=2, idle_timeout=0.3)
+    try:
+        quiet = Client(port)
+        quiet.create()  # holds a connection and a world, then sends nothing
+        assert server.servicer.connections == 1 and server.servicer.num_worlds == 1
+        assert wait_until(lambda: server.servicer.connections == 0, timeout=30)
+        assert server.servicer.num_worlds == 0
+        with pytest.raises(grpc.RpcError) as info:
+            quiet.send(pb.StepRequest())
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert info.value.details() == (
+            f"{IDLE_CLOSED}: no request for 0.3 s (the server's idle timeout); its worlds were destroyed"
+        )
+        quiet.channel.close()
+        # the freed connections serve new clients
+        fresh = [Client(port) for _ in range(2)]
+        assert all(c.create() for c in fresh)
+        for c in fresh:
+            c.channel.close()
+    finally:
+        server.stop(grace=0.5).wait(5)
+
+
+def test_a_stream_that_keeps_sending_is_not_idle():
+    server, port = make_server("127.0.0.1", 0, max_connections=2, idle_timeout=30)
+    try:
+        busy = Client(port)
+        world = busy.create()
+        busy.join(world)
+        for _ in range(50):  # each request restarts the idle clock
+            busy.send(pb.StepRequest())
+        assert server.servicer.connections == 1 and server.servicer.num_worlds == 1
+        busy.channel.close()
+    finally:
+        server.stop(grace=0.5).wait(5)
+
+
+def test_an_env_whose_stream_went_idle_says_so():
+    import asyncio
+
+    import gymnasium as gym
+
+    import alchemy_gym  # noqa: F401
+    from alchemy_gym.envs.rpc import RpcEnvError
+    from tests.rpc_fixtures import wait_until
+
+    server, port = make_server("127.0.0.1", 0, max_connections=2, idle_timeout=0.3)
+    env = gym.make("Alchemy/AllFixed-v0", address=f"127.0.0.1:{port}", observations=["symbolic_obs"])
+    try:
+        env.reset(seed=0)
+        assert wait_until(lambda: server.servicer.connections == 0, timeout=30)
+        # the env's loop runs only inside its calls: turn it until the stream's status has reached the client
+        raw = env.unwrapped
+        call = raw._client._connection._connection._call
+        assert wait_until(lambda: raw._loop.run(asyncio.sleep(0.01)) or call.done(), timeout=30)
+        with pytest.raises(RpcEnvError, match=r"closed an idle connection: no request for 0.3 s"):
+            env.step(1)
+    finally:
+        env.close()
+        server.stop(grace=0.5).wait(5)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
+def test_a_bad_idle_timeout_is_refused_before_the_server_starts(bad):
+    with pytest.raises(ValueError, match=r"idle_timeout must be None \(never\) or a positive, finite number of seconds"):
+        make_server("127.0.0.1", 0, idle_timeout=bad)
+
+
+def test_serve_rejects_a_negative_idle_timeout(capsys):
+    from alchemy_gym.server.service import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--port", "0", "--idle-timeout", "-1"])
+    assert info.value.code == 2
+    assert "--idle-timeout must be >= 0 seconds (0: never), got -1" in capsys.readouterr().err
 
 
 def test_an_oversized_request_ends_only_its_stream(client):

@@ -202,6 +202,10 @@ class StreamClosed(ConnectionError):
         self.details = details
 
 
+#: Seconds a failed request waits for its stream's final status (to report the server's reason).
+_STATUS_WAIT = 2.0
+
+
 class AsyncRpcConnection:
     """One ``Process`` stream on a ``grpc.aio`` channel: ``await send(request)`` returns the response message.
 
@@ -233,6 +237,7 @@ class AsyncRpcConnection:
         self._call = dm_env_rpc_pb2_grpc.EnvironmentStub(channel).Process(metadata=metadata)
         self._pack, self._unpack = message_utils.pack_environment_request, message_utils.unpack_environment_response
         self._eof = grpc.aio.EOF
+        self._rpc_error = grpc.RpcError
         self.timeout = timeout
         self._timed_out = False
         self._lost: str | None = None  # why the stream can no longer be used
@@ -266,6 +271,10 @@ class AsyncRpcConnection:
         if self._timed_out:
             raise RequestTimeout(f"an earlier request got no answer within {self.timeout:g} s; the stream is closed")
         environment_request, field_name = self._pack(request)
+        # one turn of the loop first: what gRPC delivered while the loop was not running (the server ending
+        # the stream, e.g. for idleness) is seen, so that the stream's own status is reported, not the
+        # generic "Internal error from Core" of a write on an ended stream
+        await asyncio.sleep(0)
         self._started = _monotonic()
         try:
             await call.write(environment_request)
@@ -280,6 +289,14 @@ class AsyncRpcConnection:
             raise
         except asyncio.InvalidStateError:  # the call had already ended: report its status
             raise await self._ended() from None
+        except self._rpc_error as exc:
+            # a write on a stream the server has ended fails with a generic "INTERNAL: Internal error
+            # from Core": the stream's own status (e.g. an idle timeout) says why, once it has arrived
+            try:
+                ended = await asyncio.wait_for(self._ended(), _STATUS_WAIT)
+            except asyncio.TimeoutError:
+                raise exc from None
+            raise ended from None
         finally:
             self._started = None
         if response is self._eof:

@@ -60,6 +60,11 @@ may cost more than a bounded amount of work, and no client may touch another's w
   more is refused at once with RESOURCE_EXHAUSTED ``alchemy-gym server is full: …``, which the
   clients (:mod:`alchemy_gym.rpc.launchers`, :class:`~alchemy_gym.envs.rpc.RpcAlchemyEnv`) turn
   into an immediate error saying so, with the limit.
+* *Idle streams.* With ``idle_timeout`` (``alchemy-gym serve --idle-timeout SECONDS``; off by
+  default), a stream that sends no request for that long is ended with DEADLINE_EXCEEDED
+  ``alchemy-gym server closed an idle connection: …`` and its worlds are destroyed, so that
+  clients which connect and then go quiet cannot hold every connection for ever. Leave it off
+  when clients may pause between steps for longer (a notebook, a debugger).
 * *Malformed messages* (bytes that do not parse as an ``EnvironmentRequest``) get
   INVALID_ARGUMENT on a stream that stays open. They, refused streams and internal errors are
   logged one short line each, at most 5 lines a minute per kind and then a count of the
@@ -72,6 +77,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import secrets
 import signal
 import sys
@@ -118,6 +124,17 @@ _REFUSAL_HEADROOM = 16
 _REFUSAL_READ_WAIT = 2.0
 #: The start of the refusal message of a full server (the clients look for it).
 SERVER_FULL = "alchemy-gym server is full"
+#: The start of the status that ends a stream idle for longer than the server's ``idle_timeout``.
+IDLE_CLOSED = "alchemy-gym server closed an idle connection"
+
+
+def check_idle_timeout(idle_timeout: float | None) -> float | None:
+    """``idle_timeout`` checked: ``None`` (never) or a positive number of seconds; ``ValueError`` otherwise."""
+    if idle_timeout is None:
+        return None
+    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)) or not 0 < idle_timeout < math.inf:
+        raise ValueError(f"idle_timeout must be None (never) or a positive, finite number of seconds, got {idle_timeout!r}")
+    return float(idle_timeout)
 
 #: The names of the events this server sends (what ``EventSubscriptionRegex`` is matched against).
 EVENT_NAMES = (
@@ -782,6 +799,8 @@ class AlchemyServicer:
         max_worlds: worlds on the server at once.
         max_connections: streams served at once; one more is refused at once (RESOURCE_EXHAUSTED).
         max_worlds_per_connection: worlds one stream may hold at once.
+        idle_timeout: seconds without a request after which a stream is ended (DEADLINE_EXCEEDED)
+            and its worlds destroyed; ``None`` (the default) never ends a stream for idleness.
     """
 
     def __init__(
@@ -790,7 +809,9 @@ class AlchemyServicer:
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_worlds_per_connection: int = DEFAULT_MAX_WORLDS_PER_CONNECTION,
+        idle_timeout: float | None = None,
     ) -> None:
+        self.idle_timeout = check_idle_timeout(idle_timeout)
         self._worlds: dict[str, _World] = {}
         self._lock = threading.Lock()
         self.max_worlds = max_worlds
@@ -801,6 +822,7 @@ class AlchemyServicer:
         self.malformed_log = RateLimitedLog(log)
         self.internal_log = RateLimitedLog(log)
         self.refusal_log = RateLimitedLog(log)
+        self.idle_log = RateLimitedLog(log)
 
     def rpc_handlers(self):
         """``(service name, {method: handler})`` of the dm_env_rpc service, served by this servicer."""
@@ -820,7 +842,16 @@ class AlchemyServicer:
             "try again later, or start a server with a larger --max-connections"
         )
 
+    def idle_message(self) -> str:
+        """The details of the DEADLINE_EXCEEDED status that ends an idle stream."""
+        return (
+            f"{IDLE_CLOSED}: no request for {self.idle_timeout:g} s (the server's idle timeout); "
+            "its worlds were destroyed"
+        )
+
     async def Process(self, request_iterator, context) -> None:  # noqa: N802 (gRPC's name)
+        import asyncio
+
         import grpc
 
         with self._lock:
@@ -837,7 +868,18 @@ class AlchemyServicer:
             session = _Session(self, context.peer())
             try:
                 while True:
-                    data = await context.read()
+                    if self.idle_timeout is None:
+                        data = await context.read()
+                    else:
+                        try:
+                            data = await asyncio.wait_for(context.read(), self.idle_timeout)
+                        except asyncio.TimeoutError:
+                            self.idle_log.warning(
+                                "closed the connection from %s: no request for %g s", context.peer(), self.idle_timeout
+                            )
+                            context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+                            context.set_details(self.idle_message())
+                            return
                     if data is grpc.aio.EOF:
                         return
                     await context.write(session.handle_bytes(data))
@@ -949,7 +991,7 @@ class AlchemyServicer:
 
     def flush_logs(self) -> None:
         """Log the counts of suppressed lines (at shutdown)."""
-        for rate_limited in (self.malformed_log, self.internal_log, self.refusal_log):
+        for rate_limited in (self.malformed_log, self.internal_log, self.refusal_log, self.idle_log):
             rate_limited.flush()
 
 
@@ -959,17 +1001,19 @@ async def start_server(
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    idle_timeout: float | None = None,
 ):
     """Start a ``grpc.aio`` server of :class:`AlchemyServicer` on the running loop; returns ``(server, bound_port)``.
 
     ``port=0`` picks a free port. At most ``max_connections`` streams are served at once; one more
     is refused at once with RESOURCE_EXHAUSTED (``alchemy-gym server is full: …``). A request
-    message larger than ``max_request_bytes`` ends its stream with RESOURCE_EXHAUSTED.
-    ``OSError`` if the address cannot be bound.
+    message larger than ``max_request_bytes`` ends its stream with RESOURCE_EXHAUSTED. With
+    ``idle_timeout`` (seconds), a stream without a request for that long is ended and its worlds
+    destroyed. ``OSError`` if the address cannot be bound.
     """
     import grpc
 
-    servicer = AlchemyServicer(max_connections=max_connections)
+    servicer = AlchemyServicer(max_connections=max_connections, idle_timeout=idle_timeout)
     # gRPC's own limit is a backstop beyond ours (which answers with a message that names the limit)
     server = grpc.aio.server(
         maximum_concurrent_rpcs=max_connections + _REFUSAL_HEADROOM,
@@ -1072,13 +1116,17 @@ def make_server(
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    idle_timeout: float | None = None,
 ):
     """A started server of :class:`AlchemyServicer` on a background thread; returns ``(server, bound_port)``.
 
     The server is a :class:`BackgroundServer` (``server.stop(grace)``, ``server.servicer``); see
     :func:`start_server` for the arguments. ``alchemy-gym serve`` runs the same server on its main thread.
     """
-    server = BackgroundServer(host, port, max_connections, max_request_bytes=max_request_bytes)
+    check_idle_timeout(idle_timeout)  # in the caller's thread, before the server starts
+    server = BackgroundServer(
+        host, port, max_connections, max_request_bytes=max_request_bytes, idle_timeout=idle_timeout
+    )
     return server, server.port
 
 
@@ -1108,17 +1156,29 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MAX_CONNECTIONS,
         help=f"concurrent client streams (default {DEFAULT_MAX_CONNECTIONS})",
     )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="end a client stream that sends no request for this long and destroy its worlds (default 0: never)",
+    )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} out of range: allowed 0..65535")
     if args.max_connections < 1:
         parser.error("--max-connections must be >= 1")
+    if not args.idle_timeout >= 0:  # also NaN
+        parser.error(f"--idle-timeout must be >= 0 seconds (0: never), got {args.idle_timeout:g}")
+    idle_timeout = args.idle_timeout or None
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     async def serve() -> int:
         try:
-            server, port = await start_server(args.host, args.port, max_connections=args.max_connections)
+            server, port = await start_server(
+                args.host, args.port, max_connections=args.max_connections, idle_timeout=idle_timeout
+            )
         except OSError as exc:
             print(f"alchemy-gym serve: {exc}", file=sys.stderr, flush=True)
             return 1
