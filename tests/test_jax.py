@@ -155,6 +155,71 @@ def test_jit_vmap_and_scan_run_whole_episodes():
     assert env.observation_space(params).contains(env.get_obs(jax.tree_util.tree_map(lambda x: x[0], state), params))
 
 
+def test_vmapped_steps_are_each_envs_own_steps_when_trials_end_at_different_times():
+    """Under vmap the next trial is computed only on steps where some env starts one (where_any): with the
+    end-trial action, envs start trials at different steps; every env must still step as it does alone,
+    also under a vmap of a vmap and with one key for all envs."""
+    env, params = aj.make("Alchemy/SymbolicStandard-v0", end_trial_action=True)
+    n, steps = 6, 260
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(3), n), params)
+    rng = np.random.default_rng(5)
+    actions = rng.integers(0, env.num_actions, size=(steps, n)).astype(np.int32)
+    actions[rng.random((steps, n)) < 0.08] = 0  # frequent, unsynchronised trial ends
+    key = jax.random.key(9)
+
+    def play(step_all, state):
+        def body(state, a):
+            obs, state, reward, done, info = step_all(key, state, a, params)
+            return state, (obs, reward, done, info["trial_ended"])
+
+        return jax.lax.scan(body, state, jnp.asarray(actions))[1]
+
+    batched = jax.jit(lambda s: play(jax.vmap(env.step, in_axes=(None, 0, 0, None)), s))(state)
+    ends = np.asarray(batched[3])
+    assert 0 < ends.any(axis=1).mean() < 1 and not (ends.all(axis=1) == ends.any(axis=1)).all()  # not in step
+    single = jax.jit(env.step)
+    for i in range(n):
+        s = jax.tree_util.tree_map(lambda x: x[i], state)
+        for t in range(steps):
+            obs, s, reward, done, info = single(key, s, jnp.int32(actions[t, i]), params)
+            np.testing.assert_array_equal(np.asarray(obs), np.asarray(batched[0][t, i]), err_msg=f"env {i} step {t}")
+            assert float(reward) == float(batched[1][t, i]) and bool(done) == bool(batched[2][t, i])
+    # a vmap of a vmap (2 x 3) gives the same steps
+    nested_state = jax.tree_util.tree_map(lambda x: x.reshape(2, 3, *x.shape[1:]), state)
+    nested_step = jax.vmap(jax.vmap(env.step, in_axes=(None, 0, 0, None)), in_axes=(None, 0, 0, None))
+
+    def play_nested(state):
+        def body(state, a):
+            obs, state, reward, done, _ = nested_step(key, state, a.reshape(2, 3), params)
+            return state, (obs.reshape(n, -1), reward.reshape(n), done.reshape(n))
+
+        return jax.lax.scan(body, state, jnp.asarray(actions))[1]
+
+    for got, want in zip(jax.jit(play_nested)(nested_state), batched[:3]):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_where_any_computes_only_where_asked_with_batched_or_shared_predicates():
+    from alchemy_gym.jax.env import where_any
+
+    def fn(x, y):
+        return x * 10 + y
+
+    x, fallback = jnp.arange(4), -jnp.ones(4, jnp.int32)
+    # one env
+    assert int(where_any(jnp.bool_(True), fn, (x[1], 5), fallback[1])) == 15
+    assert int(where_any(jnp.bool_(False), fn, (x[1], 5), fallback[1])) == -1
+    # a predicate per env, a shared argument
+    pred = jnp.array([True, False, True, False])
+    got = jax.vmap(lambda p, a, f: where_any(p, fn, (a, 5), f))(pred, x, fallback)
+    np.testing.assert_array_equal(np.asarray(got), [5, -1, 25, -1])
+    # one predicate for the whole batch
+    got = jax.vmap(lambda a, f: where_any(jnp.bool_(False), fn, (a, 5), f))(x, fallback)
+    np.testing.assert_array_equal(np.asarray(got), [-1, -1, -1, -1])
+    got = jax.jit(jax.vmap(lambda a, f: where_any(jnp.bool_(True), fn, (a, 5), f)))(x, fallback)
+    np.testing.assert_array_equal(np.asarray(got), [5, 15, 25, 35])
+
+
 def test_invalid_actions_are_no_ops_under_jit_and_errors_in_checked_steps():
     env, params = aj.make("Alchemy/SymbolicStandard-v0")
     _, state = env.reset(jax.random.key(0), params)

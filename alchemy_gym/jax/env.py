@@ -57,6 +57,44 @@ def _uniform(bits: jax.Array) -> jax.Array:
     return (bits >> 8).astype(jnp.float32) * jnp.float32(1.0 / (1 << 24))
 
 
+def where_any(pred: jax.Array, fn, args: Any, fallback: Any) -> Any:
+    """``fn(*args)`` where ``pred`` holds, else ``fallback`` (pytrees of the same structure), computed lazily.
+
+    For one env it is ``lax.cond(pred, …)``. Under ``jax.vmap`` (a custom batching rule) it is one
+    ``lax.cond`` over the whole batch: ``fn`` runs, vmapped, only on the steps where some env needs
+    it, and its results are selected per env. A plain ``vmap`` of a ``cond`` would run ``fn`` on
+    every step for every env (a ``select`` of both branches). ``fn`` must not close over traced values:
+    pass them in ``args``.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def lazy(pred, args, fallback):
+        return jax.lax.cond(pred, lambda: fn(*args), lambda: fallback)
+
+    @lazy.def_vmap
+    def _batched(axis_size, in_batched, pred, args, fallback):
+        pred_batched, args_batched, fallback_batched = in_batched
+        fallback = jax.tree_util.tree_map(
+            lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x))), fallback, fallback_batched
+        )
+        if not pred_batched:  # one decision for the whole batch
+            axes = jax.tree_util.tree_map(lambda b: 0 if b else None, args_batched)
+            out = jax.lax.cond(pred, lambda: jax.vmap(fn, in_axes=axes, axis_size=axis_size)(*args), lambda: fallback)
+            return out, jax.tree_util.tree_map(lambda _: True, out)
+
+        def compute():
+            axes = jax.tree_util.tree_map(lambda b: 0 if b else None, args_batched)
+            new = jax.vmap(fn, in_axes=axes, axis_size=axis_size)(*args)
+            return jax.tree_util.tree_map(
+                lambda n, f: jnp.where(pred.reshape(pred.shape + (1,) * (n.ndim - 1)), n, f), new, fallback
+            )
+
+        out = jax.lax.cond(jnp.any(pred), compute, lambda: fallback)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return lazy(pred, args, fallback)
+
+
 @partial(
     jax.tree_util.register_dataclass,
     data_fields=[
@@ -276,30 +314,48 @@ class AlchemyJax:
             "valid_action": valid,
         }
         # what comes next: the next trial, or (autoreset) the next episode, drawn from the env's stream
-        # mixed with ``key`` (sampled levels) or the fixed-episode cursor
+        # mixed with ``key`` (sampled levels) or the fixed-episode cursor; computed only on steps where
+        # some env starts a trial (see where_any)
         stream = state.stream ^ _mix(jax.random.key_data(key).astype(jnp.uint32).reshape(-1)[-1])
+        played = EnvState(
+            chem=state.chem,
+            stones=stones,
+            potions=potions,
+            trial=state.trial,
+            steps=steps,
+            trial_reward=trial_reward,
+            episode_return=episode_return,
+            episode=state.episode,
+            seed=state.seed,
+            stream=state.stream,
+            time=state.time + 1,
+        )
+        state = where_any(trial_over, self._next_trial, (played, done, stream, params), played)
+        return self.get_obs(state, params), state, reward, done, info
+
+    def _next_trial(self, played: EnvState, done: jax.Array, stream: jax.Array, params: EnvParams) -> EnvState:
+        """The state after ``played`` ended its trial: the next trial's items, or (``done``) the next episode."""
         if params.fixed:
-            following = (state.episode + params.episode_stride) % params.fixed_chemistries.shape[0]
+            following = (played.episode + params.episode_stride) % params.fixed_chemistries.shape[0]
         else:
             following = jnp.int32(-1)
-        episode = jnp.where(done, following, state.episode)
-        seed = jnp.where(done, _draw(stream, 5), state.seed)
-        trial = jnp.where(done, 0, jnp.where(trial_over, state.trial + 1, state.trial))
-        next_stones, next_potions = self._trial_items(params, episode, seed, trial)
-        state = EnvState(
-            chem=jnp.where(done, self._chemistry(stream, following, params), state.chem),
-            stones=jnp.where(trial_over, next_stones, stones),
-            potions=jnp.where(trial_over, next_potions, potions),
+        episode = jnp.where(done, following, played.episode)
+        seed = jnp.where(done, _draw(stream, 5), played.seed)
+        trial = jnp.where(done, 0, played.trial + 1)
+        stones, potions = self._trial_items(params, episode, seed, trial)
+        return EnvState(
+            chem=jnp.where(done, self._chemistry(stream, following, params), played.chem),
+            stones=stones,
+            potions=potions,
             trial=trial,
-            steps=jnp.where(trial_over, 0, steps),
-            trial_reward=jnp.where(trial_over, 0.0, trial_reward),
-            episode_return=jnp.where(done, 0.0, episode_return),
+            steps=jnp.zeros_like(played.steps),
+            trial_reward=jnp.zeros_like(played.trial_reward),
+            episode_return=jnp.where(done, 0.0, played.episode_return),
             episode=episode,
             seed=seed,
-            stream=jnp.where(done, _draw(stream, 6), state.stream),
-            time=jnp.where(done, 0, state.time + 1),
+            stream=jnp.where(done, _draw(stream, 6), played.stream),
+            time=jnp.where(done, 0, played.time),
         )
-        return self.get_obs(state, params), state, reward, done, info
 
     def checked_step(self, key, state: EnvState, action, params: EnvParams | None = None):
         """:meth:`step` that raises ``ValueError`` on an invalid action (outside ``jit`` only)."""
