@@ -3,8 +3,9 @@
 The rules are the batched core's (:mod:`alchemy_gym.core.batch`) written as array expressions, on
 the core's own tables (transitions for every edge mask, perceived stone and potion features,
 stone values): given the same chemistry and items, a step gives exactly the core's observation,
-reward and episode end. Everything is branch-free, so ``jax.jit``, ``jax.vmap`` and
-``jax.lax.scan`` apply to every function here.
+reward and episode end. ``jax.jit``, ``jax.vmap`` and ``jax.lax.scan`` apply to every function
+here. The one branch, the start of the next trial, is :func:`where_any`: under ``vmap`` it runs
+once for the batch, on the steps where some env needs it.
 
 Random draws differ from dm_alchemy's ``RandomState`` stream: ``reset`` seeds each env's own
 counter-based stream from its JAX key, and every later draw (the items of each trial, the next
