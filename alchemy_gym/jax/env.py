@@ -315,48 +315,36 @@ class AlchemyJax:
             "valid_action": valid,
         }
         # what comes next: the next trial, or (autoreset) the next episode, drawn from the env's stream
-        # mixed with ``key`` (sampled levels) or the fixed-episode cursor; computed only on steps where
-        # some env starts a trial (see where_any)
+        # mixed with ``key`` (sampled levels) or the fixed-episode cursor; each computed only on steps
+        # where some env starts one (see where_any)
         stream = state.stream ^ _mix(jax.random.key_data(key).astype(jnp.uint32).reshape(-1)[-1])
-        played = EnvState(
-            chem=state.chem,
-            stones=stones,
-            potions=potions,
-            trial=state.trial,
-            steps=steps,
-            trial_reward=trial_reward,
-            episode_return=episode_return,
-            episode=state.episode,
-            seed=state.seed,
-            stream=state.stream,
-            time=state.time + 1,
+        chem, episode, seed, stream = where_any(
+            done, self._next_episode, (state.episode, stream, params), (state.chem, state.episode, state.seed, state.stream)
         )
-        state = where_any(trial_over, self._next_trial, (played, done, stream, params), played)
-        return self.get_obs(state, params), state, reward, done, info
-
-    def _next_trial(self, played: EnvState, done: jax.Array, stream: jax.Array, params: EnvParams) -> EnvState:
-        """The state after ``played`` ended its trial: the next trial's items, or (``done``) the next episode."""
-        if params.fixed:
-            following = (played.episode + params.episode_stride) % params.fixed_chemistries.shape[0]
-        else:
-            following = jnp.int32(-1)
-        episode = jnp.where(done, following, played.episode)
-        seed = jnp.where(done, _draw(stream, 5), played.seed)
-        trial = jnp.where(done, 0, played.trial + 1)
-        stones, potions = self._trial_items(params, episode, seed, trial)
-        return EnvState(
-            chem=jnp.where(done, self._chemistry(stream, following, params), played.chem),
+        trial = jnp.where(done, 0, jnp.where(trial_over, state.trial + 1, state.trial))
+        stones, potions = where_any(trial_over, self._trial_items, (params, episode, seed, trial), (stones, potions))
+        state = EnvState(
+            chem=chem,
             stones=stones,
             potions=potions,
             trial=trial,
-            steps=jnp.zeros_like(played.steps),
-            trial_reward=jnp.zeros_like(played.trial_reward),
-            episode_return=jnp.where(done, 0.0, played.episode_return),
+            steps=jnp.where(trial_over, 0, steps),
+            trial_reward=jnp.where(trial_over, 0.0, trial_reward),
+            episode_return=jnp.where(done, 0.0, episode_return),
             episode=episode,
             seed=seed,
-            stream=jnp.where(done, _draw(stream, 6), played.stream),
-            time=jnp.where(done, 0, played.time),
+            stream=stream,
+            time=jnp.where(done, 0, state.time + 1),
         )
+        return self.get_obs(state, params), state, reward, done, info
+
+    def _next_episode(self, episode: jax.Array, stream: jax.Array, params: EnvParams):
+        """``(chemistry, episode, item seed, stream)`` of the episode after ``episode`` (an autoreset)."""
+        if params.fixed:
+            following = (episode + params.episode_stride) % params.fixed_chemistries.shape[0]
+        else:
+            following = jnp.int32(-1)
+        return self._chemistry(stream, following, params), following, _draw(stream, 5), _draw(stream, 6)
 
     def checked_step(self, key, state: EnvState, action, params: EnvParams | None = None):
         """:meth:`step` that raises ``ValueError`` on an invalid action (outside ``jit`` only)."""
