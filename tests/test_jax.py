@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -155,48 +157,47 @@ def test_jit_vmap_and_scan_run_whole_episodes():
     assert env.observation_space(params).contains(env.get_obs(jax.tree_util.tree_map(lambda x: x[0], state), params))
 
 
-def test_vmapped_steps_are_each_envs_own_steps_when_trials_end_at_different_times():
-    """Under vmap the next trial is computed only on steps where some env starts one (where_any): with the
-    end-trial action, envs start trials at different steps; every env must still step as it does alone,
-    also under a vmap of a vmap and with one key for all envs."""
-    env, params = aj.make("Alchemy/SymbolicStandard-v0", end_trial_action=True)
-    n, steps = 6, 260
+ALL_SYMBOLIC = [level.symbolic_id for level in LEVELS if level.symbolic_id]
+
+
+@pytest.mark.parametrize("options", [{}, {"end_trial_action": True}], ids=["default", "end_trial"])
+@pytest.mark.parametrize("env_id", ALL_SYMBOLIC)
+def test_vmapped_steps_are_each_envs_own_steps_through_autoresets(env_id, options):
+    """Under vmap the next trial and the autoreset are computed only on steps where some env needs them
+    (where_any). Every env must still step exactly as it does alone (whose steps are the core's, above),
+    through two autoresets, with trials that end at different steps (the end-trial action), also under a
+    vmap of a vmap."""
+    env, params = aj.make(env_id, **options)
+    n, steps = 6, 450
     _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(3), n), params)
     rng = np.random.default_rng(5)
     actions = rng.integers(0, env.num_actions, size=(steps, n)).astype(np.int32)
-    actions[rng.random((steps, n)) < 0.08] = 0  # frequent, unsynchronised trial ends
+    if options:
+        actions[rng.random((steps, n)) < 0.08] = 0  # frequent trial ends, at different steps in each env
     key = jax.random.key(9)
 
-    def play(step_all, state):
+    def play(step, state, actions):
         def body(state, a):
-            obs, state, reward, done, info = step_all(key, state, a, params)
+            obs, state, reward, done, info = step(key, state, a, params)
             return state, (obs, reward, done, info["trial_ended"])
 
-        return jax.lax.scan(body, state, jnp.asarray(actions))[1]
+        return jax.lax.scan(body, state, actions)[1]
 
-    batched = jax.jit(lambda s: play(jax.vmap(env.step, in_axes=(None, 0, 0, None)), s))(state)
-    ends = np.asarray(batched[3])
-    assert 0 < ends.any(axis=1).mean() < 1 and not (ends.all(axis=1) == ends.any(axis=1)).all()  # not in step
-    single = jax.jit(env.step)
+    batched = jax.jit(partial(play, jax.vmap(env.step, in_axes=(None, 0, 0, None))))(state, jnp.asarray(actions))
+    alone = jax.jit(partial(play, env.step))
     for i in range(n):
-        s = jax.tree_util.tree_map(lambda x: x[i], state)
-        for t in range(steps):
-            obs, s, reward, done, info = single(key, s, jnp.int32(actions[t, i]), params)
-            np.testing.assert_array_equal(np.asarray(obs), np.asarray(batched[0][t, i]), err_msg=f"env {i} step {t}")
-            assert float(reward) == float(batched[1][t, i]) and bool(done) == bool(batched[2][t, i])
+        got = alone(jax.tree_util.tree_map(lambda x: x[i], state), jnp.asarray(actions[:, i]))
+        for what, a, b in zip(("obs", "reward", "done", "trial_ended"), got, batched):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:, i], err_msg=f"env {i}: {what}")
+    ends, dones = np.asarray(batched[3]), np.asarray(batched[2])
+    assert dones.sum(axis=0).min() >= 2  # every env went through two autoresets
+    if options:
+        assert (ends.any(axis=1) != ends.all(axis=1)).any()  # trials ended at different steps
     # a vmap of a vmap (2 x 3) gives the same steps
     nested_state = jax.tree_util.tree_map(lambda x: x.reshape(2, 3, *x.shape[1:]), state)
-    nested_step = jax.vmap(jax.vmap(env.step, in_axes=(None, 0, 0, None)), in_axes=(None, 0, 0, None))
-
-    def play_nested(state):
-        def body(state, a):
-            obs, state, reward, done, _ = nested_step(key, state, a.reshape(2, 3), params)
-            return state, (obs.reshape(n, -1), reward.reshape(n), done.reshape(n))
-
-        return jax.lax.scan(body, state, jnp.asarray(actions))[1]
-
-    for got, want in zip(jax.jit(play_nested)(nested_state), batched[:3]):
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    nested = jax.jit(partial(play, jax.vmap(jax.vmap(env.step, in_axes=(None, 0, 0, None)), in_axes=(None, 0, 0, None))))
+    for got, want in zip(nested(nested_state, jnp.asarray(actions.reshape(steps, 2, 3))), batched):
+        np.testing.assert_array_equal(np.asarray(got).reshape(np.asarray(want).shape), np.asarray(want))
 
 
 def test_where_any_computes_only_where_asked_with_batched_or_shared_predicates():
