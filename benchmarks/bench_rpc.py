@@ -295,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         process.terminate()
         process.wait(10)
     local = dict(
-        binary=sys.executable, binary_args=["-m", "alchemy_gym.server.service", "--port", "{port}"], environment=SERVER_ENV
+        binary=sys.executable,
+        binary_args=["-m", "alchemy_gym.server.service", "--port", "{port}"],
+        environment=SERVER_ENV,
     )
     for num_envs in args.vector_envs:
         rate = vector_steps(num_envs, args.steps, **local)

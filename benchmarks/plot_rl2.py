@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     fig.suptitle("RL² (recurrent PPO) on Alchemy/SymbolicStandard-v0")
     fig.tight_layout()
     fig.savefig(args.output, dpi=110)
-    print(f"wrote {args.output}: {len(rows)} points, last {reward[-1]:.1f} at {steps[-1]:.1f}M steps, {hours[-1]:.2f} h")
+    last = f"last {reward[-1]:.1f} at {steps[-1]:.1f}M steps, {hours[-1]:.2f} h"
+    print(f"wrote {args.output}: {len(rows)} points, {last}")
     return 0
 
 

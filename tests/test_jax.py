@@ -186,7 +186,7 @@ def test_vmapped_steps_are_each_envs_own_steps_through_autoresets(env_id, option
     batched = jax.jit(partial(play, jax.vmap(env.step, in_axes=(None, 0, 0, None))))(state, jnp.asarray(actions))
     alone = jax.jit(partial(play, env.step))
     for i in range(n):
-        got = alone(jax.tree_util.tree_map(lambda x: x[i], state), jnp.asarray(actions[:, i]))
+        got = alone(jax.tree_util.tree_map(lambda x, i=i: x[i], state), jnp.asarray(actions[:, i]))
         for what, a, b in zip(("obs", "reward", "done", "trial_ended"), got, batched):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:, i], err_msg=f"env {i}: {what}")
     ends, dones = np.asarray(batched[3]), np.asarray(batched[2])
@@ -195,7 +195,9 @@ def test_vmapped_steps_are_each_envs_own_steps_through_autoresets(env_id, option
         assert (ends.any(axis=1) != ends.all(axis=1)).any()  # trials ended at different steps
     # a vmap of a vmap (2 x 3) gives the same steps
     nested_state = jax.tree_util.tree_map(lambda x: x.reshape(2, 3, *x.shape[1:]), state)
-    nested = jax.jit(partial(play, jax.vmap(jax.vmap(env.step, in_axes=(None, 0, 0, None)), in_axes=(None, 0, 0, None))))
+    nested = jax.jit(
+        partial(play, jax.vmap(jax.vmap(env.step, in_axes=(None, 0, 0, None)), in_axes=(None, 0, 0, None)))
+    )
     for got, want in zip(nested(nested_state, jnp.asarray(actions.reshape(steps, 2, 3))), batched):
         np.testing.assert_array_equal(np.asarray(got).reshape(np.asarray(want).shape), np.asarray(want))
 

@@ -520,7 +520,9 @@ def test_an_env_whose_stream_went_idle_says_so():
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
 def test_a_bad_idle_timeout_is_refused_before_the_server_starts(bad):
-    with pytest.raises(ValueError, match=r"idle_timeout must be None \(never\) or a positive, finite number of seconds"):
+    with pytest.raises(
+        ValueError, match=r"idle_timeout must be None \(never\) or a positive, finite number of seconds"
+    ):
         make_server("127.0.0.1", 0, idle_timeout=bad)
 
 

@@ -78,14 +78,12 @@ def where_any(pred: jax.Array, fn, args: Any, fallback: Any) -> Any:
         fallback = jax.tree_util.tree_map(
             lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x))), fallback, fallback_batched
         )
-        if not pred_batched:  # one decision for the whole batch
-            axes = jax.tree_util.tree_map(lambda b: 0 if b else None, args_batched)
-            out = jax.lax.cond(pred, lambda: jax.vmap(fn, in_axes=axes, axis_size=axis_size)(*args), lambda: fallback)
-            return out, jax.tree_util.tree_map(lambda _: True, out)
+        axes = jax.tree_util.tree_map(lambda b: 0 if b else None, args_batched)
 
         def compute():
-            axes = jax.tree_util.tree_map(lambda b: 0 if b else None, args_batched)
             new = jax.vmap(fn, in_axes=axes, axis_size=axis_size)(*args)
+            if not pred_batched:  # one decision for the whole batch
+                return new
             return jax.tree_util.tree_map(
                 lambda n, f: jnp.where(pred.reshape(pred.shape + (1,) * (n.ndim - 1)), n, f), new, fallback
             )
@@ -319,7 +317,10 @@ class AlchemyJax:
         # where some env starts one (see where_any)
         stream = state.stream ^ _mix(jax.random.key_data(key).astype(jnp.uint32).reshape(-1)[-1])
         chem, episode, seed, stream = where_any(
-            done, self._next_episode, (state.episode, stream, params), (state.chem, state.episode, state.seed, state.stream)
+            done,
+            self._next_episode,
+            (state.episode, stream, params),
+            (state.chem, state.episode, state.seed, state.stream),
         )
         trial = jnp.where(done, 0, jnp.where(trial_over, state.trial + 1, state.trial))
         stones, potions = where_any(trial_over, self._trial_items, (params, episode, seed, trial), (stones, potions))

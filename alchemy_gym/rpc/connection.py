@@ -202,10 +202,6 @@ class StreamClosed(ConnectionError):
         self.details = details
 
 
-#: Seconds a failed request waits for its stream's final status (to report the server's reason).
-_STATUS_WAIT = 2.0
-
-
 class AsyncRpcConnection:
     """One ``Process`` stream on a ``grpc.aio`` channel: ``await send(request)`` returns the response message.
 
@@ -237,7 +233,6 @@ class AsyncRpcConnection:
         self._call = dm_env_rpc_pb2_grpc.EnvironmentStub(channel).Process(metadata=metadata)
         self._pack, self._unpack = message_utils.pack_environment_request, message_utils.unpack_environment_response
         self._eof = grpc.aio.EOF
-        self._rpc_error = grpc.RpcError
         self.timeout = timeout
         self._timed_out = False
         self._lost: str | None = None  # why the stream can no longer be used
@@ -289,14 +284,6 @@ class AsyncRpcConnection:
             raise
         except asyncio.InvalidStateError:  # the call had already ended: report its status
             raise await self._ended() from None
-        except self._rpc_error as exc:
-            # a write on a stream the server has ended fails with a generic "INTERNAL: Internal error
-            # from Core": the stream's own status (e.g. an idle timeout) says why, once it has arrived
-            try:
-                ended = await asyncio.wait_for(self._ended(), _STATUS_WAIT)
-            except asyncio.TimeoutError:
-                raise exc from None
-            raise ended from None
         finally:
             self._started = None
         if response is self._eof:

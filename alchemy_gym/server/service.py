@@ -129,12 +129,16 @@ IDLE_CLOSED = "alchemy-gym server closed an idle connection"
 
 
 def check_idle_timeout(idle_timeout: float | None) -> float | None:
-    """``idle_timeout`` checked: ``None`` (never) or a positive number of seconds; ``ValueError`` otherwise."""
+    """``idle_timeout`` checked: ``None`` (never) or a positive, finite number of seconds; else ``ValueError``."""
     if idle_timeout is None:
         return None
-    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)) or not 0 < idle_timeout < math.inf:
-        raise ValueError(f"idle_timeout must be None (never) or a positive, finite number of seconds, got {idle_timeout!r}")
+    number = isinstance(idle_timeout, (int, float)) and not isinstance(idle_timeout, bool)
+    if not number or not 0 < idle_timeout < math.inf:
+        raise ValueError(
+            f"idle_timeout must be None (never) or a positive, finite number of seconds, got {idle_timeout!r}"
+        )
     return float(idle_timeout)
+
 
 #: The names of the events this server sends (what ``EventSubscriptionRegex`` is matched against).
 EVENT_NAMES = (
@@ -1123,7 +1127,6 @@ def make_server(
     The server is a :class:`BackgroundServer` (``server.stop(grace)``, ``server.servicer``); see
     :func:`start_server` for the arguments. ``alchemy-gym serve`` runs the same server on its main thread.
     """
-    check_idle_timeout(idle_timeout)  # in the caller's thread, before the server starts
     server = BackgroundServer(
         host, port, max_connections, max_request_bytes=max_request_bytes, idle_timeout=idle_timeout
     )
