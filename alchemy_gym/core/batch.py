@@ -4,24 +4,22 @@
 (the single env, the vector env, the agents and the server all play through it). The
 state of ``n`` games is a struct of arrays, one row per game:
 
-=================  ====================  =====================================================
-array              shape, dtype          content
-=================  ====================  =====================================================
-``rng_key/pos``    (n, 624) u4, (n,) i4  each game's MT19937 stream (:mod:`~alchemy_gym.core.rng`)
-``chem``           (n, 4) i2             potion map, stone map, graph mask, rotation (-1: none yet)
-``episode``        (n,) i4               fixed episode played, :data:`SAMPLED` or :data:`GIVEN`
-``next_episode``   (n,) i4               the fixed-episode cursor
-``trial``          (n,) i2               current trial, -1 before the first and after the last
-``steps``          (n,) i4               steps taken in the current trial
-``ending``         (n,) bool             the last applied action ends the trial
-``stones``         (n, 3) i1             latent stone per slot, -1 if used or empty
-``potions``        (n, 12) i1            latent potion per slot, -1 if used or empty
-``items``          (n, T, 15) i1         items of every trial of the episode so far
-``trial_rewards``  (n, T) f8             reward of each trial
-``matrix_events``  (n, T, 3, 13) i1      order of each stone → potion/cauldron event (§7.2), -1
-``event_count``    (n,) i1               events so far in the trial
-``obs``            (n, F) f4             the symbolic observation (§4.4)
-=================  ====================  =====================================================
+| array | shape, dtype | content |
+|---|---|---|
+| ``rng_key/pos`` | (n, 624) u4, (n,) i4 | each game's MT19937 stream (:mod:`~alchemy_gym.core.rng`) |
+| ``chem`` | (n, 4) i2 | potion map, stone map, graph mask, rotation (-1: none yet) |
+| ``episode`` | (n,) i4 | fixed episode played, :data:`SAMPLED` or :data:`GIVEN` |
+| ``next_episode`` | (n,) i4 | the fixed-episode cursor |
+| ``trial`` | (n,) i2 | current trial, -1 before the first and after the last |
+| ``steps`` | (n,) i4 | steps taken in the current trial |
+| ``ending`` | (n,) bool | the last applied action ends the trial |
+| ``stones`` | (n, 3) i1 | latent stone per slot, -1 if used or empty |
+| ``potions`` | (n, 12) i1 | latent potion per slot, -1 if used or empty |
+| ``items`` | (n, T, 15) i1 | items of every trial of the episode so far |
+| ``trial_rewards`` | (n, T) f8 | reward of each trial |
+| ``matrix_events`` | (n, T, 3, 13) i1 | order of each stone → potion/cauldron event (§7.2), -1 |
+| ``event_count`` | (n,) i1 | events so far in the trial |
+| ``obs`` | (n, F) f4 | the symbolic observation (§4.4) |
 
 Two backends run the same operations: the compiled kernel
 (:mod:`alchemy_gym.core._kernel`, built with the package when a C compiler is available)

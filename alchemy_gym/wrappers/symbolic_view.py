@@ -6,17 +6,15 @@ dm_alchemy's ``SymbolicAlchemyWrapper`` keeps a symbolic game in sync with the U
 :class:`SymbolicViewVector` for its vector env): after every ``reset`` and ``step`` it follows
 the world events of ``info["events"]`` in order,
 
-=====================  =======================================================================
-event                  what the view does
-=====================  =======================================================================
-``ChemistryCreated``   reads the chemistry (maps, graph, rotation) and the reward weights
-``Stone/PotionCreated`` collects the trial's items (a creation after ``TrialStarted`` starts anew)
-``TrialStarted``       starts the symbolic trial with the collected items (a new episode on trial 0)
-``TrialEnded``         ends the collection (the symbolic trial ends when the next one starts)
-``PotionUsed``         plays "stone into potion" (slots found by instance id)
-``StoneUsed``          plays "stone into the cauldron"
-``CauldronCreated``    nothing
-=====================  =======================================================================
+| event | what the view does |
+|---|---|
+| ``ChemistryCreated`` | reads the chemistry (maps, graph, rotation) and the reward weights |
+| ``Stone/PotionCreated`` | collects the trial's items (a creation after ``TrialStarted`` starts anew) |
+| ``TrialStarted`` | starts the symbolic trial with the collected items (a new episode on trial 0) |
+| ``TrialEnded`` | ends the collection (the symbolic trial ends when the next one starts) |
+| ``PotionUsed`` | plays "stone into potion" (slots found by instance id) |
+| ``StoneUsed`` | plays "stone into the cauldron" |
+| ``CauldronCreated`` | nothing |
 
 and adds ``"symbolic_obs"`` (the 39 floats of §4.4) and any ``see_chemistries`` entries to the
 observation ``Dict``. Items and chemistry are read from what the events show (perceived features
