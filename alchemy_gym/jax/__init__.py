@@ -49,17 +49,28 @@ def graph_table(rules) -> np.ndarray:
     return np.repeat(np.array(masks, dtype=np.int32), [int(f * size) for f in share])
 
 
-def make(env_id: str, **options: Any) -> tuple[AlchemyJax, EnvParams]:
-    """``(env, params)`` of a symbolic ID or dm_alchemy level name, with level options."""
+def make(env_id: str, *, belief_state: bool = False, **options: Any) -> tuple[AlchemyJax, EnvParams]:
+    """``(env, params)`` of a symbolic ID or dm_alchemy level name, with level options.
+
+    ``belief_state=True`` keeps the observer's belief in the state (:meth:`AlchemyJax.belief_state`
+    gives its 28-float observation); it costs about 280 bytes of state per env and some work per step.
+    """
     from alchemy_gym.envs.symbolic_settings import SymbolicSettings
+    from alchemy_gym.jax.belief import level_tables
     from alchemy_gym.levels import find_level
+
+    if not isinstance(belief_state, bool):
+        raise ValueError(f"belief_state must be True or False, got {belief_state!r}")
 
     level = find_level(env_id)
     if level.symbolic_id is None:
         raise ValueError(f"{env_id!r} has no symbolic version: alchemy_gym.jax plays the symbolic game")
     unsupported = sorted(set(options) & set(_NOT_IN_JAX))
     if unsupported:
-        raise ValueError(f"{unsupported} are not options of the JAX env (ground truth: env.ground_truth(state))")
+        raise ValueError(
+            f"{unsupported} are not options of the JAX env (ground truth: env.ground_truth(state); belief state: "
+            "make(..., belief_state=True) and env.belief_state(state))"
+        )
     settings = SymbolicSettings.parse(level_name=level.name, **options)
     config = settings.config
     source = settings.source
@@ -71,6 +82,7 @@ def make(env_id: str, **options: Any) -> tuple[AlchemyJax, EnvParams]:
     else:
         chems, items = np.zeros((1, 4), np.int32), np.full((1, config.num_trials, 15), -1, np.int32)
         table = graph_table(rules)
+    prior = level_tables(rules)
     params = EnvParams(
         num_trials=config.num_trials,
         end_trial_action=config.end_trial_action,
@@ -86,5 +98,9 @@ def make(env_id: str, **options: Any) -> tuple[AlchemyJax, EnvParams]:
         fixed_chemistries=jnp.asarray(chems),
         fixed_items=jnp.asarray(items),
         episode_stride=jnp.int32(1),
+        belief_stone_maps=jnp.asarray(prior["stone_maps"]),
+        belief_potion_maps=jnp.asarray(prior["potion_maps"]),
+        belief_graphs=jnp.asarray(prior["graphs"]),
+        belief=belief_state,
     )
     return AlchemyJax(params, level.symbolic_id), params

@@ -29,6 +29,7 @@ from alchemy_gym.core.batch import POTION_FEATURES, STONE_BLOCK, STONE_FEATURES
 from alchemy_gym.core.belief import ALL_ELEMENTS, ground_truth_rows
 from alchemy_gym.core.chemistry import FIXED_POTION_MAP, FIXED_STONE_MAP
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_POTION_MAPS, NUM_ROTATIONS, NUM_STONE_MAPS
+from alchemy_gym.jax import belief as beliefs
 from alchemy_gym.jax import spaces
 
 _GOLDEN = np.uint32(0x9E3779B9)
@@ -99,8 +100,9 @@ def where_any(pred: jax.Array, fn, args: Any, fallback: Any) -> Any:
     data_fields=[
         "max_steps_per_trial", "num_stones_per_trial", "num_potions_per_trial", "values", "graph_table",
         "fixed_chemistries", "fixed_items", "episode_stride",
+        "belief_stone_maps", "belief_potion_maps", "belief_graphs",
     ],
-    meta_fields=["num_trials", "end_trial_action", "observe_used", "fixed", "randomize_maps", "rotation"],
+    meta_fields=["num_trials", "end_trial_action", "observe_used", "fixed", "randomize_maps", "rotation", "belief"],
 )  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class EnvParams:
@@ -127,6 +129,13 @@ class EnvParams:
     fixed_items: jax.Array
     #: After fixed episode ``e`` an env plays ``(e + episode_stride) % E`` (1; ``N`` for N envs started at 0..N-1).
     episode_stride: jax.Array
+    #: The belief's prior (:func:`alchemy_gym.jax.belief.level_tables`): possible stone maps (8,), potion
+    #: maps (48,), and the level's graphs in the aligned frame of each possible stone map.
+    belief_stone_maps: jax.Array
+    belief_potion_maps: jax.Array
+    belief_graphs: jax.Array
+    #: Keep the observer's belief in the state (:meth:`AlchemyJax.belief_state`).
+    belief: bool = False
 
     def replace(self, **changes: Any) -> EnvParams:
         return dataclasses.replace(self, **changes)
@@ -146,6 +155,7 @@ class EnvParams:
         "seed",
         "stream",
         "time",
+        "belief",
     ],
     meta_fields=[],
 )
@@ -153,8 +163,9 @@ class EnvParams:
 class EnvState:
     """One game: chemistry ``(potion map, stone map, graph mask, rotation)``, latent stone and potion per
     slot (int8, -1 used or empty), trial and step counters, the rewards of the trial and of the episode so
-    far, the fixed episode (-1 if sampled), the episode's item stream, the env's own stream and the steps of
-    the episode so far."""
+    far, the fixed episode (-1 if sampled), the episode's item stream, the env's own stream, the steps of
+    the episode so far, and the observer's belief (:class:`~alchemy_gym.jax.belief.Belief`; ``None`` unless
+    the env was made with ``belief_state=True``)."""
 
     chem: jax.Array
     stones: jax.Array
@@ -167,6 +178,7 @@ class EnvState:
     seed: jax.Array
     stream: jax.Array
     time: jax.Array
+    belief: beliefs.Belief | None = None
 
 
 class AlchemyJax:
@@ -253,8 +265,9 @@ class AlchemyJax:
     def _new_episode(self, stream: jax.Array, episode: jax.Array, params: EnvParams) -> EnvState:
         seed = _draw(stream, 5)
         stones, potions = self._trial_items(params, episode, seed, jnp.int32(0))
+        chem = self._chemistry(stream, episode, params)
         return EnvState(
-            chem=self._chemistry(stream, episode, params),
+            chem=chem,
             stones=stones,
             potions=potions,
             trial=jnp.int32(0),
@@ -265,7 +278,18 @@ class AlchemyJax:
             seed=seed,
             stream=_draw(stream, 6),
             time=jnp.int32(0),
+            belief=self._first_belief(chem, stones, params) if params.belief else None,
         )
+
+    def _first_belief(self, chem: jax.Array, stones: jax.Array, params: EnvParams) -> beliefs.Belief:
+        """The belief of a new episode, having seen its first trial's stones."""
+        return beliefs.new_trial(beliefs.initial(params.belief_stone_maps, params.belief_potion_maps), chem, stones)
+
+    def _next_belief(self, belief, done, chem, stones, params: EnvParams) -> beliefs.Belief:
+        """The belief at the start of the next trial (of the next episode if ``done``)."""
+        start = beliefs.initial(params.belief_stone_maps, params.belief_potion_maps)
+        belief = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), start, belief)
+        return beliefs.new_trial(belief, chem, stones)
 
     def _trial_items(self, params: EnvParams, episode, seed, trial) -> tuple[jax.Array, jax.Array]:
         """The latent stones (3,) and potions (12,) of a trial, -1 padded."""
@@ -324,6 +348,11 @@ class AlchemyJax:
         )
         trial = jnp.where(done, 0, jnp.where(trial_over, state.trial + 1, state.trial))
         stones, potions = where_any(trial_over, self._trial_items, (params, episode, seed, trial), (stones, potions))
+        belief = state.belief
+        if params.belief:  # what the dip showed, then the next trial's stones
+            seen = beliefs.observe_potion(belief, state.chem, stone, potion, moved)
+            belief = jax.tree_util.tree_map(lambda a, b: jnp.where(dip, a, b), seen, belief)
+            belief = where_any(trial_over, self._next_belief, (belief, done, chem, stones, params), belief)
         state = EnvState(
             chem=chem,
             stones=stones,
@@ -336,6 +365,7 @@ class AlchemyJax:
             seed=seed,
             stream=stream,
             time=jnp.where(done, 0, state.time + 1),
+            belief=belief,
         )
         return self.get_obs(state, params), state, reward, done, info
 
@@ -379,6 +409,14 @@ class AlchemyJax:
     def ground_truth(self, state: EnvState) -> jax.Array:
         """The ground-truth chemistry observation (§4.9): 28 floats (graph, potion map, stone map, rotation)."""
         return jnp.concatenate([self._ground_truth[e][state.chem[_CHEM_COLUMN[e.name]]] for e in ALL_ELEMENTS])
+
+    def belief_state(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
+        """The belief-state chemistry observation (§4.9): 28 floats, the core's ``"belief_state"`` content
+        (needs ``make(..., belief_state=True)``)."""
+        params = params or self.default_params
+        if not params.belief or state.belief is None:
+            raise ValueError("this env keeps no belief: make it with alchemy_gym.jax.make(env_id, belief_state=True)")
+        return beliefs.vector(state.belief, params.belief_graphs)
 
     def is_terminal(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         """Always False for a state returned by :meth:`step` (it is already the next episode's)."""
