@@ -28,7 +28,6 @@ from alchemy_gym.core.items import (
     PERCEIVED_POTION,
     PERCEIVED_STONE,
     PERMUTATIONS,
-    STONE_COORDS,
     STONE_REWARD_INDICATOR,
     align_coords,
     coords_to_index,
@@ -41,8 +40,19 @@ from alchemy_gym.core.items import (
 SIZE = 28
 
 
+def _pm_mask(potion_maps) -> np.ndarray:
+    """A set of potion maps as a 48-bit mask in two words ``(lo: maps 0..31, hi: 32..47)``."""
+    bits = sum(1 << pm for pm in set(potion_maps))
+    return np.array([bits & 0xFFFFFFFF, bits >> 32], np.uint32)
+
+
+def _sm_mask(stone_maps) -> int:
+    """A set of stone maps as an 8-bit mask."""
+    return sum(1 << sm for sm in set(stone_maps))
+
+
 def _tables() -> dict[str, np.ndarray]:
-    """The constant lookup tables of the belief updates."""
+    """The constant lookup tables of the belief updates (sets of maps as bit masks)."""
     aligned = np.full((NUM_STONE_MAPS, NUM_ROTATIONS, NUM_LATENT_STONES, NUM_ROTATIONS), -1, np.int32)
     for sm in range(NUM_STONE_MAPS):
         for true_rotation in range(NUM_ROTATIONS):
@@ -51,27 +61,64 @@ def _tables() -> dict[str, np.ndarray]:
                     a = align_coords(PERCEIVED_STONE[sm, true_rotation, latent], r)
                     if a is not None:
                         aligned[sm, true_rotation, latent, r] = coords_to_index(a)
-    sm_dir = np.array([stone_map_pos_dir(sm) for sm in range(NUM_STONE_MAPS)], np.int32)  # (8, 3)
-    # consistent[v, latent, sm]: stone map sm maps aligned vertex v to the reward indicator of latent
-    consistent = (
-        np.einsum("vk,mk->vm", STONE_COORDS.astype(np.int32), sm_dir)[:, None, :]
-        == STONE_REWARD_INDICATOR.astype(np.int32)[None, :, None]
+    sm_dir = [stone_map_pos_dir(sm) for sm in range(NUM_STONE_MAPS)]
+    coords = [index_to_coords(v) for v in range(NUM_LATENT_STONES)]
+    reward = STONE_REWARD_INDICATOR.astype(np.int32)
+    # consistent[v, latent]: the stone maps that map aligned vertex v to the reward indicator of latent
+    consistent = np.array(
+        [
+            [
+                _sm_mask(
+                    sm
+                    for sm in range(NUM_STONE_MAPS)
+                    if sum(a * d for a, d in zip(coords[v], sm_dir[sm])) == reward[latent]
+                )
+                for latent in range(8)
+            ]
+            for v in range(NUM_LATENT_STONES)
+        ],
+        np.int32,
     )
-    edge = np.full((NUM_LATENT_STONES, NUM_LATENT_STONES), 0, np.int32)
+    # sm_with_dir[k, i]: the stone maps whose pos_dir on axis k is -1 (i = 0) or +1 (i = 1)
+    sm_with_dir = np.array(
+        [
+            [_sm_mask(sm for sm in range(NUM_STONE_MAPS) if sm_dir[sm][k] == v) for v in (-1, 1)]
+            for k in range(NUM_DIMS)
+        ],
+        np.int32,
+    )
+    parts = [potion_map_parts(pm) for pm in range(NUM_POTION_MAPS)]
+    # pm_with_dim[pd, d]: potion maps sending perceived dimension pd to latent dimension d
+    pm_with_dim = np.array(
+        [
+            [_pm_mask(pm for pm in range(NUM_POTION_MAPS) if parts[pm][0][pd] == d) for d in range(NUM_DIMS)]
+            for pd in range(NUM_DIMS)
+        ]
+    )
+    # pm_with_dir[l, i]: potion maps whose direction on latent dimension l is -1 (i = 0) or +1 (i = 1)
+    pm_with_dir = np.array(
+        [
+            [_pm_mask(pm for pm in range(NUM_POTION_MAPS) if parts[pm][1][l] == v) for v in (-1, 1)]
+            for l in range(NUM_DIMS)
+        ]
+    )
+    pm_perm = np.array(
+        [_pm_mask(pm for pm in range(NUM_POTION_MAPS) if pm // 8 == q) for q in range(len(PERMUTATIONS))]
+    )
+    edge = np.zeros((NUM_LATENT_STONES, NUM_LATENT_STONES), np.int32)
     for (i, j), e in graphs.EDGE_INDEX.items():
-        edge[i, j] = e
-    pm_dim = np.array([potion_map_parts(pm)[0] for pm in range(NUM_POTION_MAPS)], np.int32)  # (48, 3)
-    pm_dir = np.array([potion_map_parts(pm)[1] for pm in range(NUM_POTION_MAPS)], np.int32)  # (48, 3)
+        edge[i, j] = 1 << e
     return {
         "aligned": aligned,
         "consistent": consistent,
-        "coords": np.array([index_to_coords(v) for v in range(NUM_LATENT_STONES)], np.int32),
-        "reward": STONE_REWARD_INDICATOR.astype(np.int32),
-        "sm_dir": sm_dir,
-        "pm_dim": pm_dim,
-        "pm_dir": pm_dir,
+        "coords": np.array(coords, np.int32),
+        "reward": reward,
+        "sm_with_dir": sm_with_dir,
+        "pm_with_dim": pm_with_dim,
+        "pm_with_dir": pm_with_dir,
+        "pm_perm": pm_perm,
         "perceived_potion": PERCEIVED_POTION.astype(np.int32),
-        "edge": edge,
+        "edge_bit": edge,
         "edge_bits": (1 << np.arange(graphs.NUM_EDGES)).astype(np.int32),
     }
 
@@ -87,9 +134,10 @@ assert len(PERMUTATIONS) * 8 == NUM_POTION_MAPS  # potion map index = 8 * permut
 )
 @dataclasses.dataclass(frozen=True)
 class Belief:
-    """For each rotation (leading axis of 4): still possible; stone maps ``(4, 8)`` and potion maps
-    ``(4, 48)`` still possible; the partial stone map ``(4, 3)`` (+1 / -1 known, 0 not); the edges
-    known present and known absent (bit masks of the aligned frame); whether anything was learnt."""
+    """For each rotation (leading axis of 4): still possible; the stone maps still possible (an 8-bit
+    mask, ``(4,)`` int32) and potion maps (a 48-bit mask in two words, ``(4, 2)`` uint32: maps 0..31,
+    32..47); the partial stone map ``(4, 3)`` (+1 / -1 known, 0 not); the edges known present and known
+    absent (12-bit masks of the aligned frame); whether anything was learnt."""
 
     alive: jax.Array
     stone_maps: jax.Array
@@ -101,16 +149,18 @@ class Belief:
 
 
 def level_tables(rules) -> dict[str, np.ndarray]:
-    """A level's prior of the belief: its possible stone maps (8,) and potion maps (48,), and every
-    graph as seen in the aligned frame of each possible stone map (the graphs the closure uses)."""
-    stone_maps = np.zeros(NUM_STONE_MAPS, bool)
-    stone_maps[list(rules.stone_maps)] = True
-    potion_maps = np.zeros(NUM_POTION_MAPS, bool)
-    potion_maps[list(rules.potion_maps)] = True
+    """A level's prior of the belief: its possible stone maps (8-bit mask) and potion maps (48-bit mask
+    in two words), and every graph as seen in the aligned frame of each possible stone map (the graphs
+    the closure uses)."""
+    stone_maps, potion_maps = rules.stone_maps, rules.potion_maps
     aligned = sorted(
         {graphs.flip_graph(mask, stone_map_pos_dir(sm)) for mask in rules.graph_masks for sm in rules.stone_maps}
     )
-    return {"stone_maps": stone_maps, "potion_maps": potion_maps, "graphs": np.array(aligned, np.int32)}
+    return {
+        "stone_maps": np.int32(_sm_mask(stone_maps)),
+        "potion_maps": _pm_mask(potion_maps),
+        "graphs": np.array(aligned, np.int32),
+    }
 
 
 def initial(stone_maps: jax.Array, potion_maps: jax.Array) -> Belief:
@@ -118,8 +168,8 @@ def initial(stone_maps: jax.Array, potion_maps: jax.Array) -> Belief:
     zeros = jnp.zeros(NUM_ROTATIONS, jnp.int32)
     return Belief(
         alive=jnp.ones(NUM_ROTATIONS, bool),
-        stone_maps=jnp.broadcast_to(stone_maps, (NUM_ROTATIONS, NUM_STONE_MAPS)),
-        potion_maps=jnp.broadcast_to(potion_maps, (NUM_ROTATIONS, NUM_POTION_MAPS)),
+        stone_maps=jnp.broadcast_to(stone_maps, (NUM_ROTATIONS,)),
+        potion_maps=jnp.broadcast_to(potion_maps, (NUM_ROTATIONS, 2)),
         partial_stone=jnp.zeros((NUM_ROTATIONS, NUM_DIMS), jnp.int32),
         present=zeros,
         absent=zeros,
@@ -132,11 +182,16 @@ def _aligned(chem: jax.Array, latent: jax.Array) -> jax.Array:
     return jnp.asarray(_T["aligned"])[chem[1], chem[3], jnp.maximum(latent, 0)]
 
 
+def _any(potion_maps: jax.Array) -> jax.Array:
+    """Whether a potion-map mask (``(..., 2)``) is not empty."""
+    return jnp.any(potion_maps != 0, axis=-1)
+
+
 def _project(stone_maps: jax.Array) -> jax.Array:
     """Partial stone map ``(4, 3)``: the value every possible stone map agrees on, else 0."""
-    sm_dir = jnp.asarray(_T["sm_dir"])  # (8, 3)
-    pos = jnp.any(stone_maps[:, :, None] & (sm_dir == 1)[None], axis=1)
-    neg = jnp.any(stone_maps[:, :, None] & (sm_dir == -1)[None], axis=1)
+    with_dir = jnp.asarray(_T["sm_with_dir"])  # (3, 2)
+    neg = (stone_maps[:, None] & with_dir[:, 0]) != 0
+    pos = (stone_maps[:, None] & with_dir[:, 1]) != 0
     return jnp.where(pos & ~neg, 1, jnp.where(neg & ~pos, -1, 0)).astype(jnp.int32)
 
 
@@ -146,9 +201,10 @@ def new_trial(belief: Belief, chem: jax.Array, stones: jax.Array) -> Belief:
     present = stones >= 0  # (3,)
     aligned = _aligned(chem, stones)  # (3, 4)
     unaligned = jnp.any(present[:, None] & (aligned < 0), axis=0)  # (4,)
-    consistent = jnp.asarray(_T["consistent"])[jnp.maximum(aligned, 0), jnp.maximum(stones, 0)[:, None]]  # (3, 4, 8)
-    stone_maps = belief.stone_maps & jnp.all(consistent | ~present[:, None, None], axis=0)
-    alive = belief.alive & ~unaligned & jnp.any(stone_maps, axis=1)
+    consistent = jnp.asarray(_T["consistent"])[jnp.maximum(aligned, 0), jnp.maximum(stones, 0)[:, None]]  # (3, 4)
+    consistent = jnp.where(present[:, None], consistent, 0xFF)
+    stone_maps = belief.stone_maps & consistent[0] & consistent[1] & consistent[2]
+    alive = belief.alive & ~unaligned & (stone_maps != 0)
     return dataclasses.replace(belief, alive=alive, stone_maps=stone_maps, partial_stone=_project(stone_maps))
 
 
@@ -158,29 +214,27 @@ def observe_potion(belief: Belief, chem: jax.Array, before: jax.Array, potion: j
     s, r = _aligned(chem, before), _aligned(chem, after)  # (4,)
     ok = (s >= 0) & (r >= 0)
     s, r = jnp.maximum(s, 0), jnp.maximum(r, 0)
-    stone_maps = belief.stone_maps & T["consistent"][r, jnp.maximum(after, 0)]  # (4, 8)
-    ok &= jnp.any(stone_maps, axis=1)
+    stone_maps = belief.stone_maps & T["consistent"][r, jnp.maximum(after, 0)]  # (4,)
+    ok &= stone_maps != 0
     perceived = T["perceived_potion"][chem[0], jnp.maximum(potion, 0)]
     pd, pdir = perceived // 2, jnp.where(perceived % 2 == 1, 1, -1)
-    dim_of = T["pm_dim"][:, pd]  # (48,): the latent dimension each potion map gives this potion
+    pm = belief.potion_maps  # (4, 2)
     rows = jnp.arange(NUM_ROTATIONS)
 
     # no change: an edge may be learnt absent
-    dims = jnp.any(belief.potion_maps[:, :, None] & (dim_of[None, :, None] == jnp.arange(NUM_DIMS)), axis=1)  # (4, 3)
+    dims = _any(pm[:, None, :] & T["pm_with_dim"][pd][None])  # (4, 3): latent dimensions the potion may move
     latent_dim = jnp.argmax(dims, axis=1)  # (4,)
-    dirs = T["pm_dir"][:, latent_dim].T  # (4, 48)
-    pos = jnp.any(belief.potion_maps & (dirs == 1), axis=1)
-    neg = jnp.any(belief.potion_maps & (dirs == -1), axis=1)
+    neg = _any(pm & T["pm_with_dir"][latent_dim, 0])
+    pos = _any(pm & T["pm_with_dir"][latent_dim, 1])
     sign = belief.partial_stone[rows, latent_dim]
     aligned_dir = pdir * jnp.where(pos, 1, -1) * sign
     learnt_absent = (
         (jnp.sum(dims, axis=1) == 1) & (pos ^ neg) & (sign != 0) & (T["coords"][s, latent_dim] == -aligned_dir)
     )
-    absent_edge = T["edge_bits"][T["edge"][s, s ^ (1 << latent_dim)]]
     same = dataclasses.replace(
         belief,
         stone_maps=stone_maps,
-        absent=jnp.where(learnt_absent, belief.absent | absent_edge, belief.absent),
+        absent=jnp.where(learnt_absent, belief.absent | T["edge_bit"][s, s ^ (1 << latent_dim)], belief.absent),
         updated=belief.updated | learnt_absent,
     )
 
@@ -190,19 +244,19 @@ def observe_potion(belief: Belief, chem: jax.Array, before: jax.Array, potion: j
     delta = T["reward"][jnp.maximum(after, 0)] - T["reward"][jnp.maximum(before, 0)]
     step = jnp.where(delta > 0, 1, -1)
     moved_ok = (jnp.sum(changed, axis=1) == 1) & (jnp.abs(delta) == 2)
-    potion_maps = belief.potion_maps & (dim_of[None, :] == axis[:, None]) & (T["pm_dir"][:, axis].T == (pdir * step))
+    potion_maps = pm & T["pm_with_dim"][pd, axis] & T["pm_with_dir"][axis, (pdir * step + 1) // 2]
     value = T["coords"][r, axis] * step  # (4,)
-    moved_stone_maps = stone_maps & (T["sm_dir"][:, axis].T == value[:, None])
+    moved_stone_maps = stone_maps & T["sm_with_dir"][axis, (value + 1) // 2]
     moved = Belief(
         alive=belief.alive,
         stone_maps=moved_stone_maps,
         potion_maps=potion_maps,
         partial_stone=jnp.where(jnp.arange(NUM_DIMS) == axis[:, None], value[:, None], belief.partial_stone),
-        present=belief.present | T["edge_bits"][T["edge"][s, r]],
+        present=belief.present | T["edge_bit"][s, r],
         absent=belief.absent,
         updated=jnp.ones(NUM_ROTATIONS, bool),
     )
-    moved_ok &= jnp.any(potion_maps, axis=1) & jnp.any(moved_stone_maps, axis=1)
+    moved_ok &= _any(potion_maps) & (moved_stone_maps != 0)
 
     no_change = s == r
     out = jax.tree_util.tree_map(
@@ -215,23 +269,22 @@ def vector(belief: Belief, level_graphs: jax.Array) -> jax.Array:
     """The 28-float belief-state chemistry observation (§4.9): 1/0 where known, 0.5 where not, all 0.5
     while more than one rotation is possible. ``level_graphs`` is :func:`level_tables`'s ``graphs``."""
     T = {k: jnp.asarray(v) for k, v in _T.items()}
+    full = jnp.int32(graphs.FULL_GRAPH)
     r = jnp.argmax(belief.alive)
     present, absent, updated = belief.present[r], belief.absent[r], belief.updated[r]
     # the partial graph closed under "every graph still matching agrees on this edge"
-    bits = (level_graphs[:, None] & T["edge_bits"]) != 0  # (G, 12)
-    known_present = (present & T["edge_bits"]) != 0
-    known_absent = (absent & T["edge_bits"]) != 0
-    matching = jnp.all(bits | ~known_present, axis=1) & ~jnp.any(bits & known_absent, axis=1)
+    matching = ((level_graphs & present) == present) & ((level_graphs & absent) == 0)
+    every = jax.lax.reduce(jnp.where(matching, level_graphs, full), full, jax.lax.bitwise_and, (0,))
+    none = jax.lax.reduce(jnp.where(matching, ~level_graphs & full, full), full, jax.lax.bitwise_and, (0,))
     close = updated & jnp.any(matching)
-    known_present |= close & jnp.all(bits | ~matching[:, None], axis=0)
-    known_absent |= close & jnp.all(~bits | ~matching[:, None], axis=0)
-    graph = jnp.where(known_present, 1.0, jnp.where(known_absent, 0.0, 0.5))
+    present = jnp.where(close, present | every, present)
+    absent = jnp.where(close, absent | none, absent)
+    graph = jnp.where((present & T["edge_bits"]) != 0, 1.0, jnp.where((absent & T["edge_bits"]) != 0, 0.0, 0.5))
 
-    potion_maps = belief.potion_maps[r]
-    perms = jnp.any(potion_maps.reshape(len(PERMUTATIONS), 8), axis=1)
-    dims = jnp.where(perms, jnp.where(jnp.sum(potion_maps) == 1, 1.0, 0.5), 0.0)
-    pos = jnp.any(potion_maps[:, None] & (T["pm_dir"] == 1), axis=0)
-    neg = jnp.any(potion_maps[:, None] & (T["pm_dir"] == -1), axis=0)
+    pm = belief.potion_maps[r]  # (2,)
+    one = jnp.sum(jax.lax.population_count(pm)) == 1
+    dims = jnp.where(_any(pm & T["pm_perm"]), jnp.where(one, 1.0, 0.5), 0.0)
+    neg, pos = _any(pm & T["pm_with_dir"][:, 0]), _any(pm & T["pm_with_dir"][:, 1])
     dirs = jnp.where(pos ^ neg, jnp.where(pos, 1.0, 0.0), 0.5)
     partial_stone = belief.partial_stone[r]
     stone_map = jnp.where(partial_stone != 0, (partial_stone + 1) / 2, 0.5)
