@@ -53,7 +53,7 @@ def make(env_id: str, *, belief_state: bool = False, **options: Any) -> tuple[Al
     """``(env, params)`` of a symbolic ID or dm_alchemy level name, with level options.
 
     ``belief_state=True`` keeps the observer's belief in the state (:meth:`AlchemyJax.belief_state`
-    gives its 28-float observation); it costs 108 bytes of state per env and makes a step about 3–6× slower.
+    gives its 28-float observation); it costs 136 bytes of state per env and makes a step several times slower.
     """
     from alchemy_gym.envs.symbolic_settings import SymbolicSettings
     from alchemy_gym.jax.belief import level_tables
