@@ -118,18 +118,22 @@ def side_by_side(
     return out
 
 
-def jax_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 4096, steps: int = 400, seed: int = 0) -> dict:
+def jax_steps_per_second(
+    env_id: str = DEFAULT_ID, num_envs: int = 4096, steps: int = 400, seed: int = 0, *, belief: bool = False
+) -> dict:
     """The JAX env under ``jit(vmap)`` + ``lax.scan``: ``steps`` steps of ``num_envs`` envs, random actions drawn
-    up front on the device, autoresets inside ``step``. Compile time (the first call) is reported apart."""
+    up front on the device, autoresets inside ``step``. Compile time (the first call) is reported apart.
+    With ``belief``, the env keeps the observer's belief and its vector is computed (and consumed) every step."""
     import jax
     import jax.numpy as jnp
 
     import alchemy_gym.jax as aj
 
-    env, params = aj.make(env_id)
+    env, params = aj.make(env_id, belief_state=belief)
     _, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.key(seed), num_envs), params)
     actions = jax.random.randint(jax.random.key(seed + 1), (steps, num_envs), 0, env.num_actions, dtype=jnp.int32)
     step = jax.vmap(env.step, in_axes=(None, 0, 0, None))
+    belief_of = jax.vmap(env.belief_state, in_axes=(0, None))
     key = jax.random.key(seed + 2)
 
     @jax.jit
@@ -137,7 +141,8 @@ def jax_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 4096, steps: 
         def body(state, a):
             obs, state, reward, done, _ = step(key, state, a, params)
             # the observation is consumed, as a learner would: otherwise XLA would not compute it
-            return state, reward.sum() + done.sum() + obs.sum()
+            out = reward.sum() + done.sum() + obs.sum()
+            return state, out + belief_of(state, params).sum() if belief else out
 
         return jax.lax.scan(body, state, actions)
 
@@ -157,15 +162,20 @@ def jax_steps_per_second(env_id: str = DEFAULT_ID, num_envs: int = 4096, steps: 
     }
 
 
-def jax_side_by_side(env_id: str = DEFAULT_ID, sizes=(1024, 4096, 16384), *, rounds: int = 3, steps: int = 400) -> dict:
-    """The JAX env and the native vector env at each size in turn, ``rounds`` times (medians, ratios per round)."""
-    runs: dict = {n: {"jax": [], "vector": [], "compile": []} for n in sizes}
+def jax_side_by_side(
+    env_id: str = DEFAULT_ID, sizes=(1024, 4096, 16384), *, rounds: int = 3, steps: int = 400, belief: bool = False
+) -> dict:
+    """The JAX env and the native vector env at each size in turn, ``rounds`` times (medians, ratios per round);
+    with ``belief``, the JAX env with its belief state too."""
+    runs: dict = {n: {"jax": [], "vector": [], "compile": [], "belief": []} for n in sizes}
     for _ in range(rounds):
         for n in sizes:
             j = jax_steps_per_second(env_id, n, steps)
             runs[n]["jax"].append(j["steps_per_second"])
             runs[n]["compile"].append(j["compile_seconds"])
             runs[n]["vector"].append(vector_steps_per_second(env_id, n, steps * n)["steps_per_second"])
+            if belief:
+                runs[n]["belief"].append(jax_steps_per_second(env_id, n, steps, belief=True)["steps_per_second"])
     out = {"env_id": env_id, "rounds": rounds, "device": j["device"], "sizes": {}}
     for n, r in runs.items():
         ratios = [a / b for a, b in zip(r["jax"], r["vector"])]
@@ -174,7 +184,7 @@ def jax_side_by_side(env_id: str = DEFAULT_ID, sizes=(1024, 4096, 16384), *, rou
             "vector": _summary(r["vector"]),
             "compile_seconds": _summary(r["compile"]),
             "ratio_jax_to_vector_median": statistics.median(ratios),
-        }
+        } | ({"jax_with_belief": _summary(r["belief"])} if belief else {})
     return out
 
 
@@ -263,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", type=int, default=1000, help="single envs for the per-env memory figure")
     parser.add_argument("--quick", action="store_true", help="one round, fewer steps, no replay or memory")
     parser.add_argument("--jax", action="store_true", help="the JAX env beside the native vector env (jax extra)")
+    parser.add_argument(
+        "--belief", action="store_true", help="with --jax: also the JAX env keeping its belief state (and its vector)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.belief and not args.jax:
+        parser.error("--belief measures the JAX env: give it with --jax")
     if args.jax:
         return _main_jax(args)
     if min(args.steps, args.vector_steps, args.rounds, args.envs, *args.sizes) < 1:
@@ -329,7 +344,7 @@ def _main_jax(args) -> int:
     if args.sizes != list(VECTOR_SIZES):
         sizes = args.sizes
     rounds, steps = (1, 100) if args.quick else (args.rounds, 400)
-    result = jax_side_by_side(args.env_id, sizes, rounds=rounds, steps=steps)
+    result = jax_side_by_side(args.env_id, sizes, rounds=rounds, steps=steps, belief=args.belief)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -344,6 +359,10 @@ def _main_jax(args) -> int:
             f"vector env {v['median']:>12,.0f} ({v['min']:,.0f}–{v['max']:,.0f}), "
             f"JAX/vector {row['ratio_jax_to_vector_median']:.2f}; compile {c['median']:.1f} s"
         )
+        if "jax_with_belief" in row:
+            b = row["jax_with_belief"]
+            span = f"({b['min']:,.0f}–{b['max']:,.0f})"
+            print(f"  {'':>6}       JAX with its belief state and vector {b['median']:>12,.0f} {span}")
     return 0
 
 

@@ -61,6 +61,22 @@ def test_bench_reports_speed_replay_and_memory(capsys):
     assert vector["rng_bytes_per_env"] == 624 * 4 + 4
 
 
+def test_bench_jax_reports_the_jax_env_beside_the_vector_env_with_its_belief(capsys):
+    pytest.importorskip("jax", reason="the JAX env is the optional 'jax' extra")
+    assert main(["bench", "--jax", "--belief", "--quick", "--sizes", "16", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["sizes"]["16"]
+    assert result["rounds"] == 1 and row["jax"]["median"] > 0 and row["vector"]["median"] > 0
+    assert row["jax_with_belief"]["median"] > 0 and row["compile_seconds"]["median"] > 0
+
+
+def test_bench_belief_needs_jax(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--belief"])
+    assert info.value.code == 2
+    assert "--belief measures the JAX env: give it with --jax" in capsys.readouterr().err
+
+
 def test_human_play_follows_typed_commands_and_reveals_the_chemistry():
     import io
 
