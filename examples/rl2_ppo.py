@@ -40,6 +40,9 @@ def parse(argv=None):
     p.add_argument("--num-steps", type=int, default=100, help="rollout length (BPTT window)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument(
+        "--anneal-lr", action="store_true", help="decay the learning rate linearly to 0 at --total-timesteps"
+    )
     p.add_argument("--gamma", type=float, default=0.995)
     p.add_argument("--gae-lambda", type=float, default=0.95)
     p.add_argument("--update-epochs", type=int, default=4)
@@ -54,6 +57,9 @@ def parse(argv=None):
     p.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints")
     p.add_argument("--eval", action="store_true", help="play the 1000 evaluation episodes at the end")
     p.add_argument("--eval-only", action="store_true", help="only evaluate the checkpoint in --run-dir")
+    p.add_argument(
+        "--greedy", action="store_true", help="evaluate with the most likely action (default: sampled actions)"
+    )
     return p.parse_args(argv)
 
 
@@ -110,8 +116,11 @@ def clock(step_in_episode: np.ndarray) -> np.ndarray:
     return np.stack([(step_in_episode % TRIAL_STEPS) / TRIAL_STEPS, (step_in_episode // TRIAL_STEPS) / TRIALS], 1)
 
 
-def evaluate(agent, hidden: int, reward_scale: float, episodes: int = 1000, seed: int = 0) -> np.ndarray:
-    """Episode rewards of the evaluation episodes (sub-env i plays episode i), actions sampled from the policy."""
+def evaluate(
+    agent, hidden: int, reward_scale: float, episodes: int = 1000, seed: int = 0, greedy: bool = False
+) -> np.ndarray:
+    """Episode rewards of the evaluation episodes (sub-env i plays episode i): actions sampled from the
+    policy, or its most likely action with ``greedy``."""
     import torch
 
     envs = gym.make_vec("Alchemy/SymbolicEvaluation-v0", num_envs=episodes, vectorization_mode="vector_entry_point")
@@ -127,7 +136,8 @@ def evaluate(agent, hidden: int, reward_scale: float, episodes: int = 1000, seed
         for _ in range(TRIAL_STEPS * TRIALS):
             x = agent.features(torch.tensor(obs), prev_a, prev_r, torch.tensor(clock(t), dtype=torch.float32))
             out, h = agent.step(x, h, start)
-            action = torch.distributions.Categorical(logits=agent.policy(out)).sample()
+            logits = agent.policy(out)
+            action = logits.argmax(-1) if greedy else torch.distributions.Categorical(logits=logits).sample()
             obs, r, terminated, _, _ = envs.step(action.numpy())
             total += r
             prev_a, prev_r, start = action, torch.tensor(r * reward_scale, dtype=torch.float32), torch.zeros(n)
@@ -135,6 +145,12 @@ def evaluate(agent, hidden: int, reward_scale: float, episodes: int = 1000, seed
     assert terminated.all()
     envs.close()
     return total
+
+
+def report(rewards: np.ndarray, greedy: bool) -> None:
+    how = "greedy" if greedy else "sampled"
+    sem = rewards.std() / np.sqrt(len(rewards))
+    print(f"evaluation episodes ({how} actions): mean {rewards.mean():.2f} ± {sem:.2f}")
 
 
 def main(argv=None) -> dict:
@@ -164,8 +180,8 @@ def main(argv=None) -> dict:
         state = saved["state"]
         print(f"resumed at {state['steps']:,} steps ({state['seconds'] / 3600:.2f} h)")
     if args.eval_only:
-        rewards = evaluate(agent, args.hidden, args.reward_scale)
-        print(f"evaluation episodes: mean {rewards.mean():.2f} ± {rewards.std() / np.sqrt(len(rewards)):.2f}")
+        rewards = evaluate(agent, args.hidden, args.reward_scale, greedy=args.greedy)
+        report(rewards, args.greedy)
         return {"eval_mean": float(rewards.mean()), **state}
 
     N, T = args.num_envs, args.num_steps
@@ -198,6 +214,8 @@ def main(argv=None) -> dict:
         os.replace(run / "tmp.pt", run / "checkpoint.pt")
 
     while state["steps"] < args.total_timesteps:
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = args.lr * max(0.0, 1.0 - state["steps"] / args.total_timesteps)
         h0 = h.clone()
         with torch.inference_mode():
             for t in range(T):
@@ -271,9 +289,9 @@ def main(argv=None) -> dict:
     envs.close()
     out = dict(state)
     if args.eval:
-        rewards = evaluate(agent, args.hidden, args.reward_scale)
+        rewards = evaluate(agent, args.hidden, args.reward_scale, greedy=args.greedy)
         out["eval_mean"] = float(rewards.mean())
-        print(f"evaluation episodes: mean {rewards.mean():.2f} ± {rewards.std() / np.sqrt(len(rewards)):.2f}")
+        report(rewards, args.greedy)
     return out
 
 

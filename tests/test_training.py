@@ -104,6 +104,25 @@ def test_rl2_recurrent_ppo_smoke_run_checkpoints_resumes_and_evaluates(tmp_path)
     assert -90 <= evaluated["eval_mean"] <= 450
 
 
+def test_rl2_anneals_the_learning_rate_and_evaluates_greedily(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch", reason="torch is only needed by the training examples")
+    rl2 = _load("rl2_ppo")
+    args = ["--num-envs", "16", "--num-steps", "25", "--hidden", "16", "--run-dir", str(tmp_path), "--threads", "1"]
+    rl2.main([*args, "--total-timesteps", str(16 * 25 * 4), "--anneal-lr", "--lr", "1e-3"])
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    # the 4th and last update ran at lr * (1 - 3/4)
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)
+
+    def no_sampling(self, *a, **k):
+        raise AssertionError("greedy evaluation sampled an action")
+
+    monkeypatch.setattr(torch.distributions.Categorical, "sample", no_sampling)
+    greedy = rl2.main([*args, "--eval-only", "--greedy"])
+    assert -90 <= greedy["eval_mean"] <= 450
+    with pytest.raises(AssertionError, match="sampled"):
+        rl2.main([*args, "--eval-only"])
+
+
 @pytest.mark.slow
 def test_rllib_ppo_trains_on_the_native_vector_env():
     pytest.importorskip("ray.rllib", reason="RLlib is the optional 'ray' extra")
