@@ -35,6 +35,7 @@ from alchemy_gym.core.items import (
     potion_map_parts,
     stone_map_pos_dir,
 )
+from alchemy_gym.jax import tree
 
 #: Length of the belief vector (graph 12, potion map 6 + 3, stone map 3, rotation 4).
 SIZE = 28
@@ -259,9 +260,7 @@ def observe_potion(belief: Belief, chem: jax.Array, before: jax.Array, potion: j
     moved_ok &= _any(potion_maps) & (moved_stone_maps != 0)
 
     no_change = s == r
-    out = jax.tree_util.tree_map(
-        lambda a, b: jnp.where(no_change.reshape((NUM_ROTATIONS,) + (1,) * (a.ndim - 1)), a, b), same, moved
-    )
+    out = tree.select(no_change, same, moved)
     return dataclasses.replace(out, alive=belief.alive & ok & (no_change | moved_ok))
 
 

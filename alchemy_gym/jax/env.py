@@ -30,7 +30,7 @@ from alchemy_gym.core.belief import ALL_ELEMENTS, ground_truth_rows
 from alchemy_gym.core.chemistry import FIXED_POTION_MAP, FIXED_STONE_MAP
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_POTION_MAPS, NUM_ROTATIONS, NUM_STONE_MAPS
 from alchemy_gym.jax import belief as beliefs
-from alchemy_gym.jax import spaces
+from alchemy_gym.jax import spaces, tree
 
 _GOLDEN = np.uint32(0x9E3779B9)
 
@@ -85,9 +85,7 @@ def where_any(pred: jax.Array, fn, args: Any, fallback: Any) -> Any:
             new = jax.vmap(fn, in_axes=axes, axis_size=axis_size)(*args)
             if not pred_batched:  # one decision for the whole batch
                 return new
-            return jax.tree_util.tree_map(
-                lambda n, f: jnp.where(pred.reshape(pred.shape + (1,) * (n.ndim - 1)), n, f), new, fallback
-            )
+            return tree.select(pred, new, fallback)
 
         out = jax.lax.cond(jnp.any(pred), compute, lambda: fallback)
         return out, jax.tree_util.tree_map(lambda _: True, out)
@@ -288,7 +286,7 @@ class AlchemyJax:
     def _next_belief(self, belief, done, chem, stones, params: EnvParams) -> beliefs.Belief:
         """The belief at the start of the next trial (of the next episode if ``done``)."""
         start = beliefs.initial(params.belief_stone_maps, params.belief_potion_maps)
-        belief = jax.tree_util.tree_map(lambda a, b: jnp.where(done, a, b), start, belief)
+        belief = tree.select(done, start, belief)
         return beliefs.new_trial(belief, chem, stones)
 
     def _trial_items(self, params: EnvParams, episode, seed, trial) -> tuple[jax.Array, jax.Array]:
