@@ -187,7 +187,7 @@ class ChemistrySeen:
         self.precomputed = precomputed
         if groups:
             if content is not None:
-                raise ValueError("pass either groups or content to ChemistrySeen, not both (content applies to one group)")
+                raise ValueError("pass groups or content to ChemistrySeen, not both (content is for one group)")
             groups = list(groups)
             for i, group in enumerate(groups):
                 if not isinstance(group, GroupInChemistry):
