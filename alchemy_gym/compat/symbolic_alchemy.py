@@ -3,13 +3,10 @@
 ``from alchemy_gym.compat import symbolic_alchemy`` in place of ``from dm_alchemy import
 symbolic_alchemy``; then
 
-.. code-block:: python
-
-    env = symbolic_alchemy.get_symbolic_alchemy_level(
-        "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", seed=314)
-    timestep = env.reset()
-    while not timestep.last():
-        timestep = env.step(action)
+>>> env = symbolic_alchemy.get_symbolic_alchemy_level(
+...     "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck", seed=314)
+>>> timestep = env.reset()
+>>> timestep = env.step(2)  # stone 0 into potion 0
 
 gives dm_alchemy's specs and timesteps: observation ``{"symbolic_obs": float32 (39,)}`` plus one
 float32 vector per chemistry observation, reward ``None`` on FIRST and a float after, discount
