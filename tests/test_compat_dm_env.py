@@ -4,6 +4,8 @@ observations, the evaluation episodes and bad input (spec §4, §7, §9.1), agai
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import unittest
 from pathlib import Path
 
@@ -346,10 +348,10 @@ def test_ground_truth_chemistry_observations_section_9_1():
         assert observe(fixed_chemistry(rotation=rotation), **only("rotation"))[1] == np.eye(4)[rotation].tolist()
 
 
-def test_belief_state_chemistry_observation_seed_22_section_4_9():
-    env = symbolic_alchemy.get_symbolic_alchemy_level(
-        STANDARD, seed=22, see_chemistries={"belief": utils.ChemistrySeen(content=BELIEF, precomputed=NO_ROTATION)}
-    )
+@pytest.mark.parametrize("precomputed", [None, NO_ROTATION, STANDARD])
+def test_belief_state_chemistry_observation_seed_22_section_4_9(precomputed):
+    see = {"belief": utils.ChemistrySeen(content=BELIEF, precomputed=precomputed)}
+    env = symbolic_alchemy.get_symbolic_alchemy_level(STANDARD, seed=22, see_chemistries=see)
     obs = env.reset().observation["belief"].tolist()
     assert obs == [0.5] * 12 + [0.5] * 6 + [0.5] * 3 + [0.5, 0, 0.5] + [0, 0, 1, 0]
     obs = env.step(3).observation["belief"].tolist()  # stone 0 into potion 1
@@ -599,6 +601,7 @@ def test_bad_seeds_say_what_is_allowed(seed):
         (dict(observe_used="yes"), TypeError, "observe_used must be a bool"),
         (dict(end_trial_action=1), TypeError, "end_trial_action must be a bool"),
         (dict(reward_weights=(1, 2)), TypeError, r"reward_weights must be \(coefficients, offset, bonus\)"),
+        (dict(generate_events="yes"), TypeError, "generate_events must be a bool"),
         (dict(see_chemistries=["gt"]), TypeError, r"see_chemistries must be a dict \{name: ChemistrySeen\}"),
         (dict(see_chemistries={"gt": "nonsense"}), TypeError, r"must be a ChemistrySeen"),
         (dict(see_chemistries={"symbolic_obs": utils.ChemistrySeen()}), ValueError, "other than 'symbolic_obs'"),
@@ -625,6 +628,10 @@ def test_bad_chemistry_seen_says_what_is_allowed():
         utils.ChemistrySeen(content="ground truth")
     with pytest.raises(TypeError, match="precomputed must be a level name"):
         utils.ChemistrySeen(content=BELIEF, precomputed=object())
+    with pytest.raises(ValueError, match="precomputed: unknown Alchemy level 'nonsense': known levels are"):
+        utils.ChemistrySeen(content=BELIEF, precomputed="nonsense")
+    with pytest.raises(ValueError, match=r"allowed alchemy/evaluation_episodes/0 \.\."):
+        utils.ChemistrySeen(content=BELIEF, precomputed="alchemy/evaluation_episodes/1000")
     with pytest.raises(TypeError, match="graph must be a GraphElement"):
         utils.ChemistrySeen(graph=utils.StoneMapElement())
     with pytest.raises(ValueError, match="at least one of graph"):
@@ -668,3 +675,18 @@ def test_bad_fixed_episodes_say_what_is_allowed():
         chemistries_proto_conversion.load_chemistries_and_items("/nonexistent/chemistries")
     with pytest.raises(TypeError, match="filename must be a path"):
         chemistries_proto_conversion.load_chemistries_and_items(3)
+
+
+def test_without_dm_env_the_import_error_says_how_to_get_it():
+    code = (
+        "import sys; sys.modules['dm_env'] = None\n"
+        "from alchemy_gym.compat.types import utils\n"
+        "from alchemy_gym.compat.encode import chemistries_proto_conversion\n"
+        "utils.ChemistrySeen(content=utils.ElementContent.GROUND_TRUTH)\n"
+        "try:\n"
+        "    from alchemy_gym.compat import symbolic_alchemy\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "needs the dm-env package: pip install 'alchemy-gym[dm_env]'" in out

@@ -91,6 +91,8 @@ class SymbolicAlchemy(dm_env.Environment):
                 f"get_symbolic_alchemy_level(...) or get_symbolic_alchemy_fixed(...), got {type(env).__name__}"
             )
         self._env = env
+        if not isinstance(generate_events, (bool, np.bool_)):
+            raise TypeError(f"generate_events must be a bool, got {generate_events!r}")
         self._seed = check_seed(seed)
         self._seeded = False
         self._generate_events = bool(generate_events)

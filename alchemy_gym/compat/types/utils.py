@@ -16,6 +16,8 @@ from alchemy_gym.core import belief
 from alchemy_gym.core.belief import ELEMENT_SIZES, ElementContent, ElementType
 from alchemy_gym.core.chemistry import Chemistry
 from alchemy_gym.core.episodes import TrialItems
+from alchemy_gym.envs.symbolic_settings import EVALUATION_RULES, LEVEL_TOKENS
+from alchemy_gym.levels import find_level
 
 __all__ = [
     "Chemistry",
@@ -51,6 +53,19 @@ def _element_type(value, what: str) -> ElementType:
         return ElementType(int(value))
     allowed = ", ".join(f"ElementType.{e.name}" for e in ElementType)
     raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+
+
+def _prior_level(name: str) -> str:
+    """The level whose rules form the belief prior of ``precomputed=name`` (a level dm_alchemy knows)."""
+    if name.strip().removeprefix("alchemy/").split("/")[0] == "evaluation_episodes":
+        find_level(name)  # checks an episode number
+        return EVALUATION_RULES
+    if not any(token in name for token in LEVEL_TOKENS):
+        try:
+            find_level(name)
+        except ValueError as e:
+            raise ValueError(f"precomputed: {e}") from None
+    return name
 
 
 class GroupInChemistry:
@@ -185,6 +200,7 @@ class ChemistrySeen:
                 f"and takes no precomputed maps; got {type(precomputed).__name__}"
             )
         self.precomputed = precomputed
+        self._prior_level = None if precomputed is None else _prior_level(precomputed)
         if groups:
             if content is not None:
                 raise ValueError("pass groups or content to ChemistrySeen, not both (content is for one group)")
@@ -224,7 +240,7 @@ class ChemistrySeen:
         return belief.ChemistrySeen(
             elements=tuple(e for e in ElementType if self.element(e).present),
             groups=groups,
-            prior_level=self.precomputed,
+            prior_level=self._prior_level,
         )
 
     def __repr__(self) -> str:
