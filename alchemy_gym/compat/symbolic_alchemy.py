@@ -253,6 +253,8 @@ class SymbolicAlchemy(dm_env.Environment):
         return self.step(action).reward
 
     def _check_action(self, action) -> int:
+        if type(action) is int and 0 <= action < self._num_actions:
+            return action
         value = action
         if isinstance(value, np.ndarray):
             if value.shape != () and value.size != 1:
