@@ -1,0 +1,1 @@
+"""dm_alchemy's ``dm_alchemy.types`` modules that code written against dm_alchemy imports."""
