@@ -2,6 +2,9 @@
 
 import sys
 
-from alchemy_gym.cli import main
+try:
+    from alchemy_gym.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the package loads: quiet, as in the commands
+    sys.exit(130)
 
 sys.exit(main())

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from alchemy_gym.usage import ArgumentParser, integer
+
 DEFAULT_ID = "Alchemy/SymbolicStandard-v0"
 VECTOR_SIZES = (1, 64, 1024, 4096, 16384)
 
@@ -261,32 +263,80 @@ def memory(n_envs: int = 1000, mode: str = "single") -> dict:
     return json.loads(result.stdout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="alchemy-gym bench", description=__doc__)
-    parser.add_argument("--env-id", default=DEFAULT_ID)
-    parser.add_argument("--steps", type=int, default=200_000, help="steps of the single env per round")
-    parser.add_argument("--vector-steps", type=int, default=4_000_000, help="sub-env steps per vector size and round")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(VECTOR_SIZES), help="vector env sizes")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of single and vector runs in turn")
-    parser.add_argument("--threads", type=int, default=None, help="num_threads of the vector env (default: auto)")
+def _check_env_id(env_id: str) -> str | None:
+    """Why ``--env-id`` cannot be benchmarked (``None``: it can): bench measures the symbolic envs."""
+    from alchemy_gym.levels import levels
+
+    symbolic = [lv.symbolic_id for lv in levels() if lv.symbolic_id]
+    if env_id in symbolic:
+        return None
+    allowed = f"allowed {', '.join(symbolic)} (`alchemy-gym levels` lists them)"
+    if env_id in [lv.rpc_id for lv in levels()]:
+        return (
+            f"--env-id {env_id} is a 3D env: bench measures the symbolic envs (benchmarks/bench_rpc.py measures "
+            f"the 3D ones); {allowed}"
+        )
+    return f"--env-id {env_id!r} is not a symbolic Alchemy env; {allowed}"
+
+
+def _check_vector_settings(env_id: str, num_envs: int, kwargs: dict) -> str | None:
+    """Why the vector env refuses ``--backend`` / ``--threads`` (``None``: it takes them), asked of the env itself."""
+    import gymnasium as gym
+
+    import alchemy_gym  # noqa: F401
+
+    try:
+        gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs).close()
+    except (ValueError, ImportError) as e:
+        names = " / ".join(f"--{k.replace('num_', '')} {v}" for k, v in kwargs.items())
+        return f"{names}: {e}"
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``alchemy-gym bench``."""
+    positive = integer(1)
+    parser = ArgumentParser(prog="alchemy-gym bench", description=__doc__)
+    parser.add_argument("--env-id", default=DEFAULT_ID, help=f"a symbolic env ID (default {DEFAULT_ID})")
+    parser.add_argument("--steps", type=positive, default=200_000, help="steps of the single env per round")
+    parser.add_argument(
+        "--vector-steps", type=positive, default=4_000_000, help="sub-env steps per vector size and round"
+    )
+    parser.add_argument("--sizes", type=positive, nargs="+", default=list(VECTOR_SIZES), help="vector env sizes")
+    parser.add_argument("--rounds", type=positive, default=3, help="rounds of single and vector runs in turn")
+    parser.add_argument("--threads", type=positive, default=None, help="num_threads of the vector env (default: auto)")
     parser.add_argument("--backend", default="auto", choices=["auto", "c", "numpy"])
-    parser.add_argument("--envs", type=int, default=1000, help="single envs for the per-env memory figure")
+    parser.add_argument("--envs", type=positive, default=1000, help="single envs for the per-env memory figure")
     parser.add_argument("--quick", action="store_true", help="one round, fewer steps, no replay or memory")
     parser.add_argument("--jax", action="store_true", help="the JAX env beside the native vector env (jax extra)")
     parser.add_argument(
         "--belief", action="store_true", help="with --jax: also the JAX env keeping its belief state (and its vector)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``alchemy-gym bench``: every bad argument is a one-line error (exit status 2)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    problem = _check_env_id(args.env_id)
+    if problem:
+        parser.error(problem)
     if args.belief and not args.jax:
         parser.error("--belief measures the JAX env: give it with --jax")
     if args.jax:
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            parser.error("--jax needs JAX: pip install 'alchemy-gym[jax]'")
         return _main_jax(args)
-    if min(args.steps, args.vector_steps, args.rounds, args.envs, *args.sizes) < 1:
-        parser.error("--steps, --vector-steps, --rounds, --envs and --sizes must be positive")
     if args.quick:
         args.rounds, args.steps, args.vector_steps = 1, 50_000, 500_000
     kwargs = {"backend": args.backend} | ({"num_threads": args.threads} if args.threads else {})
+    problem = _check_vector_settings(args.env_id, max(args.sizes), kwargs)
+    if problem:
+        parser.error(problem)
     results = {
         "side_by_side": side_by_side(
             args.env_id,
@@ -335,11 +385,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_jax(args) -> int:
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        print("alchemy-gym bench --jax needs JAX: pip install 'alchemy-gym[jax]'", file=sys.stderr)
-        return 2
     sizes = [n for n in args.sizes if n in (1024, 4096, 16384)] or [1024, 4096, 16384]
     if args.sizes != list(VECTOR_SIZES):
         sizes = args.sizes

@@ -20,6 +20,7 @@ import numpy as np
 
 from alchemy_gym.agents import AGENT_NAMES, EVALUATION_PRIOR, Agent, make_agent, run_episode
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
+from alchemy_gym.usage import SEED_MAX, ArgumentParser, UsageError, attach_dash_values, integer, seed
 
 DEFAULT_RANDOM_EPISODES = 100
 
@@ -55,42 +56,77 @@ def resolve_level(level: str) -> LevelSpec:
     return LevelSpec(name, False)
 
 
+#: Most episodes one run of a randomly generated level may ask for (episode ``i`` is seeded by ``i``).
+MAX_RANDOM_EPISODES = 10_000_000
+
+EPISODES_HELP = (
+    "episodes to play: N (the first N: 0..N-1) or a Python slice START:STOP[:STEP] of the level's episodes "
+    "(parts may be empty; negative START/STOP count from the end, e.g. -10: for the last 10). Default: all "
+    f"1000 evaluation episodes, or the first {DEFAULT_RANDOM_EPISODES} of a random level (which has no end: "
+    "there START:STOP must be non-negative, STOP given, STEP positive)"
+)
+
+
 def parse_episodes(text: str | None, level: LevelSpec) -> list[int]:
-    """Episode indices from ``START:STOP[:STEP]`` (Python slice syntax) or ``N`` (the first N)."""
+    """Episode indices from ``--episodes`` (see :data:`EPISODES_HELP`); ``ValueError`` naming what is allowed.
+
+    The accepted forms: ``N`` with ``1 <= N <= count`` (the first N), and ``START:STOP`` or ``START:STOP:STEP``
+    with Python's slice meaning over the level's episodes ``0..count-1``, where START and STOP, when given, lie
+    in ``-count..count`` and STEP is not 0. A random level (no count) takes non-negative START and STOP,
+    STOP given, positive STEP, at most :data:`MAX_RANDOM_EPISODES` episodes.
+    """
     total = NUM_EVALUATION_EPISODES if level.evaluation else None
     if level.single_episode is not None:
         if text is not None:
-            raise ValueError(f"the level names one evaluation episode ({level.single_episode}); drop --episodes")
+            raise ValueError(
+                f"the level names one evaluation episode ({level.single_episode}): drop --episodes, or use "
+                f"--level {EVALUATION_PREFIX} --episodes START:STOP"
+            )
         return [level.single_episode]
     if text is None:
         return list(range(total if total is not None else DEFAULT_RANDOM_EPISODES))
+    text = text.strip()
+    if total is not None:
+        forms = f"N from 1 to {total}, or START:STOP[:STEP] with START and STOP from -{total} to {total}"
+    else:
+        forms = f"N from 1 to {MAX_RANDOM_EPISODES:,}, or START:STOP[:STEP] with 0 <= START < STOP and STEP >= 1"
     parts = text.split(":")
     try:
-        if len(parts) == 1:
-            stop = int(parts[0])
-            if stop < 0:
-                raise ValueError
-            bounds = slice(0, stop)
-        elif len(parts) in (2, 3):
-            values = [int(p) if p.strip() else None for p in parts]
-            bounds = slice(*values)
-        else:
-            raise ValueError
+        values = [int(p) if p.strip() else None for p in parts]
     except ValueError:
-        raise ValueError(
-            f"--episodes {text!r} is not a range: use START:STOP (Python slice syntax, e.g. 0:100, :10, 990:) or N"
-        ) from None
-    if bounds.step == 0:
-        raise ValueError("--episodes: the slice step cannot be 0")
-    if total is None:
-        if bounds.stop is None or (bounds.start or 0) < 0 or bounds.stop < 0:
-            raise ValueError(f"--episodes {text!r}: on a random level give a non-negative START:STOP (or N)")
-        indices = list(range(bounds.start or 0, bounds.stop, bounds.step or 1))
+        values = None
+    if values is None or len(values) > 3 or (len(values) == 1 and values[0] is None):
+        raise ValueError(f"--episodes {text!r} is not N or START:STOP[:STEP]: allowed {forms}")
+    if len(values) == 1:
+        count = values[0]
+        limit = total if total is not None else MAX_RANDOM_EPISODES
+        if not 1 <= count <= limit:
+            hint = f" (for the last {-count} use --episodes={count}:)" if count < 0 and total is not None else ""
+            raise ValueError(f"--episodes {text} is out of range; allowed {forms}{hint}")
+        return list(range(count))
+    start, stop, step = (values + [None])[:3]
+    if step == 0:
+        raise ValueError(f"--episodes {text!r}: the step cannot be 0; allowed {forms}")
+    if total is not None:
+        for name, value in (("START", start), ("STOP", stop)):
+            if value is not None and not -total <= value <= total:
+                raise ValueError(
+                    f"--episodes {text!r}: {name} {value} is beyond the level's {total} episodes; allowed {forms}"
+                )
+        indices = list(range(total))[slice(start, stop, step)]
     else:
-        indices = list(range(total))[bounds]
+        if stop is None or (start or 0) < 0 or stop < 0 or (step or 1) < 0:
+            raise ValueError(f"--episodes {text!r}: a random level has no last episode; allowed {forms}")
+        indices = range(start or 0, stop, step or 1)
+        if stop > SEED_MAX + 1:
+            raise ValueError(
+                f"--episodes {text!r}: episode indices of a random level end at {SEED_MAX}; allowed {forms}"
+            )
+        if len(indices) > MAX_RANDOM_EPISODES:
+            raise ValueError(f"--episodes {text!r} selects {len(indices):,} episodes; allowed {forms}")
+        indices = list(indices)
     if not indices:
-        limit = f"0..{total - 1}" if total is not None else "non-negative indices"
-        raise ValueError(f"--episodes {text!r} selects no episodes (allowed {limit})")
+        raise ValueError(f"--episodes {text!r} selects no episodes; allowed {forms}")
     return indices
 
 
@@ -221,7 +257,10 @@ def _run_ray(tasks, address: str, collect) -> None:
         raise SystemExit("--ray needs Ray: pip install 'alchemy-gym[ray]' (or pip install 'ray[default]')") from None
     started = False
     if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as e:
+            raise UsageError(f"--ray {address}: {e}; start a cluster with `ray start --head` or omit ADDRESS") from None
         started = True
     remote = ray.remote(_run_chunk)
     pending = [remote.remote(task) for task in tasks]
@@ -344,7 +383,7 @@ def _check_agent(spec: str, level: LevelSpec, indices: Sequence[int]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="alchemy-gym evaluate",
         description="Evaluate agents on symbolic Alchemy and report mean ± SE reward per trial and per episode.",
     )
@@ -359,14 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=EVALUATION_PREFIX,
         help=f"symbolic Gymnasium ID or dm_alchemy level name (default {EVALUATION_PREFIX}: the 1000 fixed episodes)",
     )
+    parser.add_argument("--episodes", metavar="N|START:STOP[:STEP]", help=EPISODES_HELP)
+    parser.add_argument("--workers", type=integer(1), default=1, metavar="N", help="worker processes (default 1)")
     parser.add_argument(
-        "--episodes",
-        metavar="START:STOP",
-        help="episodes to play, Python slice syntax (default: all 1000 evaluation episodes, or "
-        f"{DEFAULT_RANDOM_EPISODES} on a random level); N means 0:N",
+        "--seed", type=seed, default=0, help=f"seed of random levels and the random bot, 0..{SEED_MAX} (default 0)"
     )
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random levels and the random bot (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the table")
     parser.add_argument("--plot", metavar="FILE.png", help="save a plot of reward per trial (needs matplotlib)")
     parser.add_argument(
@@ -383,15 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``alchemy-gym evaluate``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_dash_values(sys.argv[1:] if argv is None else argv, ["--episodes"]))
     agents = args.agent or ["ideal-observer"]
     from alchemy_gym.agents.ideal_observer import KernelMissingError
 
     try:
         level = resolve_level(args.level)
         indices = parse_episodes(args.episodes, level)
-        if args.workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {args.workers}")
         for spec in agents:
             _check_agent(spec, level, indices)
     except (ValueError, FileNotFoundError, KernelMissingError) as e:
@@ -409,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--plot needs matplotlib: pip install 'alchemy-gym[plot]'")
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            parser.error(f"--plot {args.plot!r}: cannot write in {folder!r}; allowed a file in a writable folder")
 
     for spec in agents:
         if spec in ("ideal-observer", "ideal-explorer") and level.prior != "alchemy/all_fixed":
@@ -434,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: workers stopped", file=sys.stderr)
         return 130
+    except UsageError as e:  # found only once the run started (a Ray cluster that does not answer)
+        parser.error(str(e))
     if args.json:
         if len(results) == 1:
             print(json.dumps(results[0].to_json()))

@@ -89,22 +89,69 @@ def test_search_oracle_matches_the_published_events_scores(capsys):
     [
         (["--agent", "oracle"], "unknown agent 'oracle'"),
         (["--agent", "replay:"], "replay needs events"),
-        (["--episodes", "a:b"], "not a range"),
+        (["--episodes", "a:b"], "--episodes 'a:b' is not N or START:STOP[:STEP]: allowed N from 1 to 1000"),
         (["--episodes", "5:2"], "selects no episodes"),
-        (["--episodes", "1:2:0"], "step cannot be 0"),
+        (["--episodes", "1:2:0"], "the step cannot be 0"),
+        (["--episodes", "5000"], "--episodes 5000 is out of range; allowed N from 1 to 1000"),
+        (["--episodes", "-3"], "(for the last 3 use --episodes=-3:)"),
+        (["--episodes", "0:1001"], "STOP 1001 is beyond the level's 1000 episodes"),
+        (["--episodes", "-1001:"], "START -1001 is beyond the level's 1000 episodes"),
         (["--level", "alchemy/nowhere"], "unknown Alchemy level"),
         (["--level", "alchemy/evaluation_episodes/1000"], "not valid"),
+        (["--level", "alchemy/evaluation_episodes/3", "--episodes", "2"], "names one evaluation episode (3)"),
         (["--agent", "replay:baseline", "--level", "alchemy/all_fixed"], "replays recorded evaluation episodes"),
         (["--agent", "replay:/no/such/file"], "no agent events file"),
-        (["--workers", "0"], "--workers must be at least 1"),
-        (["--level", "alchemy/all_fixed", "--episodes", ":"], "non-negative START:STOP"),
+        (["--workers", "0"], "argument --workers: got '0', allowed an integer >= 1"),
+        (["--seed", "-1"], "argument --seed: got '-1', allowed an integer from 0 to 4294967295"),
+        (["--level", "alchemy/all_fixed", "--episodes", ":"], "a random level has no last episode"),
+        (["--level", "alchemy/all_fixed", "--episodes", "-5:"], "a random level has no last episode"),
+        (["--level", "alchemy/all_fixed", "--episodes", "20000000"], "allowed N from 1 to 10,000,000"),
+        (["--level", "alchemy/all_fixed", "--episodes", "0:4294967297"], "end at 4294967295"),
+        (["--agent", "positive", "--plot", "/no/such/folder/trials.png"], "cannot write in '/no/such/folder'"),
     ],
 )
-def test_bad_input_fails_before_any_work(capsys, args, message):
+def test_bad_input_fails_before_any_work_with_one_line(capsys, args, message):
     with pytest.raises(SystemExit) as e:
         main([*args, "--no-progress"])
     assert e.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("alchemy-gym evaluate: error: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3", [0, 1, 2]),
+        ("1000", list(range(1000))),
+        ("990:", list(range(990, 1000))),
+        (":3", [0, 1, 2]),
+        ("5:9", [5, 6, 7, 8]),
+        ("0:10:4", [0, 4, 8]),
+        ("-3:", [997, 998, 999]),
+        ("-5:-2", [995, 996, 997]),
+        ("::-300", [999, 699, 399, 99]),
+        ("3:0:-1", [3, 2, 1]),
+        ("-1000:3", [0, 1, 2]),
+        ("0:1000:250", [0, 250, 500, 750]),
+    ],
+)
+def test_episodes_take_n_or_python_slices_of_the_evaluation_episodes(text, expected):
+    from alchemy_gym.evaluation import parse_episodes, resolve_level
+
+    assert parse_episodes(text, resolve_level("alchemy/evaluation_episodes")) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("4", [0, 1, 2, 3]), ("7:10", [7, 8, 9]), ("2:11:4", [2, 6, 10])])
+def test_episodes_of_a_random_level_start_at_zero_and_have_no_end(text, expected):
+    from alchemy_gym.evaluation import parse_episodes, resolve_level
+
+    assert parse_episodes(text, resolve_level("alchemy/all_fixed")) == expected
+
+
+def test_a_slice_starting_with_a_dash_is_a_value_not_an_option(capsys):
+    out = run_json(capsys, "--agent", "positive", "--episodes", "-2:")
+    assert [e["episode"] for e in out["episodes"]] == [998, 999]
 
 
 def test_replay_file_must_cover_the_episodes(tmp_path, capsys):
