@@ -25,10 +25,13 @@ Specs: action ``action`` (int64 scalar, 0..39: the action of
 :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv`); observations
 ``symbolic_obs`` (float32 (39,)), ``Score`` (float64, the episode's cumulative
 reward), ``RGB_INTERLEAVED`` (uint8 (height, width, 3), see
-:mod:`alchemy_gym.render`) and ``events`` (``google.protobuf.Any`` array of
-``deepmind.dmworlds.WorldEvent``, see :mod:`alchemy_gym.rpc.events`). There are
-no ``reward``/``discount`` observations: as with the Unity server's documented
-observations, the reward is the change of ``Score`` and ``TERMINATED`` ends an episode.
+:mod:`alchemy_gym.render`), ``events`` (``google.protobuf.Any`` array of
+``deepmind.dmworlds.WorldEvent``, see :mod:`alchemy_gym.rpc.events`), ``reward``
+(float64, the step's reward; 0.0 on an episode's first step) and ``discount``
+(float64 in [0, 1]: 0.0 on the step that ends an episode, else 1.0). ``reward`` and
+``discount`` are what dm_env_rpc's ``DmEnvAdaptor`` takes its rewards and discounts
+from; a client may instead take the change of ``Score`` (what the Unity server's
+documented observations allow). ``TERMINATED`` ends an episode.
 
 The first episode of a world is ``SymbolicAlchemyEnv.reset(seed=seed)``, later
 ones ``reset()``: a world plays exactly the episodes of the in-process env
@@ -153,7 +156,7 @@ EVENT_NAMES = (
 )
 
 ACTION_UID = 1
-OBS_SYMBOLIC, OBS_SCORE, OBS_RGB, OBS_EVENTS = 1, 2, 3, 4
+OBS_SYMBOLIC, OBS_SCORE, OBS_RGB, OBS_EVENTS, OBS_REWARD, OBS_DISCOUNT = 1, 2, 3, 4, 5, 6
 _OBS_NAMES = {OBS_SYMBOLIC: "symbolic_obs", OBS_SCORE: "Score", OBS_RGB: "RGB_INTERLEAVED", OBS_EVENTS: "events"}
 
 #: ``EnvironmentStateType`` values (dm_env_rpc.proto; checked in the tests)
@@ -686,12 +689,12 @@ class _Session:
                 recorder.take(build=False)
             world.start_episode()  # actions of the first step are ignored (dm_env_rpc)
             self.state = self.RUNNING
-            terminated = False
+            reward, terminated = 0.0, False
         else:
             action = self._parse_action(request.actions, world.num_actions)
             if recorder is not None:
                 recorder.frame += 1
-            _reward, terminated = game.step(action)
+            reward, terminated = game.step(action)
             if terminated:
                 self.state = self.NEW_EPISODE
         response.state = _TERMINATED if terminated else _RUNNING
@@ -712,6 +715,10 @@ class _Session:
                 tensor = observations[uid]
                 tensor.protos.array.extend(events)
                 tensor.shape.append(len(events))
+            elif uid == OBS_REWARD:
+                observations[uid].doubles.array.append(float(reward))
+            elif uid == OBS_DISCOUNT:
+                observations[uid].doubles.array.append(0.0 if terminated else 1.0)
         if recorder is not None and OBS_EVENTS not in requested:
             recorder.take(build=False)
 
@@ -780,6 +787,11 @@ def _make_specs(world: _World, width: int, height: int):
     events = specs.observations[OBS_EVENTS]
     events.name, events.dtype = "events", pb.DataType.PROTO
     events.shape.append(-1)
+    reward = specs.observations[OBS_REWARD]
+    reward.name, reward.dtype = "reward", pb.DataType.DOUBLE
+    discount = specs.observations[OBS_DISCOUNT]
+    discount.name, discount.dtype = "discount", pb.DataType.DOUBLE
+    tensor_spec_utils.set_bounds(discount, np.float64(0.0), np.float64(1.0))
     return specs
 
 
