@@ -383,9 +383,9 @@ def test_serve_main_rejects_a_taken_port():
 
 
 def test_state_constants_are_dm_env_rpcs():
-    from alchemy_gym.server import service as server
+    from alchemy_gym.server import protocol
 
-    assert (server._RUNNING, server._TERMINATED) == (
+    assert (protocol.RUNNING, protocol.TERMINATED) == (
         pb.EnvironmentStateType.RUNNING,
         pb.EnvironmentStateType.TERMINATED,
     )
