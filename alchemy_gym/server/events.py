@@ -73,6 +73,11 @@ def potion_properties(game: AlchemyGame, latent: int) -> dict:
     }
 
 
+def _item_created(kind: str, instance: int, properties, latent: int) -> dict:
+    """The detail of a ``StoneCreated`` / ``PotionCreated`` event (``kind`` ``"stone"`` / ``"potion"``)."""
+    return {f"{kind}_instance_id": instance, f"{kind}_properties": properties(latent)}
+
+
 @functools.cache
 def _make_event():
     from alchemy_gym.rpc.events import make_event
@@ -129,24 +134,14 @@ class EventRecorder:
     def _trial_items(self, trial: int) -> None:
         game = self.game
         self._emit(names.CAULDRON_CREATED, {"cauldron_instance_id": CAULDRON_ID})
-        for slot, latent in enumerate(game.potions):
-            if latent >= 0:
-                self._emit(
-                    names.POTION_CREATED,
-                    lambda slot=slot, latent=latent: {
-                        "potion_instance_id": potion_id(trial, slot),
-                        "potion_properties": self._potion(latent),
-                    },
-                )
-        for slot, latent in enumerate(game.stones):
-            if latent >= 0:
-                self._emit(
-                    names.STONE_CREATED,
-                    lambda slot=slot, latent=latent: {
-                        "stone_instance_id": stone_id(trial, slot),
-                        "stone_properties": self._stone(latent),
-                    },
-                )
+        for name, kind, items, instance_id, properties in (
+            (names.POTION_CREATED, "potion", game.potions, potion_id, self._potion),
+            (names.STONE_CREATED, "stone", game.stones, stone_id, self._stone),
+        ):
+            for slot, latent in enumerate(items):
+                if latent >= 0:
+                    detail = functools.partial(_item_created, kind, instance_id(trial, slot), properties, latent)
+                    self._emit(name, detail)
         self._emit(names.TRIAL_STARTED, {"trial_id": trial})
 
     def _chemistry_created(self, chemistry) -> dict:
