@@ -21,8 +21,17 @@ from alchemy_gym.core.items import (
     STONE_COORDS,
 )
 from alchemy_gym.render import POTION_RGB, STONE_RGB, STONE_SCALE
-from alchemy_gym.rpc import names
-from alchemy_gym.rpc.names import ROUNDNESS
+from alchemy_gym.rpc.names import (
+    CAULDRON_CREATED,
+    CHEMISTRY_CREATED,
+    POTION_CREATED,
+    POTION_USED,
+    ROUNDNESS,
+    STONE_CREATED,
+    STONE_USED,
+    TRIAL_ENDED,
+    TRIAL_STARTED,
+)
 
 #: The instance id of the one cauldron.
 CAULDRON_ID = 1
@@ -73,9 +82,10 @@ def potion_properties(game: AlchemyGame, latent: int) -> dict:
     }
 
 
-def _item_created(kind: str, instance: int, properties, latent: int) -> dict:
-    """The detail of a ``StoneCreated`` / ``PotionCreated`` event (``kind`` ``"stone"`` / ``"potion"``)."""
-    return {f"{kind}_instance_id": instance, f"{kind}_properties": properties(latent)}
+def _item_created(keys: tuple[str, str], instance_id, trial: int, slot: int, properties, latent: int) -> dict:
+    """The detail of a ``StoneCreated`` / ``PotionCreated`` event: ``keys`` are the names of its instance id
+    (``instance_id(trial, slot)``) and of its properties (``properties(latent)``)."""
+    return {keys[0]: instance_id(trial, slot), keys[1]: properties(latent)}
 
 
 @functools.cache
@@ -133,16 +143,16 @@ class EventRecorder:
 
     def _trial_items(self, trial: int) -> None:
         game = self.game
-        self._emit(names.CAULDRON_CREATED, {"cauldron_instance_id": CAULDRON_ID})
-        for name, kind, items, instance_id, properties in (
-            (names.POTION_CREATED, "potion", game.potions, potion_id, self._potion),
-            (names.STONE_CREATED, "stone", game.stones, stone_id, self._stone),
+        self._emit(CAULDRON_CREATED, {"cauldron_instance_id": CAULDRON_ID})
+        for name, keys, items, instance_id, properties in (
+            (POTION_CREATED, ("potion_instance_id", "potion_properties"), game.potions, potion_id, self._potion),
+            (STONE_CREATED, ("stone_instance_id", "stone_properties"), game.stones, stone_id, self._stone),
         ):
             for slot, latent in enumerate(items):
                 if latent >= 0:
-                    detail = functools.partial(_item_created, kind, instance_id(trial, slot), properties, latent)
+                    detail = functools.partial(_item_created, keys, instance_id, trial, slot, properties, latent)
                     self._emit(name, detail)
-        self._emit(names.TRIAL_STARTED, {"trial_id": trial})
+        self._emit(TRIAL_STARTED, {"trial_id": trial})
 
     def _chemistry_created(self, chemistry) -> dict:
         coefficients, offset, bonus = self.reward_weights
@@ -164,19 +174,19 @@ class EventRecorder:
             (chemistry,) = args
             self.frame = 0
             self._properties = {}
-            self._emit(names.CHEMISTRY_CREATED, lambda: self._chemistry_created(chemistry))
+            self._emit(CHEMISTRY_CREATED, lambda: self._chemistry_created(chemistry))
         elif kind == "trial_start":
             (trial,) = args
             self._trial_items(trial)
         elif kind == "trial_end":
             (trial,) = args
-            self._emit(names.TRIAL_ENDED, {"trial_id": trial})
+            self._emit(TRIAL_ENDED, {"trial_id": trial})
         elif kind == "potion":
             slot, potion_slot, old, latent_potion, new = args
             trial = game.trial_number
             left = sum(1 for p in game.potions if p >= 0)
             self._emit(
-                names.POTION_USED,
+                POTION_USED,
                 lambda: {
                     "potion_instance_id": potion_id(trial, potion_slot),
                     "stone_instance_id": stone_id(trial, slot),
@@ -191,7 +201,7 @@ class EventRecorder:
             slot, latent, reward = args
             trial = game.trial_number
             self._emit(
-                names.STONE_USED,
+                STONE_USED,
                 lambda: {
                     "stone_instance_id": stone_id(trial, slot),
                     "stone_properties": self._stone(latent),
