@@ -38,12 +38,15 @@ def _play_against_symbolic(env, seed, steps=120, rng_seed=0):
     np.testing.assert_array_equal(obs["symbolic_obs"], expected)
     rng = np.random.default_rng(rng_seed)
     trace = [obs["symbolic_obs"]]
+    score = 0.0
     for _ in range(steps):
         action = int(rng.integers(0, 40))
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         expected, ref_reward, ref_terminated, _, _ = ref.step(action)
         np.testing.assert_array_equal(obs["symbolic_obs"], expected)
         assert reward == ref_reward and terminated == ref_terminated and not truncated
+        score += ref_reward
+        assert info["score"] == pytest.approx(score)  # the server's Score, also when its reward observation is used
         trace.append(obs["symbolic_obs"])
         if terminated:
             break

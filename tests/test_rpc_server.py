@@ -176,6 +176,58 @@ def test_server_plays_the_same_episode_as_the_in_process_env(conn):
     conn.send(pb.DestroyWorldRequest(world_name=world))
 
 
+def test_dm_env_adaptor_gets_the_symbolic_envs_rewards_and_discounts(server_port):
+    """dm_env_rpc's own DmEnvAdaptor over our server: rewards from the ``reward`` observation, discounts
+    from ``discount``, step types from the states, all as the in-process env gives them."""
+    import dm_env
+    from dm_env_rpc.v1 import connection as dm_connection
+    from dm_env_rpc.v1 import dm_env_adaptor
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{server_port}")
+    connection = dm_connection.Connection(channel)
+    env, world = dm_env_adaptor.create_and_join_world(
+        connection, {"seed": 21, "levelName": LEVEL}, {"width": 16, "height": 12}
+    )
+    try:
+        assert env.reward_spec() == dm_env.specs.Array((), np.float64, "reward")
+        assert env.discount_spec() == dm_env.specs.BoundedArray((), np.float64, 0.0, 1.0, "discount")
+        assert "reward" not in env.observation_spec() and "discount" not in env.observation_spec()
+        ref = SymbolicAlchemyEnv(LEVEL)
+        rng = np.random.default_rng(4)
+        returns, nonzero = [], 0
+        for episode in range(3):
+            # the first episode starts with a step, the second with reset(), the third with a step after LAST
+            timestep = env.reset() if episode == 1 else env.step({"action": 0})
+            expected, _ = ref.reset(seed=21) if episode == 0 else ref.reset()
+            assert timestep.step_type == dm_env.StepType.FIRST and timestep.reward is None
+            assert timestep.discount == 1.0
+            np.testing.assert_array_equal(timestep.observation["symbolic_obs"], expected)
+            total, steps, terminated = 0.0, 0, False
+            while not terminated:
+                steps += 1
+                action = int(rng.integers(0, 40))
+                timestep = env.step({"action": action})
+                expected, reward, terminated, truncated, _ = ref.step(action)
+                np.testing.assert_array_equal(timestep.observation["symbolic_obs"], expected)
+                assert timestep.reward == reward and isinstance(timestep.reward, np.float64)
+                total += reward
+                nonzero += reward != 0
+                assert timestep.observation["Score"] == pytest.approx(total)
+                assert not truncated
+                if terminated:
+                    assert timestep.step_type == dm_env.StepType.LAST and timestep.discount == 0.0
+                else:
+                    assert timestep.step_type == dm_env.StepType.MID and timestep.discount == 1.0
+            assert steps > 10
+            returns.append(total)
+        assert nonzero > 10 and len(set(returns)) > 1  # real rewards, different episodes
+    finally:
+        env.close()
+        connection.send(pb.DestroyWorldRequest(world_name=world))
+        connection.close()
+        channel.close()
+
+
 def test_evaluation_episode_level_name_plays_that_episode(conn):
     world, specs = _join(conn, seed=0, level="alchemy/evaluation_episodes/5")
     env = SymbolicAlchemyEnv("alchemy/evaluation_episodes")
@@ -331,9 +383,9 @@ def test_serve_main_rejects_a_taken_port():
 
 
 def test_state_constants_are_dm_env_rpcs():
-    from alchemy_gym.server import service as server
+    from alchemy_gym.server import protocol
 
-    assert (server._RUNNING, server._TERMINATED) == (
+    assert (protocol.RUNNING, protocol.TERMINATED) == (
         pb.EnvironmentStateType.RUNNING,
         pb.EnvironmentStateType.TERMINATED,
     )

@@ -23,6 +23,7 @@ from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E4
 from alchemy_gym.server import service as server_module  # noqa: E402
 from alchemy_gym.server.ratelimit import RateLimitedLog, short_repr, shorten  # noqa: E402
 from alchemy_gym.server.service import EVENT_NAMES, IDLE_CLOSED, SERVER_FULL, make_server  # noqa: E402
+from alchemy_gym.server.session import Session  # noqa: E402
 from tests.rpc_fixtures import LEVEL  # noqa: E402
 
 SEED = {"seed": tensor_utils.pack_tensor(7)}
@@ -126,7 +127,7 @@ def test_event_names_are_those_the_server_emits():
 def test_a_catastrophic_pattern_is_accepted_and_costs_a_set_lookup(server, client):
     world = client.create(EventSubscriptionRegex="(.*.*)*Z")  # minutes for re on each event name
     assert server_module.subscribed_events("(.*.*)*Z") == frozenset()
-    assert server.servicer.get_world(world).recorder is None  # nothing subscribed: nothing recorded
+    assert server.servicer.worlds.get(world).recorder is None  # nothing subscribed: nothing recorded
     assert _event_names(client, world) == []
 
 
@@ -590,7 +591,7 @@ def test_an_internal_error_is_short_for_the_client_and_rate_limited_in_the_log(s
     def broken(self, request):
         raise RuntimeError("boom " + "x" * 10_000)
 
-    monkeypatch.setattr(server_module._Session, "reset", broken)
+    monkeypatch.setattr(Session, "reset", broken)
     for _ in range(6):
         error = client.error(pb.ResetRequest())
         assert error.code == code_pb2.INTERNAL

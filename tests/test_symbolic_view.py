@@ -15,7 +15,8 @@ from alchemy_gym.core.chemistry import ChemistrySampler, LevelRules  # noqa: E40
 from alchemy_gym.core.game import AlchemyGame  # noqa: E402
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.rpc.events import WorldEvent, decode_event  # noqa: E402
-from alchemy_gym.server.service import EVENT_NAMES, _EventRecorder, make_server  # noqa: E402
+from alchemy_gym.server.events import EventRecorder  # noqa: E402
+from alchemy_gym.server.service import EVENT_NAMES, make_server  # noqa: E402
 from alchemy_gym.wrappers.symbolic_view import (  # noqa: E402
     EventFollower,
     SymbolicView,
@@ -96,7 +97,7 @@ def _recorded_episode(level: str, seed: int, actions) -> tuple[AlchemyGame, list
     """A game played in-process and the world events our server would send for it, step by step."""
     rs = np.random.RandomState(seed)
     game = AlchemyGame()
-    recorder = _EventRecorder(game, frozenset(EVENT_NAMES), game.config.reward_weights, seed)
+    recorder = EventRecorder(game, frozenset(EVENT_NAMES), game.config.reward_weights, seed)
     game.start_episode(ChemistrySampler(LevelRules.from_level_name(level)).sample(rs), rs)
     steps = [[decode_event(e) for e in recorder.take()]]
     for action in actions:

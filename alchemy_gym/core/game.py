@@ -225,8 +225,6 @@ class AlchemyGame:
         """The chemistry's transition table: ``[6 * stone + potion]`` → latent stone after (§1.7)."""
         return graphs.transition_table(int(self.batch.chem[self.row, 2]))
 
-    _trans = transitions
-
     # ----------------------------------------------------------- episodes
 
     def seed(self, seed: int | np.random.RandomState | None) -> None:

@@ -506,12 +506,13 @@ class RpcWorldClient:
         for _ in range(self.config.num_action_repeats):
             response = await self._step_request(packed)
             obs, values = self._observation(response)
+            score = float(values["Score"]) if "Score" in values else None
             if self._has_reward and "reward" in values:
                 total_reward += float(values["reward"])
-            elif "Score" in values:
-                score = float(values["Score"])
+            elif score is not None:
                 total_reward += score - self._last_score
-                self._last_score = score
+            if score is not None:
+                self._last_score = score  # info["score"], whichever gives the reward
             events.extend(values.get("events", ()))
             state = response.state
             if state == _TERMINATED:

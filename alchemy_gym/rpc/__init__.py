@@ -8,6 +8,8 @@ Modules (imported on demand; they need the ``rpc`` extra: dm-env-rpc, grpcio, do
 * :mod:`~alchemy_gym.rpc.launchers` — one server per env: Docker container, local process, or an address.
 * :mod:`~alchemy_gym.rpc.connection` — dm_env_rpc client streams (blocking; asyncio for the envs), no thread left.
 * :mod:`~alchemy_gym.rpc.events` — ``WorldEvent`` messages built in code; decoding of the ``events`` observation.
+* :mod:`~alchemy_gym.rpc.names` — the observation, action and event names and encodings (no extra needed),
+  shared by our server and the clients.
 * :mod:`~alchemy_gym.rpc.tuning` — gRPC's faster loopback transport for a process (servers choose it).
 """
 

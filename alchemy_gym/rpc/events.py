@@ -17,6 +17,8 @@ from functools import cache, lru_cache
 from types import SimpleNamespace
 from typing import Any
 
+from alchemy_gym.rpc import names
+
 #: ``type.googleapis.com/`` + full message name is how ``Any`` names its payload.
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
@@ -169,16 +171,16 @@ _FILES: dict[str, tuple[str, tuple[str, ...], dict[str, list[tuple[str, int, str
     ),
 }
 
-#: Event name prefix → detail message full name (the Unity server's names, interface spec §6).
+#: Event name → detail message full name (the Unity server's names, interface spec §6).
 EVENT_DETAILS = {
-    "DeepMind/Alchemy/ChemistryCreated": "deepmind.alchemy.events.ChemistryCreated",
-    "DeepMind/Alchemy/CauldronCreated": "deepmind.alchemy.events.CauldronCreated",
-    "DeepMind/Alchemy/PotionCreated": "deepmind.alchemy.events.PotionCreated",
-    "DeepMind/Alchemy/StoneCreated": "deepmind.alchemy.events.StoneCreated",
-    "DeepMind/Alchemy/PotionUsed": "deepmind.alchemy.events.PotionUsed",
-    "DeepMind/Alchemy/StoneUsed": "deepmind.alchemy.events.StoneUsed",
-    "DeepMind/Trial/TrialStarted": "deepmind.dmworlds.events.trial.TrialStarted",
-    "DeepMind/Trial/TrialEnded": "deepmind.dmworlds.events.trial.TrialEnded",
+    names.CHEMISTRY_CREATED: "deepmind.alchemy.events.ChemistryCreated",
+    names.CAULDRON_CREATED: "deepmind.alchemy.events.CauldronCreated",
+    names.POTION_CREATED: "deepmind.alchemy.events.PotionCreated",
+    names.STONE_CREATED: "deepmind.alchemy.events.StoneCreated",
+    names.POTION_USED: "deepmind.alchemy.events.PotionUsed",
+    names.STONE_USED: "deepmind.alchemy.events.StoneUsed",
+    names.TRIAL_STARTED: "deepmind.dmworlds.events.trial.TrialStarted",
+    names.TRIAL_ENDED: "deepmind.dmworlds.events.trial.TrialEnded",
 }
 
 
@@ -307,12 +309,9 @@ def make_event(name: str, detail: Mapping[str, Any] | None = None, *, frame: int
     event.episode_info.frame = frame
     event.episode_info.random_seed = seed
     # what Any.Pack does, without its Python-level overhead (same bytes)
-    event.detail.type_url = _TYPE_URL_PREFIX + detail_cls.DESCRIPTOR.full_name
+    event.detail.type_url = TYPE_URL_PREFIX + detail_cls.DESCRIPTOR.full_name
     event.detail.value = detail_msg.SerializeToString()
-    return any_pb2.Any(type_url=_TYPE_URL_PREFIX + event.DESCRIPTOR.full_name, value=event.SerializeToString())
-
-
-_TYPE_URL_PREFIX = "type.googleapis.com/"
+    return any_pb2.Any(type_url=TYPE_URL_PREFIX + event.DESCRIPTOR.full_name, value=event.SerializeToString())
 
 
 def _new_message(cls, values: Mapping[str, Any] | None):

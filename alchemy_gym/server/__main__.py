@@ -2,6 +2,6 @@
 
 import sys
 
-from alchemy_gym.server.service import main
+from alchemy_gym.server.cli import main
 
 sys.exit(main())

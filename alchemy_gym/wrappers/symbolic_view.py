@@ -54,11 +54,10 @@ from alchemy_gym.core.items import (
     rotation_from_angles,
 )
 from alchemy_gym.render import POTION_RGB, STONE_RGB, STONE_SCALE
+from alchemy_gym.rpc.names import ROUNDNESS
 
 __all__ = ["EventFollower", "SymbolicView", "SymbolicViewError", "SymbolicViewVector", "chemistry_from_event"]
 
-#: Roundness of a stone in the events by perceived coordinate -1, 0, +1 (task spec §2.4).
-ROUNDNESS = (0.0, 0.5, 1.0)
 #: A trial long enough never to end by steps: in the view only the events end trials.
 _NO_STEP_LIMIT = 2**31 - 1
 
