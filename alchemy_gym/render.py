@@ -11,6 +11,8 @@ most 15 masked assignments.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from alchemy_gym.core.game import AlchemyGame
@@ -154,3 +156,437 @@ class TrialPainter:
         image.setflags(write=False)
         self._key, self._last = key, image
         return image
+
+
+# --------------------------------------------------------------------------- text
+
+#: The built-in 5×7 bitmap font (upper case, digits, a little punctuation): each glyph is 7 rows of
+#: 5 pixels, ``#`` set. Text is drawn in it so that pictures need no font files (only numpy).
+_GLYPHS = {
+    "0": ".###. #...# #...# #...# #...# #...# .###.",
+    "1": "..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.",
+    "2": ".###. #...# ....# ...#. ..#.. .#... #####",
+    "3": "####. ....# ....# .###. ....# ....# ####.",
+    "4": "...#. ..##. .#.#. #..#. ##### ...#. ...#.",
+    "5": "##### #.... ####. ....# ....# #...# .###.",
+    "6": "..##. .#... #.... ####. #...# #...# .###.",
+    "7": "##### ....# ...#. ..#.. .#... .#... .#...",
+    "8": ".###. #...# #...# .###. #...# #...# .###.",
+    "9": ".###. #...# #...# .#### ....# ...#. .##..",
+    "A": ".###. #...# #...# ##### #...# #...# #...#",
+    "B": "####. #...# #...# ####. #...# #...# ####.",
+    "C": ".###. #...# #.... #.... #.... #...# .###.",
+    "D": "####. #...# #...# #...# #...# #...# ####.",
+    "E": "##### #.... #.... ####. #.... #.... #####",
+    "F": "##### #.... #.... ####. #.... #.... #....",
+    "G": ".###. #...# #.... #.### #...# #...# .####",
+    "H": "#...# #...# #...# ##### #...# #...# #...#",
+    "I": ".###. ..#.. ..#.. ..#.. ..#.. ..#.. .###.",
+    "J": "..### ...#. ...#. ...#. ...#. #..#. .##..",
+    "K": "#...# #..#. #.#.. ##... #.#.. #..#. #...#",
+    "L": "#.... #.... #.... #.... #.... #.... #####",
+    "M": "#...# ##.## #.#.# #.#.# #...# #...# #...#",
+    "N": "#...# #...# ##..# #.#.# #..## #...# #...#",
+    "O": ".###. #...# #...# #...# #...# #...# .###.",
+    "P": "####. #...# #...# ####. #.... #.... #....",
+    "Q": ".###. #...# #...# #...# #.#.# #..#. .##.#",
+    "R": "####. #...# #...# ####. #.#.. #..#. #...#",
+    "S": ".#### #.... #.... .###. ....# ....# ####.",
+    "T": "##### ..#.. ..#.. ..#.. ..#.. ..#.. ..#..",
+    "U": "#...# #...# #...# #...# #...# #...# .###.",
+    "V": "#...# #...# #...# #...# #...# .#.#. ..#..",
+    "W": "#...# #...# #...# #.#.# #.#.# #.#.# .#.#.",
+    "X": "#...# #...# .#.#. ..#.. .#.#. #...# #...#",
+    "Y": "#...# #...# .#.#. ..#.. ..#.. ..#.. ..#..",
+    "Z": "##### ....# ...#. ..#.. .#... #.... #####",
+    " ": "..... ..... ..... ..... ..... ..... .....",
+    "+": "..... ..#.. ..#.. ##### ..#.. ..#.. .....",
+    "-": "..... ..... ..... ##### ..... ..... .....",
+    "/": "....# ....# ...#. ..#.. .#... #.... #....",
+    ":": "..... .##.. .##.. ..... .##.. .##.. .....",
+    ".": "..... ..... ..... ..... ..... .##.. .##..",
+    ",": "..... ..... ..... ..... .##.. ..#.. .#...",
+    "(": "...#. ..#.. .#... .#... .#... ..#.. ...#.",
+    ")": ".#... ..#.. ...#. ...#. ...#. ..#.. .#...",
+    "=": "..... ..... ##### ..... ##### ..... .....",
+    "?": ".###. #...# ....# ...#. ..#.. ..... ..#..",
+    "!": "..#.. ..#.. ..#.. ..#.. ..#.. ..... ..#..",
+    "'": "..#.. ..#.. .#... ..... ..... ..... .....",
+    "→": "..... ..#.. ...#. ##### ...#. ..#.. .....",
+}
+GLYPH_WIDTH, GLYPH_HEIGHT = 5, 7
+#: The characters :func:`draw_text` can write (lower case is written in upper case).
+FONT_CHARACTERS = "".join(_GLYPHS)
+_FONT = {
+    ch: np.array([[c == "#" for c in row] for row in rows.split()], dtype=np.bool_) for ch, rows in _GLYPHS.items()
+}
+
+
+def text_width(text: str, scale: int = 1) -> int:
+    """Width in pixels of ``text`` drawn by :func:`draw_text` at ``scale`` (one pixel between letters)."""
+    return max(len(text) * (GLYPH_WIDTH + 1) - 1, 0) * scale
+
+
+@functools.lru_cache(maxsize=4096)
+def text_mask(text: str, scale: int = 1) -> np.ndarray:
+    """The ``(7·scale, text_width)`` boolean mask of ``text`` in the built-in font (cached: a frame's
+    labels repeat from step to step)."""
+    upper = text.upper()
+    missing = sorted(set(upper) - set(_FONT))
+    if missing:
+        raise ValueError(
+            f"text {text!r} has characters the built-in font lacks: {''.join(missing)!r}; "
+            f"allowed: {FONT_CHARACTERS!r} (and lower case)"
+        )
+    if not upper:
+        return np.zeros((GLYPH_HEIGHT * scale, 0), dtype=np.bool_)
+    gap = np.zeros((GLYPH_HEIGHT, 1), dtype=np.bool_)
+    row = np.concatenate([part for ch in upper for part in (_FONT[ch], gap)][:-1], axis=1)
+    mask = np.kron(row, np.ones((scale, scale), dtype=np.bool_)) if scale > 1 else row
+    mask.setflags(write=False)
+    return mask
+
+
+def draw_text(
+    image: np.ndarray, text: str, x: int, y: int, colour, scale: int = 1, align: str = "left"
+) -> tuple[int, int]:
+    """Write ``text`` into ``image`` (``(h, w, 3)`` uint8) with its top at row ``y``; ``align``
+    (``"left"``, ``"centre"`` or ``"right"``) says whether ``x`` is its left edge, centre or right edge.
+    Pixels outside the image are dropped. Returns the ``(left, right)`` columns the text spans."""
+    if align not in ("left", "centre", "right"):
+        raise ValueError(f"align must be 'left', 'centre' or 'right', got {align!r}")
+    mask = text_mask(text, scale)
+    h, w = mask.shape
+    left = x - (w // 2 if align == "centre" else w if align == "right" else 0)
+    top, bottom = max(y, 0), min(y + h, image.shape[0])
+    x0, x1 = max(left, 0), min(left + w, image.shape[1])
+    if top < bottom and x0 < x1:
+        region = image[top:bottom, x0:x1]
+        region[mask[top - y : bottom - y, x0 - left : x1 - left]] = colour
+    return left, left + w
+
+
+# -------------------------------------------------------------------------- frames
+
+#: Size (width, height) of a :class:`FramePainter` picture at ``scale=1``; ``scale`` multiplies both.
+FRAME_SIZE = (240, 180)
+#: Largest ``render_scale`` (a 1920×1440 picture).
+MAX_RENDER_SCALE = 8
+
+_HEADER_HEIGHT = 15
+_HEADER_RGB = (34, 32, 40)
+_HEADER_TEXT_RGB = (236, 236, 236)
+_HEADER_NUMBER_RGB = (255, 214, 90)
+_WOOD_RGB = (181, 142, 99)
+_WOOD_DARK_RGB = (120, 90, 60)
+_EMPTY_GLASS_RGB = (204, 178, 142)
+_OUTLINE_RGB = (40, 30, 24)
+_TAG_RGB = (40, 38, 44)
+_USED_TEXT_RGB = (170, 166, 160)
+_CAULDRON_RIM_RGB = (92, 92, 100)
+_CAULDRON_BODY_RGB = (50, 50, 56)
+_CAULDRON_INSIDE_RGB = (22, 22, 26)
+_CAULDRON_TEXT_RGB = (150, 150, 156)
+_STONE_CENTRE_Y = 80
+_STONE_RADIUS = 20  # of the largest stone
+_TAG_Y = 104  # top of the value tags
+_POTION_ROWS_Y = (134, 164)  # centres of the potion bodies
+_CAULDRON = (120, 33)
+
+
+def value_rgb(value: float) -> tuple[int, int, int]:
+    """Colour of a value's label: gold above 3 (the stones' +15 bonus), green positive, red negative, grey 0."""
+    if value > 3:
+        return (255, 206, 60)
+    if value == 0:
+        return (200, 200, 200)
+    return (130, 224, 120) if value > 0 else (255, 120, 110)
+
+
+def _signed(value: float) -> str:
+    return f"{value:+g}"
+
+
+def check_render_scale(name: str, value) -> int:
+    """``render_scale`` checked: an int in 1..:data:`MAX_RENDER_SCALE` (pictures are ``240·s × 180·s``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an int in 1..{MAX_RENDER_SCALE} (pictures are 240·{name} × 180·{name} pixels), "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+    if not 1 <= value <= MAX_RENDER_SCALE:
+        raise ValueError(
+            f"{name}={value} out of range: allowed 1..{MAX_RENDER_SCALE} "
+            f"(pictures are 240·{name} × 180·{name} pixels: 240×180 up to 1920×1440)"
+        )
+    return int(value)
+
+
+class _Shape:
+    """A mask inside a box of the frame: ``paint`` fills it with one colour."""
+
+    __slots__ = ("rows", "cols", "mask")
+
+    def __init__(self, rows: slice, cols: slice, mask: np.ndarray) -> None:
+        self.rows, self.cols, self.mask = rows, cols, mask
+
+    def paint(self, image: np.ndarray, rgb) -> None:
+        image[self.rows, self.cols][self.mask] = rgb
+
+
+
+class _Canvas:
+    """Pixel geometry of a frame at one scale: shapes are given in ``scale=1`` units."""
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        self.width, self.height = FRAME_SIZE[0] * scale, FRAME_SIZE[1] * scale
+
+    def box(self, cx: float, cy: float, rx: float, ry: float):
+        """Pixel slices around ``(cx, cy)`` ± ``(rx, ry)`` and the offsets (in scale-1 units) of their pixel
+        centres from ``(cx, cy)``."""
+        s = self.scale
+        y0, y1 = max(int((cy - ry) * s) - 1, 0), min(int((cy + ry) * s) + 2, self.height)
+        x0, x1 = max(int((cx - rx) * s) - 1, 0), min(int((cx + rx) * s) + 2, self.width)
+        v = (np.arange(y0, y1)[:, None] + 0.5) / s - cy
+        u = (np.arange(x0, x1)[None, :] + 0.5) / s - cx
+        return slice(y0, y1), slice(x0, x1), u, v
+
+    def superellipse(self, cx: float, cy: float, rx: float, ry: float, p: float = 2.0, pad: float = 0.0) -> _Shape:
+        """``|u/rx|^p + |v/ry|^p <= 1`` (p = 2: an ellipse; below 1: a star), grown by ``pad``."""
+        rows, cols, u, v = self.box(cx, cy, rx + pad, ry + pad)
+        return _Shape(rows, cols, np.abs(u / (rx + pad)) ** p + np.abs(v / (ry + pad)) ** p <= 1.0)
+
+    def ring(self, cx: float, cy: float, outer: float, inner: float) -> _Shape:
+        """The circle of radius ``outer`` less that of radius ``inner``."""
+        rows, cols, u, v = self.box(cx, cy, outer, outer)
+        d2 = u * u + v * v
+        return _Shape(rows, cols, (d2 <= outer * outer) & (d2 > inner * inner))
+
+    def rounded_rect(self, cx: float, cy: float, rx: float, ry: float, r: float) -> _Shape:
+        """A rectangle ``±rx × ±ry`` with corners of radius ``r``."""
+        rows, cols, u, v = self.box(cx, cy, rx, ry)
+        du = np.maximum(np.abs(u) - (rx - r), 0.0)
+        dv = np.maximum(np.abs(v) - (ry - r), 0.0)
+        return _Shape(rows, cols, du**2 + dv**2 <= r * r)
+
+
+class FramePainter:
+    """Pictures a person can read of an :class:`~alchemy_gym.core.game.AlchemyGame`, for
+    ``render_mode="rgb_array"`` and videos: ``240·scale × 180·scale`` pixels.
+
+    A dark strip at the top says the trial (of ``num_trials``), the step in the trial (of
+    ``max_steps_per_trial``) and the reward so far in the episode. Below it, on a wooden table: the
+    cauldron; the trial's stones with their perceived colour (purple / blurple / blue), size and
+    roundness (a 4-point star, a rounded diamond or round), each above a tag with its value (gold
+    for the +15 bonus, green positive, red negative), a used stone as an empty ring tagged
+    ``USED``; two rows of 6 potions in their colours, a used potion as an empty bottle. After the
+    last trial the picture shows the episode's trial rewards.
+
+    Shapes and letters (a built-in 5×7 font, :func:`draw_text`) are precomputed masks, and the
+    table, stones and potions are cached until they change: a step costs a copy of that picture and
+    the three numbers of the strip.
+    """
+
+    def __init__(self, scale: int = 1) -> None:
+        self.scale = s = check_render_scale("scale", scale)
+        canvas = _Canvas(s)
+        self.width, self.height = canvas.width, canvas.height
+        base = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        base[:] = _WOOD_RGB
+        base[: _HEADER_HEIGHT * s] = _HEADER_RGB
+        cx, cy = _CAULDRON
+        canvas.superellipse(cx, cy, 27, 15).paint(base, _OUTLINE_RGB)
+        canvas.superellipse(cx, cy, 27, 15, pad=-1).paint(base, _CAULDRON_BODY_RGB)
+        canvas.superellipse(cx, cy - 9, 31, 6).paint(base, _OUTLINE_RGB)
+        canvas.superellipse(cx, cy - 9, 31, 6, pad=-1).paint(base, _CAULDRON_RIM_RGB)
+        canvas.superellipse(cx, cy - 9, 26, 3.5).paint(base, _CAULDRON_INSIDE_RGB)
+        draw_text(base, "CAULDRON", cx * s, (cy + 1) * s, _CAULDRON_TEXT_RGB, s, "centre")
+        self.background = base
+        self._canvas = canvas
+
+        # stones: [slot][size][roundness] -> (outline, fill, highlight)
+        self._stones = []
+        self._used_stones = []
+        for slot in range(MAX_STONES):
+            x = (slot + 0.5) * FRAME_SIZE[0] / MAX_STONES
+            per_size = []
+            for scale_ in STONE_SCALE:
+                r = _STONE_RADIUS * scale_ / STONE_SCALE[-1]
+                per_round = []
+                for p in _ROUNDNESS_EXPONENT:
+                    outer = canvas.superellipse(x, _STONE_CENTRE_Y, r, r, p, pad=1.2)
+                    fill = canvas.superellipse(x, _STONE_CENTRE_Y, r, r, p)
+                    rows, cols, u, v = canvas.box(x, _STONE_CENTRE_Y, r, r)
+                    u, v = (u + 0.3 * r) / (0.28 * r), (v + 0.35 * r) / (0.2 * r)
+                    spot = _Shape(rows, cols, (u * u + v * v <= 1.0) & fill.mask)
+                    per_round.append((outer, fill, spot))
+                per_size.append(per_round)
+            self._stones.append(per_size)
+            self._used_stones.append(canvas.ring(x, _STONE_CENTRE_Y, 12, 10.8))
+        self._stone_rgb = [_shades(rgb, 0.55, 0.45) for rgb in STONE_RGB]
+
+        # potions: (outline, fill, highlight) per slot
+        self._potions = []
+        per_row = MAX_POTIONS // 2
+        for slot in range(MAX_POTIONS):
+            row, col = divmod(slot, per_row)
+            x, y = (col + 0.5) * FRAME_SIZE[0] / per_row, _POTION_ROWS_Y[row]
+            outline = _union(
+                canvas.rounded_rect(x, y, 9, 10, 4),
+                canvas.rounded_rect(x, y - 12, 4.2, 4, 1),
+            )
+            fill = _union(
+                canvas.rounded_rect(x, y, 8, 9, 3.2),
+                canvas.rounded_rect(x, y - 12, 3.2, 3, 0.5),
+            )
+            shine = canvas.rounded_rect(x - 4.5, y - 2, 1.0, 4.0, 1.0)
+            self._potions.append((outline, fill, shine))
+        self._potion_rgb = [_shades(rgb, 0.0, 0.55)[1:] for rgb in POTION_RGB]
+
+        self._scene_key = None
+        self._scene = base
+        self._key = None
+        self._last = base
+
+    # --------------------------------------------------------------- geometry
+
+    def stone_box(self, slot: int) -> tuple[int, int, int, int]:
+        """Pixel box ``(top, left, bottom, right)`` of stone slot ``slot`` (0..2) and its value tag."""
+        x = (slot + 0.5) * FRAME_SIZE[0] / MAX_STONES
+        r = _STONE_RADIUS + 3
+        return self._pixels(_STONE_CENTRE_Y - r, x - r - 4, _TAG_Y + 13, x + r + 4)
+
+    def potion_box(self, slot: int) -> tuple[int, int, int, int]:
+        """Pixel box ``(top, left, bottom, right)`` of potion slot ``slot`` (0..11)."""
+        row, col = divmod(slot, MAX_POTIONS // 2)
+        x, y = (col + 0.5) * FRAME_SIZE[0] / (MAX_POTIONS // 2), _POTION_ROWS_Y[row]
+        return self._pixels(y - 18, x - 12, y + 12, x + 12)
+
+    def cauldron_box(self) -> tuple[int, int, int, int]:
+        """Pixel box ``(top, left, bottom, right)`` of the cauldron."""
+        x, y = _CAULDRON
+        return self._pixels(y - 17, x - 34, y + 17, x + 34)
+
+    def _pixels(self, top: float, left: float, bottom: float, right: float) -> tuple[int, int, int, int]:
+        s = self.scale
+        return (max(int(top * s), 0), max(int(left * s), 0), min(int(bottom * s), self.height),
+                min(int(right * s), self.width))  # fmt: skip
+
+    # ------------------------------------------------------------------ paint
+
+    def paint(self, game) -> np.ndarray:
+        """A read-only ``(height, width, 3)`` uint8 picture of ``game`` now (the last one when nothing changed)."""
+        chemistry = game.chemistry
+        trial = game.trial_number
+        if chemistry is None:
+            scene_key = header = ("not started",)
+        elif trial < 0:
+            rewards = tuple(game.trial_rewards)
+            scene_key = header = ("over", rewards)
+        else:
+            scene_key = (chemistry, tuple(game.stones), tuple(game.potions), game.num_stones_per_trial,
+                         game.num_potions_per_trial)  # fmt: skip
+            header = (trial, game.num_trials, game.steps_this_trial, game.max_steps_per_trial,
+                      sum(game.trial_rewards))  # fmt: skip
+        key = (scene_key, header)
+        if key == self._key:
+            return self._last
+        if scene_key != self._scene_key:
+            self._scene = self._paint_scene(game, scene_key)
+            self._scene_key = scene_key
+        image = self._scene.copy()
+        self._paint_header(image, header)
+        image.setflags(write=False)
+        self._key, self._last = key, image
+        return image
+
+    def _paint_header(self, image: np.ndarray, header: tuple) -> None:
+        s, w = self.scale, self.width
+        y = 4 * s
+        if header[0] == "not started":
+            draw_text(image, "NOT STARTED: CALL RESET()", 5 * s, y, _HEADER_TEXT_RGB, s)
+            return
+        if header[0] == "over":
+            draw_text(image, "EPISODE OVER", 5 * s, y, _HEADER_TEXT_RGB, s)
+            total = sum(header[1])
+        else:
+            trial, trials, step, steps, total = header
+            self._label(image, "TRIAL ", f"{trial + 1}/{trials}", 5 * s, y)
+            label, number = "STEP ", f"{step}/{steps}"
+            self._label(image, label, number, w // 2 - text_width(label + number, s) // 2, y)
+        label, number = "REWARD ", _signed(total)
+        self._label(image, label, number, w - 5 * s - text_width(label + number, s), y)
+
+    def _label(self, image: np.ndarray, label: str, number: str, x: int, y: int) -> None:
+        s = self.scale
+        _, right = draw_text(image, label, x, y, _HEADER_TEXT_RGB, s)
+        draw_text(image, number, right + s, y, _HEADER_NUMBER_RGB, s)
+
+    def _paint_scene(self, game, scene_key: tuple) -> np.ndarray:
+        image = self.background.copy()
+        s = self.scale
+        if scene_key[0] == "not started":
+            return image
+        if scene_key[0] == "over":
+            rewards = scene_key[1]
+            half = (len(rewards) + 1) // 2
+            top = 62 + max(5 - half, 0) * 7
+            for trial, reward in enumerate(rewards):
+                column, line = divmod(trial, half)
+                x, y = (34 + 120 * column) * s, (top + 14 * line) * s
+                draw_text(image, f"TRIAL {trial + 1}", x, y, _OUTLINE_RGB, s)
+                image[y - 2 * s : y + 9 * s, x + 52 * s : x + 84 * s] = _TAG_RGB
+                draw_text(image, _signed(reward), x + 81 * s, y, value_rgb(reward), s, "right")
+            return image
+        for slot, latent in enumerate(game.stones):
+            x = int((slot + 0.5) * FRAME_SIZE[0] / MAX_STONES * s)
+            if latent < 0:
+                if slot < game.num_stones_per_trial:
+                    self._used_stones[slot].paint(image, _WOOD_DARK_RGB)
+                    self._tag(image, "USED", x, _USED_TEXT_RGB)
+                continue
+            (colour, size, roundness), _indicator = game.perceived_stone(latent)
+            outline, fill, spot = self._stones[slot][size + 1][roundness + 1]
+            dark, mid, light = self._stone_rgb[colour + 1]
+            outline.paint(image, dark)
+            fill.paint(image, mid)
+            spot.paint(image, light)
+            value = float(game.values[latent])
+            self._tag(image, _signed(value), x, value_rgb(value))
+        for slot, latent in enumerate(game.potions):
+            outline, fill, shine = self._potions[slot]
+            if latent < 0:
+                if slot < game.num_potions_per_trial:
+                    outline.paint(image, _WOOD_DARK_RGB)
+                    fill.paint(image, _EMPTY_GLASS_RGB)
+                continue
+            outline.paint(image, _OUTLINE_RGB)
+            colour, light = self._potion_rgb[game.perceived_potion(latent)]
+            fill.paint(image, colour)
+            shine.paint(image, light)
+        return image
+
+    def _tag(self, image: np.ndarray, text: str, x: int, rgb) -> None:
+        """A dark tag with ``text`` centred at column ``x`` below the stones."""
+        s = self.scale
+        half = text_width(text, s) // 2 + 3 * s
+        image[_TAG_Y * s : (_TAG_Y + 11) * s, max(x - half, 0) : x + half] = _TAG_RGB
+        draw_text(image, text, x, (_TAG_Y + 2) * s, rgb, s, "centre")
+
+
+def _shades(rgb, dark: float, light: float) -> tuple[tuple[int, ...], ...]:
+    """(darker, the colour, lighter) of an RGB colour in 0..1, as uint8 triples."""
+    c = np.asarray(rgb, dtype=np.float64)
+    return tuple(tuple(int(round(v * 255)) for v in shade) for shade in (c * dark, c, c + (1 - c) * light))
+
+
+def _union(a: _Shape, b: _Shape) -> _Shape:
+    """Two shapes as one (in the box around both)."""
+    rows = slice(min(a.rows.start, b.rows.start), max(a.rows.stop, b.rows.stop))
+    cols = slice(min(a.cols.start, b.cols.start), max(a.cols.stop, b.cols.stop))
+    mask = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=np.bool_)
+    for shape in (a, b):
+        mask[shape.rows.start - rows.start : shape.rows.stop - rows.start,
+             shape.cols.start - cols.start : shape.cols.stop - cols.start] |= shape.mask  # fmt: skip
+    return _Shape(rows, cols, mask)
