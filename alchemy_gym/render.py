@@ -11,6 +11,7 @@ most 15 masked assignments.
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy as np
@@ -217,6 +218,7 @@ _GLYPHS = {
 GLYPH_WIDTH, GLYPH_HEIGHT = 5, 7
 #: The characters :func:`draw_text` can write (lower case is written in upper case).
 FONT_CHARACTERS = "".join(_GLYPHS)
+_PUNCTUATION = "".join(c for c in FONT_CHARACTERS if not c.isalnum() and c != " ")
 _FONT = {
     ch: np.array([[c == "#" for c in row] for row in rows.split()], dtype=np.bool_) for ch, rows in _GLYPHS.items()
 }
@@ -232,11 +234,11 @@ def text_mask(text: str, scale: int = 1) -> np.ndarray:
     """The ``(7·scale, text_width)`` boolean mask of ``text`` in the built-in font (cached: a frame's
     labels repeat from step to step)."""
     upper = text.upper()
-    missing = sorted(set(upper) - set(_FONT))
+    missing = "".join(sorted({c for c in text if c.upper() not in _FONT}))
     if missing:
         raise ValueError(
-            f"text {text!r} has characters the built-in font lacks: {''.join(missing)!r}; "
-            f"allowed: {FONT_CHARACTERS!r} (and lower case)"
+            f"text {text!r} has characters the built-in font lacks: {missing!r}; "
+            f"allowed: letters A-Z (any case), digits, space and {_PUNCTUATION}"
         )
     if not upper:
         return np.zeros((GLYPH_HEIGHT * scale, 0), dtype=np.bool_)
@@ -247,6 +249,14 @@ def text_mask(text: str, scale: int = 1) -> np.ndarray:
     return mask
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_pixels(text: str, scale: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Rows, columns of the set pixels of ``text_mask(text, scale)``, and its height and width."""
+    mask = text_mask(text, scale)
+    ys, xs = np.nonzero(mask)
+    return ys, xs, mask.shape[0], mask.shape[1]
+
+
 def draw_text(
     image: np.ndarray, text: str, x: int, y: int, colour, scale: int = 1, align: str = "left"
 ) -> tuple[int, int]:
@@ -255,14 +265,14 @@ def draw_text(
     Pixels outside the image are dropped. Returns the ``(left, right)`` columns the text spans."""
     if align not in ("left", "centre", "right"):
         raise ValueError(f"align must be 'left', 'centre' or 'right', got {align!r}")
-    mask = text_mask(text, scale)
-    h, w = mask.shape
+    ys, xs, h, w = _text_pixels(text, scale)
     left = x - (w // 2 if align == "centre" else w if align == "right" else 0)
-    top, bottom = max(y, 0), min(y + h, image.shape[0])
-    x0, x1 = max(left, 0), min(left + w, image.shape[1])
-    if top < bottom and x0 < x1:
-        region = image[top:bottom, x0:x1]
-        region[mask[top - y : bottom - y, x0 - left : x1 - left]] = colour
+    if y >= 0 and left >= 0 and y + h <= image.shape[0] and left + w <= image.shape[1]:
+        image[ys + y, xs + left] = colour
+    else:  # partly outside: keep the pixels inside
+        rows, cols = ys + y, xs + left
+        inside = (rows >= 0) & (rows < image.shape[0]) & (cols >= 0) & (cols < image.shape[1])
+        image[rows[inside], cols[inside]] = colour
     return left, left + w
 
 
@@ -292,6 +302,9 @@ _STONE_RADIUS = 20  # of the largest stone
 _TAG_Y = 104  # top of the value tags
 _POTION_ROWS_Y = (134, 164)  # centres of the potion bodies
 _CAULDRON = (120, 33)
+#: (width, height) of a stone slot's patch, its top row; the same of a potion slot, the top rows of the 2 rows.
+_STONE_PATCH, _STONE_PATCH_TOP = (80, 60), 56
+_POTION_PATCH, _POTION_PATCH_TOPS = (40, 29), (116, 146)
 
 
 def value_rgb(value: float) -> tuple[int, int, int]:
@@ -323,24 +336,41 @@ def check_render_scale(name: str, value) -> int:
 
 
 class _Shape:
-    """A mask inside a box of the frame: ``paint`` fills it with one colour."""
+    """Pixels of a frame (flat indices into its ``(height * width, 3)`` view): ``paint`` gives them one colour."""
 
-    __slots__ = ("rows", "cols", "mask")
+    __slots__ = ("index",)
 
-    def __init__(self, rows: slice, cols: slice, mask: np.ndarray) -> None:
-        self.rows, self.cols, self.mask = rows, cols, mask
+    def __init__(self, index: np.ndarray) -> None:
+        self.index = index
 
     def paint(self, image: np.ndarray, rgb) -> None:
-        image[self.rows, self.cols][self.mask] = rgb
+        image.reshape(-1, 3)[self.index] = rgb
 
+    def __or__(self, other: _Shape) -> _Shape:
+        return _Shape(np.union1d(self.index, other.index))
+
+    def __and__(self, other: _Shape) -> _Shape:
+        return _Shape(np.intersect1d(self.index, other.index))
 
 
 class _Canvas:
-    """Pixel geometry of a frame at one scale: shapes are given in ``scale=1`` units."""
+    """Pixel geometry of a picture (``width × height`` in ``scale=1`` units) at one scale: shapes are given
+    in ``scale=1`` units."""
 
-    def __init__(self, scale: int) -> None:
+    def __init__(self, scale: int, width: int = FRAME_SIZE[0], height: int = FRAME_SIZE[1]) -> None:
         self.scale = scale
-        self.width, self.height = FRAME_SIZE[0] * scale, FRAME_SIZE[1] * scale
+        self.width, self.height = width * scale, height * scale
+
+    def blank(self, rgb) -> np.ndarray:
+        """A ``(height, width, 3)`` picture of one colour."""
+        image = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        image[:] = rgb
+        return image
+
+    def shape(self, rows: slice, cols: slice, mask: np.ndarray) -> _Shape:
+        """The pixels where ``mask`` (over the box ``rows`` × ``cols``) is set."""
+        ys, xs = np.nonzero(mask)
+        return _Shape(((ys + rows.start) * self.width + xs + cols.start).astype(np.intp))
 
     def box(self, cx: float, cy: float, rx: float, ry: float):
         """Pixel slices around ``(cx, cy)`` ± ``(rx, ry)`` and the offsets (in scale-1 units) of their pixel
@@ -355,20 +385,20 @@ class _Canvas:
     def superellipse(self, cx: float, cy: float, rx: float, ry: float, p: float = 2.0, pad: float = 0.0) -> _Shape:
         """``|u/rx|^p + |v/ry|^p <= 1`` (p = 2: an ellipse; below 1: a star), grown by ``pad``."""
         rows, cols, u, v = self.box(cx, cy, rx + pad, ry + pad)
-        return _Shape(rows, cols, np.abs(u / (rx + pad)) ** p + np.abs(v / (ry + pad)) ** p <= 1.0)
+        return self.shape(rows, cols, np.abs(u / (rx + pad)) ** p + np.abs(v / (ry + pad)) ** p <= 1.0)
 
     def ring(self, cx: float, cy: float, outer: float, inner: float) -> _Shape:
         """The circle of radius ``outer`` less that of radius ``inner``."""
         rows, cols, u, v = self.box(cx, cy, outer, outer)
         d2 = u * u + v * v
-        return _Shape(rows, cols, (d2 <= outer * outer) & (d2 > inner * inner))
+        return self.shape(rows, cols, (d2 <= outer * outer) & (d2 > inner * inner))
 
     def rounded_rect(self, cx: float, cy: float, rx: float, ry: float, r: float) -> _Shape:
         """A rectangle ``±rx × ±ry`` with corners of radius ``r``."""
         rows, cols, u, v = self.box(cx, cy, rx, ry)
         du = np.maximum(np.abs(u) - (rx - r), 0.0)
         dv = np.maximum(np.abs(v) - (ry - r), 0.0)
-        return _Shape(rows, cols, du**2 + dv**2 <= r * r)
+        return self.shape(rows, cols, du**2 + dv**2 <= r * r)
 
 
 class FramePainter:
@@ -403,47 +433,51 @@ class FramePainter:
         canvas.superellipse(cx, cy - 9, 26, 3.5).paint(base, _CAULDRON_INSIDE_RGB)
         draw_text(base, "CAULDRON", cx * s, (cy + 1) * s, _CAULDRON_TEXT_RGB, s, "centre")
         self.background = base
-        self._canvas = canvas
 
-        # stones: [slot][size][roundness] -> (outline, fill, highlight)
-        self._stones = []
-        self._used_stones = []
-        for slot in range(MAX_STONES):
-            x = (slot + 0.5) * FRAME_SIZE[0] / MAX_STONES
-            per_size = []
-            for scale_ in STONE_SCALE:
-                r = _STONE_RADIUS * scale_ / STONE_SCALE[-1]
-                per_round = []
-                for p in _ROUNDNESS_EXPONENT:
-                    outer = canvas.superellipse(x, _STONE_CENTRE_Y, r, r, p, pad=1.2)
-                    fill = canvas.superellipse(x, _STONE_CENTRE_Y, r, r, p)
-                    rows, cols, u, v = canvas.box(x, _STONE_CENTRE_Y, r, r)
-                    u, v = (u + 0.3 * r) / (0.28 * r), (v + 0.35 * r) / (0.2 * r)
-                    spot = _Shape(rows, cols, (u * u + v * v <= 1.0) & fill.mask)
-                    per_round.append((outer, fill, spot))
-                per_size.append(per_round)
-            self._stones.append(per_size)
-            self._used_stones.append(canvas.ring(x, _STONE_CENTRE_Y, 12, 10.8))
+        # Stones and potions are pasted as patches (the slot's box of table with the item on it), drawn once
+        # per kind from masks: a stone's patch holds the stone and its value tag.
+        sx, sy = _STONE_PATCH
+        self._stone_canvas = canvas = _Canvas(s, sx, sy)
+        cx, cy = sx / 2, _STONE_CENTRE_Y - _STONE_PATCH_TOP
+        self._stone_shapes = []  # [size][roundness] -> (outline, fill, highlight)
+        for scale_ in STONE_SCALE:
+            r = _STONE_RADIUS * scale_ / STONE_SCALE[-1]
+            per_round = []
+            for p in _ROUNDNESS_EXPONENT:
+                fill = canvas.superellipse(cx, cy, r, r, p)
+                rows, cols, u, v = canvas.box(cx, cy, r, r)
+                u, v = (u + 0.3 * r) / (0.28 * r), (v + 0.35 * r) / (0.2 * r)
+                spot = canvas.shape(rows, cols, u * u + v * v <= 1.0) & fill
+                per_round.append((canvas.superellipse(cx, cy, r, r, p, pad=1.2), fill, spot))
+            self._stone_shapes.append(per_round)
         self._stone_rgb = [_shades(rgb, 0.55, 0.45) for rgb in STONE_RGB]
+        used = canvas.blank(_WOOD_RGB)
+        canvas.ring(cx, cy, 12, 10.8).paint(used, _WOOD_DARK_RGB)
+        self._tag(used, "USED", _USED_TEXT_RGB)
+        self._stone_patches = collections.OrderedDict({"used": used, "none": canvas.blank(_WOOD_RGB)})
 
-        # potions: (outline, fill, highlight) per slot
-        self._potions = []
-        per_row = MAX_POTIONS // 2
-        for slot in range(MAX_POTIONS):
-            row, col = divmod(slot, per_row)
-            x, y = (col + 0.5) * FRAME_SIZE[0] / per_row, _POTION_ROWS_Y[row]
-            outline = _union(
-                canvas.rounded_rect(x, y, 9, 10, 4),
-                canvas.rounded_rect(x, y - 12, 4.2, 4, 1),
-            )
-            fill = _union(
-                canvas.rounded_rect(x, y, 8, 9, 3.2),
-                canvas.rounded_rect(x, y - 12, 3.2, 3, 0.5),
-            )
-            shine = canvas.rounded_rect(x - 4.5, y - 2, 1.0, 4.0, 1.0)
-            self._potions.append((outline, fill, shine))
-        self._potion_rgb = [_shades(rgb, 0.0, 0.55)[1:] for rgb in POTION_RGB]
+        px, py = _POTION_PATCH
+        canvas = _Canvas(s, px, py)
+        cx, cy = px / 2, _POTION_ROWS_Y[0] - _POTION_PATCH_TOPS[0]
+        outline = canvas.rounded_rect(cx, cy, 9, 10, 4) | canvas.rounded_rect(cx, cy - 12, 4.2, 4, 1)
+        fill = canvas.rounded_rect(cx, cy, 8, 9, 3.2) | canvas.rounded_rect(cx, cy - 12, 3.2, 3, 0.5)
+        shine = canvas.rounded_rect(cx - 4.5, cy - 2, 1.0, 4.0, 1.0)
+        self._potion_patches = {None: canvas.blank(_WOOD_RGB)}
+        empty = canvas.blank(_WOOD_RGB)
+        outline.paint(empty, _WOOD_DARK_RGB)
+        fill.paint(empty, _EMPTY_GLASS_RGB)
+        self._potion_patches["used"] = empty
+        for index, rgb in enumerate(POTION_RGB):
+            patch = canvas.blank(_WOOD_RGB)
+            _, colour, light = _shades(rgb, 0.0, 0.55)
+            outline.paint(patch, _OUTLINE_RGB)
+            fill.paint(patch, colour)
+            shine.paint(patch, light)
+            self._potion_patches[index] = patch
 
+        self._stone_slots = [self._stone_slot(slot) for slot in range(MAX_STONES)]
+        self._potion_slots = [self._potion_slot(slot) for slot in range(MAX_POTIONS)]
+        self._labels: dict[tuple[str, str], np.ndarray] = {}
         self._scene_key = None
         self._scene = base
         self._key = None
@@ -462,6 +496,16 @@ class FramePainter:
         row, col = divmod(slot, MAX_POTIONS // 2)
         x, y = (col + 0.5) * FRAME_SIZE[0] / (MAX_POTIONS // 2), _POTION_ROWS_Y[row]
         return self._pixels(y - 18, x - 12, y + 12, x + 12)
+
+    def _stone_slot(self, slot: int) -> tuple[slice, slice]:
+        s, (w, h) = self.scale, _STONE_PATCH
+        return slice(_STONE_PATCH_TOP * s, (_STONE_PATCH_TOP + h) * s), slice(slot * w * s, (slot + 1) * w * s)
+
+    def _potion_slot(self, slot: int) -> tuple[slice, slice]:
+        s, (w, h) = self.scale, _POTION_PATCH
+        row, col = divmod(slot, MAX_POTIONS // 2)
+        top = _POTION_PATCH_TOPS[row]
+        return slice(top * s, (top + h) * s), slice(col * w * s, (col + 1) * w * s)
 
     def cauldron_box(self) -> tuple[int, int, int, int]:
         """Pixel box ``(top, left, bottom, right)`` of the cauldron."""
@@ -502,26 +546,34 @@ class FramePainter:
         return image
 
     def _paint_header(self, image: np.ndarray, header: tuple) -> None:
-        s, w = self.scale, self.width
-        y = 4 * s
+        s = self.scale
         if header[0] == "not started":
-            draw_text(image, "NOT STARTED: CALL RESET()", 5 * s, y, _HEADER_TEXT_RGB, s)
+            draw_text(image, "NOT STARTED: CALL RESET()", 5 * s, 4 * s, _HEADER_TEXT_RGB, s)
             return
         if header[0] == "over":
-            draw_text(image, "EPISODE OVER", 5 * s, y, _HEADER_TEXT_RGB, s)
+            draw_text(image, "EPISODE OVER", 5 * s, 4 * s, _HEADER_TEXT_RGB, s)
             total = sum(header[1])
         else:
             trial, trials, step, steps, total = header
-            self._label(image, "TRIAL ", f"{trial + 1}/{trials}", 5 * s, y)
-            label, number = "STEP ", f"{step}/{steps}"
-            self._label(image, label, number, w // 2 - text_width(label + number, s) // 2, y)
-        label, number = "REWARD ", _signed(total)
-        self._label(image, label, number, w - 5 * s - text_width(label + number, s), y)
+            self._paste_label(image, "TRIAL ", f"{trial + 1}/{trials}", "left")
+            self._paste_label(image, "STEP ", f"{step}/{steps}", "centre")
+        self._paste_label(image, "REWARD ", _signed(total), "right")
 
-    def _label(self, image: np.ndarray, label: str, number: str, x: int, y: int) -> None:
-        s = self.scale
-        _, right = draw_text(image, label, x, y, _HEADER_TEXT_RGB, s)
-        draw_text(image, number, right + s, y, _HEADER_NUMBER_RGB, s)
+    def _paste_label(self, image: np.ndarray, label: str, number: str, align: str) -> None:
+        """``label`` then ``number`` (highlighted) in the top strip, at its left, centre or right."""
+        patch = self._labels.get((label, number))
+        if patch is None:
+            s = self.scale
+            patch = np.empty((GLYPH_HEIGHT * s, text_width(label + number, s), 3), dtype=np.uint8)
+            patch[:] = _HEADER_RGB
+            _, right = draw_text(patch, label, 0, 0, _HEADER_TEXT_RGB, s)
+            draw_text(patch, number, right + s, 0, _HEADER_NUMBER_RGB, s)
+            if len(self._labels) >= 2048:
+                self._labels.clear()
+            self._labels[(label, number)] = patch
+        s, w = self.scale, patch.shape[1]
+        left = 5 * s if align == "left" else self.width - 5 * s - w if align == "right" else (self.width - w) // 2
+        image[4 * s : 4 * s + patch.shape[0], left : left + w] = patch
 
     def _paint_scene(self, game, scene_key: tuple) -> np.ndarray:
         image = self.background.copy()
@@ -540,53 +592,51 @@ class FramePainter:
                 draw_text(image, _signed(reward), x + 81 * s, y, value_rgb(reward), s, "right")
             return image
         for slot, latent in enumerate(game.stones):
-            x = int((slot + 0.5) * FRAME_SIZE[0] / MAX_STONES * s)
-            if latent < 0:
-                if slot < game.num_stones_per_trial:
-                    self._used_stones[slot].paint(image, _WOOD_DARK_RGB)
-                    self._tag(image, "USED", x, _USED_TEXT_RGB)
-                continue
-            (colour, size, roundness), _indicator = game.perceived_stone(latent)
-            outline, fill, spot = self._stones[slot][size + 1][roundness + 1]
-            dark, mid, light = self._stone_rgb[colour + 1]
-            outline.paint(image, dark)
-            fill.paint(image, mid)
-            spot.paint(image, light)
-            value = float(game.values[latent])
-            self._tag(image, _signed(value), x, value_rgb(value))
+            if latent >= 0:
+                (colour, size, roundness), _indicator = game.perceived_stone(latent)
+                patch = self._stone_patch(colour, size, roundness, float(game.values[latent]))
+            else:
+                patch = self._stone_patches["used" if slot < game.num_stones_per_trial else "none"]
+            image[self._stone_slots[slot]] = patch
         for slot, latent in enumerate(game.potions):
-            outline, fill, shine = self._potions[slot]
-            if latent < 0:
-                if slot < game.num_potions_per_trial:
-                    outline.paint(image, _WOOD_DARK_RGB)
-                    fill.paint(image, _EMPTY_GLASS_RGB)
-                continue
-            outline.paint(image, _OUTLINE_RGB)
-            colour, light = self._potion_rgb[game.perceived_potion(latent)]
-            fill.paint(image, colour)
-            shine.paint(image, light)
+            if latent >= 0:
+                kind = game.perceived_potion(latent)
+            else:
+                kind = "used" if slot < game.num_potions_per_trial else None
+            image[self._potion_slots[slot]] = self._potion_patches[kind]
         return image
 
-    def _tag(self, image: np.ndarray, text: str, x: int, rgb) -> None:
-        """A dark tag with ``text`` centred at column ``x`` below the stones."""
+    def _stone_patch(self, colour: int, size: int, roundness: int, value: float) -> np.ndarray:
+        """The patch of a stone slot holding this stone (cached, the 64 last used)."""
+        key = (colour, size, roundness, value)
+        patches = self._stone_patches
+        patch = patches.get(key)
+        if patch is not None:
+            patches.move_to_end(key)
+            return patch
+        patch = self._stone_canvas.blank(_WOOD_RGB)
+        outline, fill, spot = self._stone_shapes[size + 1][roundness + 1]
+        dark, mid, light = self._stone_rgb[colour + 1]
+        outline.paint(patch, dark)
+        fill.paint(patch, mid)
+        spot.paint(patch, light)
+        self._tag(patch, _signed(value), value_rgb(value))
+        patches[key] = patch
+        if len(patches) > 66:  # the 64 last stones, "used" and "none"
+            oldest = next(k for k in patches if k not in ("used", "none"))
+            del patches[oldest]
+        return patch
+
+    def _tag(self, patch: np.ndarray, text: str, rgb) -> None:
+        """A dark tag with ``text`` at the bottom centre of a stone patch."""
         s = self.scale
+        x, top = patch.shape[1] // 2, (_TAG_Y - _STONE_PATCH_TOP) * s
         half = text_width(text, s) // 2 + 3 * s
-        image[_TAG_Y * s : (_TAG_Y + 11) * s, max(x - half, 0) : x + half] = _TAG_RGB
-        draw_text(image, text, x, (_TAG_Y + 2) * s, rgb, s, "centre")
+        patch[top : top + 11 * s, max(x - half, 0) : x + half] = _TAG_RGB
+        draw_text(patch, text, x, top + 2 * s, rgb, s, "centre")
 
 
 def _shades(rgb, dark: float, light: float) -> tuple[tuple[int, ...], ...]:
     """(darker, the colour, lighter) of an RGB colour in 0..1, as uint8 triples."""
     c = np.asarray(rgb, dtype=np.float64)
     return tuple(tuple(int(round(v * 255)) for v in shade) for shade in (c * dark, c, c + (1 - c) * light))
-
-
-def _union(a: _Shape, b: _Shape) -> _Shape:
-    """Two shapes as one (in the box around both)."""
-    rows = slice(min(a.rows.start, b.rows.start), max(a.rows.stop, b.rows.stop))
-    cols = slice(min(a.cols.start, b.cols.start), max(a.cols.stop, b.cols.stop))
-    mask = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=np.bool_)
-    for shape in (a, b):
-        mask[shape.rows.start - rows.start : shape.rows.stop - rows.start,
-             shape.cols.start - cols.start : shape.cols.stop - cols.start] |= shape.mask  # fmt: skip
-    return _Shape(rows, cols, mask)

@@ -92,8 +92,8 @@ class SymbolicAlchemyEnv(gym.Env):
     | reward_weights | ((1, 1, 1), 0, 12) | ``(coefficients, offset, bonus)`` of a stone's value (§1.2) |
     | see_chemistries | None | chemistry observations ``{name: ChemistrySeen or 'ground_truth' / 'belief_state'}`` |
     | episodes | None | fixed ``(Chemistry, [TrialItems, ...])`` episodes to play in turn (instead of sampling) |
-    | render_mode | None | ``'ansi'`` (text) or ``'rgb_array'`` (a picture of the trial with trial, step, reward and stone values) |
-    | render_scale | 1 | size of the ``'rgb_array'`` pictures: ``240·s × 180·s`` pixels for s in 1..8 |
+    | render_mode | None | ``'ansi'`` (text) or ``'rgb_array'`` (picture of the trial) |
+    | render_scale | 1 | ``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8) |
     | backend | 'auto' | game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built) |
 
     ``episodes=[(chemistry, [TrialItems, ...]), ...]`` plays given episodes

@@ -224,12 +224,10 @@ class SymbolicSettings(Settings):
     )
     render_mode: str | None = setting(
         None,
-        "``'ansi'`` (text) or ``'rgb_array'`` (a picture of the trial with trial, step, reward and stone values)",
+        "``'ansi'`` (text) or ``'rgb_array'`` (picture of the trial)",
         _check_render_mode(("ansi", "rgb_array")),
     )
-    render_scale: int = setting(
-        1, "size of the ``'rgb_array'`` pictures: ``240·s × 180·s`` pixels for s in 1..8", check_render_scale
-    )
+    render_scale: int = setting(1, "``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8)", check_render_scale)
     backend: str = setting(
         "auto",
         "game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built)",
