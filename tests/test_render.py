@@ -167,14 +167,31 @@ def test_the_vector_env_draws_what_the_single_env_draws(scale):
     envs.reset(seed=4)
     for i, env in enumerate(singles):
         env.reset(seed=4 + i)
-    for actions in ([2, 15], [1, 0], [0, 14]):
+    rng = np.random.default_rng(1)
+    for actions in [[2, 15], [1, 0], [0, 14]] + rng.integers(0, 40, size=(40, 2)).tolist():
         envs.step(np.array(actions))
         for action, env in zip(actions, singles):
-            env.step(action)
+            _, _, terminated, _, _ = env.step(action)
+            assert not terminated
         pictures = envs.render()
         for picture, env in zip(pictures, singles):
             assert picture.shape == (180 * scale, 240 * scale, 3)
             np.testing.assert_array_equal(picture, env.render())
+
+
+def test_a_picture_drawn_over_the_last_one_is_the_picture_drawn_afresh():
+    """The painter pastes only the slots that changed since its last picture: the result is the same as a
+    new painter's, through trials, episodes and the end screen."""
+    env = gym.make("Alchemy/SymbolicStandard-v0", num_trials=2).unwrapped
+    painter = FramePainter(1)
+    env.reset(seed=7)
+    rng = np.random.default_rng(7)
+    for step in range(100):
+        np.testing.assert_array_equal(painter.paint(env.game), FramePainter(1).paint(env.game), err_msg=str(step))
+        _, _, terminated, _, _ = env.step(int(rng.integers(40)))
+        if terminated:
+            np.testing.assert_array_equal(painter.paint(env.game), FramePainter(1).paint(env.game))
+            env.reset()
 
 
 @pytest.mark.parametrize(
