@@ -1,12 +1,17 @@
 """Rendering of a symbolic Alchemy trial: text (``render_mode="ansi"``) and pictures (``"rgb_array"``).
 
-The picture (:class:`TrialPainter`, also our dm_env_rpc server's ``RGB_INTERLEAVED``) is not the
-Unity scene but the same information, coloured like it (task spec §2.4–2.5): a dark cauldron at
-the top; one row of up to 3 stones, colour purple / "blurple" / blue, size small / medium /
-large, shape pointy (a 4-point star) / somewhat pointy (a rounded diamond) / round; two rows of 6
-potions in the colours red, green, orange, yellow, pink, turquoise. Used or empty slots are left
-blank. Every shape is a precomputed mask, so a picture costs a copy of the background and at
-most 15 masked assignments.
+Two painters draw the same information, coloured like the Unity scene (task spec §2.4–2.5): stones
+in purple / "blurple" / blue, small / medium / large, pointy (a 4-point star) / somewhat pointy (a
+rounded diamond) / round; potions in red, green, orange, yellow, pink, turquoise.
+
+* :class:`FramePainter` makes the symbolic envs' ``rgb_array`` pictures, for people and videos:
+  ``240·s × 180·s`` pixels (``render_scale`` ``s``), with a strip that says the trial, the step and
+  the reward so far, each stone's value, used items marked, and text in a built-in 5×7 bitmap font
+  (:func:`draw_text`; numpy only, no font files).
+* :class:`TrialPainter` makes our dm_env_rpc server's ``RGB_INTERLEAVED`` observation at the size
+  the client asks for: the scene alone (cauldron, stones, potions), like the 3D env's camera.
+
+Every shape is a precomputed mask, so a picture costs copies and a few masked assignments.
 """
 
 from __future__ import annotations
@@ -88,7 +93,9 @@ def _to_uint8(rgb) -> np.ndarray:
 
 
 class TrialPainter:
-    """Draws the current trial of an :class:`~alchemy_gym.core.game.AlchemyGame` at a fixed size."""
+    """Draws the current trial of an :class:`~alchemy_gym.core.game.AlchemyGame` at a fixed size, as a scene
+    without text (our server's ``RGB_INTERLEAVED``): a dark cauldron at the top, one row of up to 3
+    stones, two rows of 6 potions; used or empty slots are left blank."""
 
     def __init__(self, width: int, height: int) -> None:
         if width < 1 or height < 1:
