@@ -309,5 +309,5 @@ def test_record_video_writes_a_playable_video_of_a_symbolic_episode(tmp_path):
     (video,) = (tmp_path / "videos").glob("*.mp4")
     frames = imageio_ffmpeg.read_frames(str(video))
     meta = next(frames)
-    assert tuple(meta["size"]) == (96, 72) and meta["fps"] == 4
+    assert tuple(meta["size"]) == (240, 180) and meta["fps"] == 4
     assert sum(1 for _ in frames) == steps + 1  # the reset's picture and one per step

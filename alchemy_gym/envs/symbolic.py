@@ -13,6 +13,7 @@ from alchemy_gym.core.belief import ChemistryObserver
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
 from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, SymbolicSettings, symbolic_obs_space
+from alchemy_gym.render import FRAME_SIZE, FramePainter
 
 
 class SymbolicAlchemyEnv(gym.Env):
@@ -47,6 +48,14 @@ class SymbolicAlchemyEnv(gym.Env):
     Empty or used slots hold ``[2, 2, 2, 2, 1]`` (stones) and ``[1, 1]``
     (potions). With ``see_chemistries`` the observation is a ``Dict`` with
     ``"symbolic_obs"`` and one ``Box(0, 1, (n,))`` per chemistry observation.
+
+    ## Rendering
+
+    ``render_mode="rgb_array"``: a ``(180·s, 240·s, 3)`` uint8 picture (``s = render_scale``, default
+    1) of the trial: a strip with the trial, the step in the trial and the episode's reward so far;
+    the cauldron; each stone drawn with its perceived colour, size and roundness above a tag with its
+    value (``USED`` once cashed); the 12 potions in their colours (used ones empty). ``"ansi"``: the
+    same as text. Gymnasium's ``RecordVideo`` records the pictures.
 
     ## Rewards
 
@@ -83,7 +92,8 @@ class SymbolicAlchemyEnv(gym.Env):
     | reward_weights | ((1, 1, 1), 0, 12) | ``(coefficients, offset, bonus)`` of a stone's value (§1.2) |
     | see_chemistries | None | chemistry observations ``{name: ChemistrySeen or 'ground_truth' / 'belief_state'}`` |
     | episodes | None | fixed ``(Chemistry, [TrialItems, ...])`` episodes to play in turn (instead of sampling) |
-    | render_mode | None | ``'ansi'`` (text) or ``'rgb_array'`` (96×72 picture of the trial) |
+    | render_mode | None | ``'ansi'`` (text) or ``'rgb_array'`` (picture of the trial) |
+    | render_scale | 1 | ``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8) |
     | backend | 'auto' | game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built) |
 
     ``episodes=[(chemistry, [TrialItems, ...]), ...]`` plays given episodes
@@ -107,13 +117,13 @@ class SymbolicAlchemyEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
-    #: Size (width, height) of ``rgb_array`` pictures: that of the 3D env's default camera.
-    render_size = (96, 72)
 
     def __init__(self, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
         self.settings = options = SymbolicSettings.parse(level_name=level_name, **settings)
         render_mode = options.render_mode
         self.render_mode = render_mode
+        #: Size (width, height) of the ``rgb_array`` pictures (``render_scale`` times 240×180).
+        self.render_size = (FRAME_SIZE[0] * options.render_scale, FRAME_SIZE[1] * options.render_scale)
         self.level_name = level_name
         self.reward_weights = options.reward_weights
         self.rules = options.rules
@@ -195,9 +205,7 @@ class SymbolicAlchemyEnv(gym.Env):
             return None
         if self.render_mode == "rgb_array":
             if self._painter is None:
-                from alchemy_gym.render import TrialPainter
-
-                self._painter = TrialPainter(*self.render_size)
+                self._painter = FramePainter(self.settings.render_scale)
             return self._painter.paint(self.game)
         from alchemy_gym.render import render_ansi
 

@@ -23,6 +23,7 @@ from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, find_level
+from alchemy_gym.render import check_render_scale
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -223,9 +224,10 @@ class SymbolicSettings(Settings):
     )
     render_mode: str | None = setting(
         None,
-        "``'ansi'`` (text) or ``'rgb_array'`` (96×72 picture of the trial)",
+        "``'ansi'`` (text) or ``'rgb_array'`` (picture of the trial)",
         _check_render_mode(("ansi", "rgb_array")),
     )
+    render_scale: int = setting(1, "``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8)", check_render_scale)
     backend: str = setting(
         "auto",
         "game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built)",

@@ -54,6 +54,7 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     | see_chemistries | None | chemistry observations ``{name: ChemistrySeen or 'ground_truth' / 'belief_state'}`` |
     | episodes | None | fixed ``(Chemistry, [TrialItems, ...])`` episodes to play in turn (instead of sampling) |
     | render_mode | None | ``'rgb_array'``: ``render()`` returns each sub-env's picture |
+    | render_scale | 1 | ``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8) |
     | backend | 'auto' | game backend: ``'c'`` (the compiled kernel), ``'numpy'``, ``'auto'`` (the kernel when built) |
     | autoreset_mode | NEXT_STEP | ``AutoresetMode.NEXT_STEP`` or ``SAME_STEP`` (with ``info['final_obs']``) |
     | num_threads | None | threads of a step (compiled kernel); ``None``: one per 8192 sub-envs, at most the CPUs |
@@ -226,10 +227,9 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
             logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to make_vec")
             return None
         if self._painter is None:
-            from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
-            from alchemy_gym.render import TrialPainter
+            from alchemy_gym.render import FramePainter
 
-            self._painter = TrialPainter(*SymbolicAlchemyEnv.render_size)
+            self._painter = FramePainter(self.settings.render_scale)
         return tuple(self._painter.paint(game) for game in self.games)
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -30,7 +30,7 @@ from alchemy_gym.jax.spaces import Box, Discrete
 __all__ = ["AlchemyJax", "Box", "Discrete", "EnvParams", "EnvState", "make"]
 
 #: Symbolic-env settings the JAX env does not take (it has no rendering, backends or belief states).
-_NOT_IN_JAX = ("see_chemistries", "render_mode", "backend")
+_NOT_IN_JAX = ("see_chemistries", "render_mode", "render_scale", "backend")
 
 
 def graph_table(rules) -> np.ndarray:
