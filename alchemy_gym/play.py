@@ -31,10 +31,10 @@ def play(level: str, *, episodes: int = 3, seed: int | None = 0, render: bool = 
     for episode in range(episodes):
         terminated = False
         while not terminated:
-            obs, _, terminated, _, info = env.step(cash_positive_stones(obs))
+            obs, _, terminated, _, _ = env.step(cash_positive_stones(obs))
             if render:
                 print(env.render())
-        rewards = info["trial_rewards"]
+        rewards = env.unwrapped.episode_record().trial_rewards
         totals.append(sum(rewards))
         print(f"{episode:>7} " + " ".join(f"{r:>5g}" for r in rewards) + f" {totals[-1]:>7g}")
         obs, _ = env.reset()
@@ -132,15 +132,15 @@ def play_human(level: str, *, seed: int | None = None, reveal_chemistry: bool = 
             trial = game.trial_number
             noop = encode_action(-2 if game.end_trial_action else -1, -1, game.end_trial_action)
             while not terminated and game.trial_number == trial:
-                _, reward, terminated, _, info = env.step(noop)
+                _, reward, terminated, _, _ = env.step(noop)
                 total += reward
             continue
-        _, reward, terminated, _, info = env.step(action)
+        _, reward, terminated, _, _ = env.step(action)
         total += reward
         if reward:
             say(f"reward {reward:+g}")
     if terminated:
-        rewards = " ".join(f"{r:g}" for r in info["trial_rewards"])
+        rewards = " ".join(f"{r:g}" for r in env.unwrapped.episode_record().trial_rewards)
         say(f"\nEpisode over: total reward {total:+g} (trial rewards {rewards})")
     else:
         say(f"Stopped with a total reward of {total:+g}")

@@ -83,10 +83,10 @@ def test_evaluation_level_plays_the_requested_episodes(address):
     ref = SymbolicAlchemyEnv("alchemy/evaluation_episodes")
     try:
         obs, info = env.reset(options={"episode": 7})
-        assert info["episode"] == 7
+        assert info["episode_index"] == 7
         np.testing.assert_array_equal(obs, ref.reset(options={"episode": 7})[0])
         obs, info = env.reset()
-        assert info["episode"] == 8
+        assert info["episode_index"] == 8
         np.testing.assert_array_equal(obs, ref.reset(options={"episode": 8})[0])
         with pytest.raises(ValueError, match="out of range"):
             env.reset(options={"episode": 1000})

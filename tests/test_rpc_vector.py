@@ -158,16 +158,16 @@ def test_evaluation_episodes_are_spread_over_sub_envs(address):
     ref = SymbolicAlchemyEnv("alchemy/evaluation_episodes")
     try:
         obs, info = envs.reset()
-        assert info["episode"].tolist() == [0, 1]
+        assert info["episode_index"].tolist() == [0, 1]
         for i, e in enumerate((0, 1)):
             np.testing.assert_array_equal(obs[i], ref.reset(options={"episode": e})[0])
         _, info = envs.reset()
-        assert info["episode"].tolist() == [2, 3]
+        assert info["episode_index"].tolist() == [2, 3]
         obs, info = envs.reset(options={"episode": [7, 500]})
-        assert info["episode"].tolist() == [7, 500]
+        assert info["episode_index"].tolist() == [7, 500]
         np.testing.assert_array_equal(obs[1], ref.reset(options={"episode": 500})[0])
         _, info = envs.reset(options={"episode": 9})
-        assert info["episode"].tolist() == [9, 9]
+        assert info["episode_index"].tolist() == [9, 9]
         for bad, match in (([1], "one per sub-env"), ([1, 1000], "out of range"), ({"x": 1}, "unknown reset options")):
             options = bad if isinstance(bad, dict) else {"episode": bad}
             with pytest.raises(ValueError, match=match):
