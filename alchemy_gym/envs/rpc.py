@@ -723,8 +723,11 @@ class RpcAlchemyEnv(gym.Env):
     # ----------------------------------------------------------------------- gym API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, np.ndarray) and seed.shape == () and seed.dtype.kind in "iu":
+            seed = seed.item()  # an info value (info["world_seed"])
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        seed = None if seed is None else int(seed)
         if self._closed:
             raise RpcEnvError("the env is closed")
         super().reset(seed=seed)
