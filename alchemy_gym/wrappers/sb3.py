@@ -167,7 +167,8 @@ def _per_env(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
             for i in rows:
                 out[i][key] = nested[i]
             continue
+        typed = isinstance(value, np.ndarray) and value.dtype != object
         for i in rows:
-            item = value[i]
-            out[i][key] = item.item() if isinstance(item, np.generic) else item
+            # typed values as the single env gives them (0-d arrays), objects as they are
+            out[i][key] = np.array(value[i]) if typed else value[i]
     return out
