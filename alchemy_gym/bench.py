@@ -280,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.belief and not args.jax:
         parser.error("--belief measures the JAX env: give it with --jax")
+    from alchemy_gym.envs.gymnasium_version import GymnasiumVersionError, require_vector_api
+
+    try:
+        require_vector_api("alchemy-gym bench (it measures the native vector env)")
+    except GymnasiumVersionError as exc:
+        parser.error(str(exc))
     if args.jax:
         return _main_jax(args)
     if min(args.steps, args.vector_steps, args.rounds, args.envs, *args.sizes) < 1:

@@ -98,9 +98,9 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        require_vector_api("the native symbolic vector env (SymbolicAlchemyVectorEnv)")
         num_envs = int(num_envs)
         self.settings = opts = VectorSettings.parse(level_name=level_name, **settings)
-        require_vector_api("the native symbolic vector env (SymbolicAlchemyVectorEnv)")
         self.level_name = level_name
         self.num_envs = num_envs
         self.autoreset_mode = opts.autoreset_mode
