@@ -88,3 +88,11 @@ def test_the_3d_envs_take_one_settings_class():
         RpcEnvConfig(address="localhost:1", binary="x")
     config = RpcEnvConfig(level_name="alchemy/evaluation_episodes/7")
     assert config.evaluation and config.fixed_episode == 7
+
+
+def test_the_docs_info_tables_are_the_info_schema():
+    from alchemy_gym.envs.info import RPC_INFO_KEYS, info_table
+
+    docs = README.parent / "docs"
+    assert info_table() in (docs / "symbolic.md").read_text(), "regenerate docs/symbolic.md's info table"
+    assert info_table(RPC_INFO_KEYS) in (docs / "3d.md").read_text(), "regenerate docs/3d.md's info table"
