@@ -138,7 +138,8 @@ class SymbolicAlchemyEnv(gym.Env):
             self.observation_space = symbolic_space
         self._painter = None
         self._last_reward = 0.0
-        self._return = 0.0
+        self._return = self._trial_reward = 0.0
+        self._trial, self._episode = 0, None
 
     # ----------------------------------------------------------------- gym API
 
@@ -151,10 +152,13 @@ class SymbolicAlchemyEnv(gym.Env):
         super().reset(seed=seed)
         self.game.new_episode(episode, seed=seed)
         self._last_reward = 0.0
-        self._return = 0.0
+        # what the info reports, kept here (every step goes through step(); reading the game's row costs more)
+        self._return = self._trial_reward = 0.0
+        self._trial = 0
+        self._episode = self.game.episode_index
         if self._chem_seen:
             self._chemistry_observer.new_episode(self.np_random)
-        return self._observation(), reset_info(self.game.episode_index)
+        return self._observation(), reset_info(self._episode)
 
     def step(self, action):
         if type(action) is not int:
@@ -162,7 +166,7 @@ class SymbolicAlchemyEnv(gym.Env):
         if not 0 <= action < self._num_actions:
             raise ValueError(f"action {action} out of range: the action space is Discrete({self._num_actions})")
         game = self.game
-        trial = game.trial_number
+        trial = self._trial
         try:
             reward, terminated = game.step(action)
         except EpisodeOver:
@@ -171,14 +175,13 @@ class SymbolicAlchemyEnv(gym.Env):
             ) from None
         self._last_reward = reward
         self._return += reward
-        info = step_info(
-            trial,
-            terminated or game.trial_number != trial,
-            game.batch.trial_rewards[game.row, trial],
-            self._return,
-            game.episode_index,
-            terminated,
-        )
+        trial_reward = self._trial_reward + reward  # as the batch sums trial_rewards, in the same order
+        ended = terminated or game._trial[game.row] != trial
+        info = step_info(trial, ended, trial_reward, self._return, self._episode, terminated)
+        if ended:
+            self._trial, self._trial_reward = trial + 1, 0.0
+        else:
+            self._trial_reward = trial_reward
         if self._chem_seen:
             return self._observation(), reward, terminated, False, info
         return game.obs.copy(), reward, terminated, False, info

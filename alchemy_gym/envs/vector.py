@@ -22,7 +22,7 @@ from alchemy_gym.core.batch import GameBatch
 from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
-from alchemy_gym.envs.info import EpisodeRecord, batched, snapshot
+from alchemy_gym.envs.info import INFO_NAMES, EpisodeRecord, batched, snapshot
 from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, VectorSettings, symbolic_obs_space
 
 #: Sub-envs per thread when ``num_threads`` is chosen automatically.
@@ -134,7 +134,10 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+        # each sub-env's rewards so far in its episode and in its trial (summed as the batch sums trial_rewards)
         self._returns = np.zeros(num_envs, dtype=np.float64)
+        self._trial_sums = np.zeros(num_envs, dtype=np.float64)
+        self._rows = np.arange(num_envs)
         self._ended: tuple | None = None  # the rows whose episode ended on the last step, and their snapshot
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._painter = None
@@ -185,7 +188,7 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                     self._rngs[i], _ = seeding.np_random(seeds[i])
         self.batch.reset(rows, [seeds[i] for i in rows.tolist()], episodes)
         self._autoreset[rows] = False
-        self._returns[rows] = 0.0
+        self._returns[rows] = self._trial_sums[rows] = 0.0
         self._ended = None
         if self._chem_seen:
             self._chemistries_changed(rows)
@@ -197,21 +200,20 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
         batch = self.batch
         actions = batch.check_actions(actions)
         obs_out = self._obs_out()
-        trial = np.maximum(batch.trial, 0).astype(np.int32)  # the trial each step is played in (0: a new episode)
+        trial = batch.trial.astype(np.int32)  # the trial each step is played in
         started = None
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             begin = self._autoreset if self._autoreset.any() else None
             if begin is not None:
                 started = np.flatnonzero(begin)
+                trial[started] = 0  # a new episode's first trial
                 self._returns[started] = 0.0
             result = batch.step(actions, begin=begin, obs_out=obs_out)
-            self._returns += result.reward
             info = self._step_info(result, trial)
             self._autoreset = result.terminated.copy()
             self._keep_ended(result)
         else:
             result = batch.step(actions, obs_out=obs_out)
-            self._returns += result.reward
             info = self._step_info(result, trial)
             self._keep_ended(result)
             if result.num_terminated:
@@ -231,7 +233,7 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                     else:
                         final[i] = last[j]
                 batch.reset(started)
-                self._returns[started] = 0.0
+                self._returns[started] = 0.0  # (their trial sums were zeroed: their trial ended)
                 obs_out[started] = batch.obs[started]
                 self._reset_rows(info, started)
                 info["final_obs"], info["_final_obs"] = final, ended.copy()
@@ -326,20 +328,26 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
 
     def _step_info(self, result, trial: np.ndarray) -> dict[str, Any]:
         """What the single envs' ``step`` infos give (``reset`` infos for the sub-envs that started an
-        episode instead), in the vector layout; ``trial``: each sub-env's trial before the step."""
+        episode instead), in the vector layout; ``trial``: each sub-env's trial before the step. Written out
+        (it runs every step): fresh arrays of the schema's dtypes, every mask set."""
         n = self.num_envs
-        return batched(
-            {
-                "trial": trial,
-                "trial_ended": result.trial_ended >= 0,
-                "trial_reward": self.batch.trial_rewards[np.arange(n), trial],
-                "episode_return": self._returns,
-                "episode_index": self._episode_index(),
-                "discount": ~result.terminated,
-                "valid_action": np.ones(n),
-            },
-            n,
-        )
+        self._returns += result.reward
+        self._trial_sums += result.reward
+        ended = result.trial_ended >= 0
+        info: dict[str, Any] = {
+            "trial": trial,
+            "trial_ended": ended,
+            "trial_reward": self._trial_sums.astype(np.float32),
+            "episode_return": self._returns.astype(np.float32),
+            "episode_index": self.batch.episode.copy(),  # -1 (SAMPLED) for sampled levels
+            "discount": (~result.terminated).astype(np.float32),
+            "valid_action": np.ones(n, dtype=np.bool_),
+        }
+        if result.num_trial_ends:
+            self._trial_sums[ended] = 0.0
+        for key in INFO_NAMES:
+            info["_" + key] = np.ones(n, dtype=np.bool_)
+        return info
 
     def _reset_rows(self, info: dict[str, Any], rows: np.ndarray) -> None:
         """Overwrite ``rows``' entries of ``info`` with their reset info (after an autoreset in the same step)."""
