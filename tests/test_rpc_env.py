@@ -347,3 +347,18 @@ def test_works_when_called_from_a_running_event_loop(address):
 
     obs, world_seed = asyncio.run(main())
     np.testing.assert_array_equal(obs, SymbolicAlchemyEnv(LEVEL).reset(seed=world_seed)[0])
+
+
+def test_without_trial_events_the_info_keeps_its_keys_with_trial_minus_one(address):
+    env = RpcAlchemyEnv(LEVEL, address=address, observations=["symbolic_obs"], event_regex=None)
+    try:
+        _, info = env.reset(seed=3)
+        assert not env.last_events and info["trial"] == -1 and info["world_seed"] >= 0
+        total = 0.0
+        for _ in range(25):  # across the first trial's end: no event tells it
+            _, reward, _, _, step_info = env.step(1)
+            total += reward
+            assert list(step_info) == list(info) and step_info["trial"] == -1 and not step_info["trial_ended"]
+            assert step_info["trial_reward"] == step_info["episode_return"] == np.float32(total)
+    finally:
+        env.close()

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from alchemy_gym.core.episodes import EpisodeCursor, check_episode_index, reset_options
-from alchemy_gym.envs.info import reset_info, rpc_info, step_info
+from alchemy_gym.envs.info import rpc_info, step_info
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
@@ -451,7 +451,7 @@ class RpcWorldClient:
         self.last_events = values.get("events")
         self._trial, self._trial_reward, self._return = -1, 0.0, 0.0
         self._follow_trials(self.last_events)
-        return obs, self._info(reset_info(self._episode()))
+        return obs, self._info(step_info(self._trial, False, 0.0, 0.0, self._episode()))  # trial 0 (-1: no events)
 
     # ------------------------------------------------------------------------ step
 

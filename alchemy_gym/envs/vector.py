@@ -137,7 +137,6 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
         # each sub-env's rewards so far in its episode and in its trial (summed as the batch sums trial_rewards)
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._trial_sums = np.zeros(num_envs, dtype=np.float64)
-        self._rows = np.arange(num_envs)
         self._ended: tuple | None = None  # the rows whose episode ended on the last step, and their snapshot
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._painter = None
