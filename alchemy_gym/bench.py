@@ -325,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(problem)
     if args.belief and not args.jax:
         parser.error("--belief measures the JAX env: give it with --jax")
+    from alchemy_gym.envs.gymnasium_version import GymnasiumVersionError, require_vector_api
+
+    try:
+        require_vector_api("alchemy-gym bench (it measures the native vector env)")
+    except GymnasiumVersionError as exc:
+        parser.error(str(exc))
     if args.jax:
         try:
             import jax  # noqa: F401

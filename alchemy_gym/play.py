@@ -62,10 +62,10 @@ def play(
     for episode in range(episodes):
         terminated = False
         while not terminated:
-            obs, _, terminated, _, info = env.step(cash_positive_stones(obs))
+            obs, _, terminated, _, _ = env.step(cash_positive_stones(obs))
             if render:
                 print(env.render())
-        rewards = info["trial_rewards"]
+        rewards = env.unwrapped.episode_record().trial_rewards
         totals.append(sum(rewards))
         index = env.unwrapped.game.episode_index  # the evaluation episode, else the count
         print(

@@ -8,6 +8,10 @@ from alchemy_gym.core.chemistry import Chemistry
 from alchemy_gym.core.game import TrialItems
 from alchemy_gym.core.graphs import FULL_GRAPH, bottleneck1_constraints, constraint_to_graph
 from alchemy_gym.core.items import coords_to_index, potion_index
+from alchemy_gym.envs.gymnasium_version import VECTOR_API
+
+#: For tests of what needs Gymnasium 1.x (the native vector envs): skipped on gymnasium 0.29.
+needs_gymnasium_1 = pytest.mark.skipif(not VECTOR_API, reason="needs gymnasium>=1.0 (the native vector env)")
 
 STANDARD = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 NO_ROTATION = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"

@@ -8,7 +8,9 @@ import gymnasium as gym
 import pytest
 
 from alchemy_gym.cli import main
+from alchemy_gym.envs.gymnasium_version import VECTOR_API
 from alchemy_gym.play import cash_positive_stones
+from tests.conftest import needs_gymnasium_1
 
 
 def test_cash_positive_stones_scores_67_418_on_the_evaluation_set_section_1_2():
@@ -49,6 +51,7 @@ def test_levels_lists_every_level(capsys):
     assert "Alchemy/SymbolicStandard-v0" in out and "alchemy/all_fixed_bottleneck3" in out
 
 
+@needs_gymnasium_1
 def test_bench_reports_speed_replay_and_memory(capsys):
     args = ["bench", "--steps", "2000", "--sizes", "1", "8", "--vector-steps", "4000", "--rounds", "2", "--envs", "20"]
     assert main([*args, "--json"]) == 0
@@ -311,3 +314,11 @@ def test_record_video_writes_a_playable_video_of_a_symbolic_episode(tmp_path):
     meta = next(frames)
     assert tuple(meta["size"]) == (240, 180) and meta["fps"] == 4
     assert sum(1 for _ in frames) == steps + 1  # the reset's picture and one per step
+
+
+@pytest.mark.skipif(VECTOR_API, reason="gymnasium 0.29 only")
+def test_bench_on_gymnasium_029_names_the_version_it_needs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--quick"])
+    assert exit_info.value.code == 2
+    assert "needs gymnasium>=1.0" in capsys.readouterr().err

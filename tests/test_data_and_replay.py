@@ -99,16 +99,18 @@ def test_replay_through_the_gym_env_matches_the_fast_replay():
                 env.step(13 * stone + 2 + potion if potion >= 0 else 13 * stone + 1)
             while not terminated and env.unwrapped.trial_number == trial:
                 _, _, terminated, _, info = env.step(0)
-        assert info["trial_rewards"].tolist() == fast[episode].tolist()
-        np.testing.assert_array_equal(info["matrix_events"], events[episode])
+        record = env.unwrapped.episode_record()
+        assert record.trial_rewards.tolist() == fast[episode].tolist() and record.episode_index == episode
+        assert info["episode_index"] == episode and info["episode_return"] == fast[episode].sum()
+        np.testing.assert_array_equal(record.matrix_events, events[episode])
 
 
 def test_evaluation_env_plays_requested_and_successive_episodes():
     env = gym.make("Alchemy/SymbolicEvaluation-v0")
-    assert env.reset()[1]["episode"] == 0
-    assert env.reset()[1]["episode"] == 1
-    assert env.reset(options={"episode": 999})[1]["episode"] == 999
-    assert env.reset()[1]["episode"] == 0
+    assert env.reset()[1]["episode_index"] == 0
+    assert env.reset()[1]["episode_index"] == 1
+    assert env.reset(options={"episode": 999})[1]["episode_index"] == 999
+    assert env.reset()[1]["episode_index"] == 0
     obs, info = env.reset(options={"episode": 0})
     assert env.unwrapped.game.chemistry == data.evaluation_episodes()[0].chemistry
 

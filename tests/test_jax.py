@@ -15,6 +15,7 @@ import alchemy_gym.jax as aj  # noqa: E402
 from alchemy_gym.core.batch import GameBatch, GameConfig  # noqa: E402
 from alchemy_gym.core.belief import ChemistrySeen  # noqa: E402
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems  # noqa: E402
+from alchemy_gym.envs.info import INFO_KEYS  # noqa: E402
 from alchemy_gym.levels import LEVELS  # noqa: E402
 
 stats = pytest.importorskip("scipy.stats")
@@ -52,9 +53,12 @@ def test_same_chemistry_and_items_give_the_cores_observations_rewards_and_ends(l
     actions = np.random.default_rng(hash(level.name) % 2**32).integers(0, env.num_actions, size=3000)
     finished = 0
     for t, action in enumerate(actions.tolist()):
-        obs, state, reward, done, _ = step(jax.random.key(t), state, jnp.int32(action), params)
-        want, want_reward, terminated, _, _ = single.step(action)
+        obs, state, reward, done, info = step(jax.random.key(t), state, jnp.int32(action), params)
+        want, want_reward, terminated, _, want_info = single.step(action)
         assert float(reward) == np.float32(want_reward) and bool(done) == terminated
+        for key in INFO_KEYS:  # the same info schema: keys, dtypes and values
+            value = np.asarray(info[key.name])
+            assert value.dtype == key.dtype and value == want_info[key.name], (t, key.name)
         if terminated:
             want, _ = single.reset()  # the JAX step already returns the next episode's first observation
             finished += 1

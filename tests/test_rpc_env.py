@@ -17,6 +17,7 @@ pytest.importorskip("dm_env_rpc")
 pytest.importorskip("grpc")
 
 import alchemy_gym  # noqa: E402,F401  (registers the IDs)
+from alchemy_gym.envs.info import INFO_KEYS, RPC_INFO_KEYS  # noqa: E402
 from alchemy_gym.envs.rpc import RpcAlchemyEnv, RpcEnvError  # noqa: E402
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
 from alchemy_gym.rpc.launchers import AddressLauncher, LaunchError, LocalBinaryLauncher  # noqa: E402
@@ -31,25 +32,43 @@ def address():
     server.stop(grace=0.5).wait(5)
 
 
+def _same_info(info, ref_info, world_seed, score):
+    """The 3D env's info: the symbolic env's keys and values (trials followed from the world's events), then
+    its own, every value a 0-d array of the schema's dtype."""
+    assert list(info) == [key.name for key in INFO_KEYS + RPC_INFO_KEYS]
+    for key in INFO_KEYS + RPC_INFO_KEYS:
+        assert isinstance(info[key.name], np.ndarray) and info[key.name].shape == ()
+        assert info[key.name].dtype == key.dtype, key.name
+    for key in INFO_KEYS:
+        assert info[key.name] == ref_info[key.name], key.name
+    assert info["world_seed"] == world_seed and info["score"] == score
+
+
 def _play_against_symbolic(env, seed, steps=120, rng_seed=0):
     obs, info = env.reset(seed=seed)
     ref = SymbolicAlchemyEnv(LEVEL)
-    expected, _ = ref.reset(seed=info["world_seed"])
+    expected, ref_info = ref.reset(seed=int(info["world_seed"]))
     np.testing.assert_array_equal(obs["symbolic_obs"], expected)
+    _same_info(info, ref_info, info["world_seed"], 0.0)
     rng = np.random.default_rng(rng_seed)
     trace = [obs["symbolic_obs"]]
+    ended = 0
     score = 0.0
     for _ in range(steps):
         action = int(rng.integers(0, 40))
         obs, reward, terminated, truncated, info = env.step(action)
-        expected, ref_reward, ref_terminated, _, _ = ref.step(action)
+        expected, ref_reward, ref_terminated, _, ref_info = ref.step(action)
         np.testing.assert_array_equal(obs["symbolic_obs"], expected)
         assert reward == ref_reward and terminated == ref_terminated and not truncated
+        _same_info(info, ref_info, ref_info_seed := int(info["world_seed"]), obs["Score"])
+        assert ref_info_seed >= 0
+        ended += bool(info["trial_ended"])
         score += ref_reward
         assert info["score"] == pytest.approx(score)  # the server's Score, also when its reward observation is used
         trace.append(obs["symbolic_obs"])
         if terminated:
             break
+    assert ended == len(trace) // 20  # the trials the world's events ended
     return np.stack(trace)
 
 
@@ -86,10 +105,10 @@ def test_evaluation_level_plays_the_requested_episodes(address):
     ref = SymbolicAlchemyEnv("alchemy/evaluation_episodes")
     try:
         obs, info = env.reset(options={"episode": 7})
-        assert info["episode"] == 7
+        assert info["episode_index"] == 7
         np.testing.assert_array_equal(obs, ref.reset(options={"episode": 7})[0])
         obs, info = env.reset()
-        assert info["episode"] == 8
+        assert info["episode_index"] == 8
         np.testing.assert_array_equal(obs, ref.reset(options={"episode": 8})[0])
         with pytest.raises(ValueError, match="out of range"):
             env.reset(options={"episode": 1000})
@@ -101,15 +120,15 @@ def test_action_repeats_sum_rewards_and_concatenate_events(address):
     env = RpcAlchemyEnv(LEVEL, address=address, num_action_repeats=3, observations=["symbolic_obs"])
     try:
         obs, info = env.reset(seed=9)
-        assert [e.name for e in info["events"]][0] == "DeepMind/Alchemy/ChemistryCreated"
+        assert [e.name for e in env.last_events][0] == "DeepMind/Alchemy/ChemistryCreated"
         ref = SymbolicAlchemyEnv(LEVEL)
-        ref.reset(seed=info["world_seed"])
+        ref.reset(seed=int(info["world_seed"]))
         # stone 0 → cauldron, then the same action twice more (the stone is gone: no-ops)
         obs, reward, terminated, _, info = env.step(1)
         expected = sum(ref.step(1)[1] for _ in range(3))
         assert reward == expected
-        assert [e.name for e in info["events"]] == ["DeepMind/Alchemy/StoneUsed"]
-        assert info["events"][0].detail["reward"] == reward
+        assert [e.name for e in env.last_events] == ["DeepMind/Alchemy/StoneUsed"]
+        assert env.last_events[0].detail["reward"] == reward == info["trial_reward"] == info["episode_return"]
         # 20 steps a trial, 10 trials: the loop stops at the episode's end
         steps = 1
         while not terminated:
@@ -331,3 +350,18 @@ def test_works_when_called_from_a_running_event_loop(address):
 
     obs, world_seed = asyncio.run(main())
     np.testing.assert_array_equal(obs, SymbolicAlchemyEnv(LEVEL).reset(seed=world_seed)[0])
+
+
+def test_without_trial_events_the_info_keeps_its_keys_with_trial_minus_one(address):
+    env = RpcAlchemyEnv(LEVEL, address=address, observations=["symbolic_obs"], event_regex=None)
+    try:
+        _, info = env.reset(seed=3)
+        assert not env.last_events and info["trial"] == -1 and info["world_seed"] >= 0
+        total = 0.0
+        for _ in range(25):  # across the first trial's end: no event tells it
+            _, reward, _, _, step_info = env.step(1)
+            total += reward
+            assert list(step_info) == list(info) and step_info["trial"] == -1 and not step_info["trial_ended"]
+            assert step_info["trial_reward"] == step_info["episode_return"] == np.float32(total)
+    finally:
+        env.close()

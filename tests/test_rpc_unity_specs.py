@@ -111,7 +111,8 @@ def test_dict_actions_are_validated_and_sent_sticky(fake):
         settings = servicer.world_settings[-1]
         assert settings["levelName"] == "alchemy/all_fixed"
         assert settings["EventSubscriptionRegex"] == "DeepMind/.*" and settings["episodeId"] == 0
-        assert [e.name for e in info["events"]] == ["DeepMind/Trial/TrialStarted"]
+        assert [e.name for e in env.unwrapped.last_events] == ["DeepMind/Trial/TrialStarted"]
+        assert info["trial"] == 0 and not info["trial_ended"] and info["world_seed"] >= 0
         obs, reward, *_ = env.step({"HAND_GRIP": np.float64(1.0)})
         assert servicer.received[-1] == {"HAND_GRIP": 1.0}
         assert reward == 1.0 and bool(obs["HAND_IS_HOLDING"])

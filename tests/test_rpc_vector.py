@@ -106,16 +106,17 @@ def test_sub_envs_match_single_envs_step_for_step_with_next_step_autoreset(addre
                 if ended[i]:  # next-step autoreset: the action is ignored, the reset's obs and info come back
                     single_obs, single_info = env.reset()
                     single = (single_obs, 0.0, False, False, single_info)
-                    assert info["_world_seed"][i] and info["world_seed"][i] == single_info["world_seed"]
                     autoresets += 1
                 else:
                     single = env.step(int(actions[i]))
-                    assert not info.get("_world_seed", np.zeros(n, bool))[i]
                 np.testing.assert_array_equal(obs["symbolic_obs"][i], single[0]["symbolic_obs"], err_msg=f"t={t}")
                 assert obs["Score"][i] == single[0]["Score"]
                 assert (rewards[i], terminated[i], truncated[i]) == single[1:4], f"t={t} sub-env {i}"
-                assert info["score"][i] == single[4]["score"]
-                assert [e.name for e in info["events"][i]] == [e.name for e in single[4]["events"]]
+                assert set(info) == set(single[4]) | {"_" + key for key in single[4]}
+                for key, value in single[4].items():  # every key, every step, typed as the single env's
+                    assert info["_" + key][i] and info[key].dtype == value.dtype and info[key][i] == value, key
+                events = envs.unwrapped.last_events[i]
+                assert [e.name for e in events] == [e.name for e in env.last_events]
                 ended[i] = single[2] or single[3]
         assert autoresets == n
     finally:
@@ -158,16 +159,16 @@ def test_evaluation_episodes_are_spread_over_sub_envs(address):
     ref = SymbolicAlchemyEnv("alchemy/evaluation_episodes")
     try:
         obs, info = envs.reset()
-        assert info["episode"].tolist() == [0, 1]
+        assert info["episode_index"].tolist() == [0, 1]
         for i, e in enumerate((0, 1)):
             np.testing.assert_array_equal(obs[i], ref.reset(options={"episode": e})[0])
         _, info = envs.reset()
-        assert info["episode"].tolist() == [2, 3]
+        assert info["episode_index"].tolist() == [2, 3]
         obs, info = envs.reset(options={"episode": [7, 500]})
-        assert info["episode"].tolist() == [7, 500]
+        assert info["episode_index"].tolist() == [7, 500]
         np.testing.assert_array_equal(obs[1], ref.reset(options={"episode": 500})[0])
         _, info = envs.reset(options={"episode": 9})
-        assert info["episode"].tolist() == [9, 9]
+        assert info["episode_index"].tolist() == [9, 9]
         for bad, match in (([1], "one per sub-env"), ([1, 1000], "out of range"), ({"x": 1}, "unknown reset options")):
             options = bad if isinstance(bad, dict) else {"episode": bad}
             with pytest.raises(ValueError, match=match):

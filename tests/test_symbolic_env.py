@@ -130,7 +130,7 @@ def test_end_trial_action_moves_to_the_next_trial_section_9_1(fixture_episode):
         assert env.unwrapped.trial_number == 0
         _, _, terminated, _, info = env.step(0)
         assert env.unwrapped.trial_number == 1 and not terminated
-        assert info["trial_ended"] == 0
+        assert info["trial_ended"] and info["trial"] == 0
 
 
 def test_trial_ends_after_20_steps_and_episode_after_last_trial(fixture_episode):
@@ -139,10 +139,12 @@ def test_trial_ends_after_20_steps_and_episode_after_last_trial(fixture_episode)
     for step in range(1, 41):
         _, _, terminated, truncated, info = env.step(0)
         assert not truncated
+        assert info["trial_ended"] == (step % 20 == 0) and info["trial"] == (step - 1) // 20
         if step == 20:
-            assert env.unwrapped.trial_number == 1 and info["trial_ended"] == 0
+            assert env.unwrapped.trial_number == 1
         assert terminated == (step == 40)
-    assert info["trial_rewards"].tolist() == [0.0, 0.0]
+    assert info["discount"] == 0.0 and info["episode_return"] == 0.0
+    assert env.unwrapped.episode_record().trial_rewards.tolist() == [0.0, 0.0]
     assert env.unwrapped.trial_number == -1
 
 
@@ -245,8 +247,9 @@ def test_episode_return_is_sum_of_cashed_values():
         _, reward, terminated, _, info = env.step(int(rng.integers(40)))
         assert reward in (0.0, -3.0, -1.0, 1.0, 15.0)
         total += reward
-    assert total == sum(info["trial_rewards"])
-    assert len(info["items"]) == 10
+    record = env.unwrapped.episode_record()
+    assert total == sum(record.trial_rewards) == info["episode_return"] == env.unwrapped.episode_return
+    assert len(record.items) == 10 and len(record.trial_items()) == 10
 
 
 def test_reward_weights_change_stone_values(fixture_episode):

@@ -24,6 +24,7 @@ from alchemy_gym.wrappers.symbolic_view import (  # noqa: E402
     SymbolicViewVector,
     chemistry_from_event,
 )
+from tests.conftest import needs_gymnasium_1  # noqa: E402
 
 SEE = {"truth": "ground_truth", "belief": "belief_state"}
 LEVELS = {
@@ -68,6 +69,7 @@ def test_the_view_equals_the_servers_symbolic_obs_and_the_in_process_chemistry_o
     env.close()
 
 
+@needs_gymnasium_1
 def test_the_vector_view_follows_every_sub_env(address):
     n = 3
     envs = SymbolicViewVector(

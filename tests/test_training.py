@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -48,46 +49,119 @@ def test_cleanrl_style_ppo_script():
     assert all(-90 <= r <= 450 for r in returns)
 
 
-def test_sb3_vec_env_over_the_native_vector_env_equals_dummy_vec_env():
+def test_sb3_vec_env_over_the_native_vector_env_equals_dummy_vec_env_over_monitors():
     pytest.importorskip("stable_baselines3", reason="stable-baselines3 is an optional extra (sb3)")
+    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from alchemy_gym.wrappers import AlchemySB3VecEnv
 
     env_id, n = "Alchemy/SymbolicStandard-v0", 3
     native = AlchemySB3VecEnv(env_id, num_envs=n, seed=5, end_trial_action=True)
-    dummy = DummyVecEnv([lambda: gym.make(env_id, end_trial_action=True) for _ in range(n)])
+    dummy = DummyVecEnv([lambda: Monitor(gym.make(env_id, end_trial_action=True)) for _ in range(n)])
     dummy.seed(5)
     np.testing.assert_array_equal(native.reset(), dummy.reset())
-    assert native.reset_infos == dummy.reset_infos
+    _same_infos(native.reset_infos, dummy.reset_infos)
+    assert native.env_is_wrapped(Monitor) == dummy.env_is_wrapped(Monitor) == [True] * n
     actions = np.random.default_rng(0)
-    dones = 0
+    episodes = 0
     for _ in range(420):
         a = actions.integers(0, 41, size=n)
         (obs, rewards, done, infos), (obs2, rewards2, done2, infos2) = native.step(a), dummy.step(a)
         np.testing.assert_array_equal(obs, obs2)
         np.testing.assert_array_equal(rewards, rewards2)
         assert rewards.dtype == rewards2.dtype and done.tolist() == done2.tolist()
-        for got, want in zip(infos, infos2):
-            assert set(got) == set(want)
-            for key, value in want.items():
+        _same_infos(infos, infos2)
+        episodes += sum("episode" in info for info in infos)
+    assert episodes >= n
+
+
+def _same_infos(infos, want_infos):
+    for got, want in zip(infos, want_infos):
+        assert set(got) == set(want)
+        for key, value in want.items():
+            if key == "episode":  # Monitor's statistics: the same return and length ("t" is wall time)
+                assert got[key]["r"] == value["r"] and got[key]["l"] == value["l"] and set(got[key]) == set(value)
+            else:
+                assert type(got[key]) is type(value), key
                 np.testing.assert_array_equal(got[key], value, err_msg=key)
-        dones += int(done.sum())
-    assert dones >= n
+                assert getattr(got[key], "dtype", None) == getattr(value, "dtype", None), key
 
 
-def test_sb3_ppo_trains_on_the_native_vector_env():
-    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is an optional extra (sb3)")
+def _ppo_logging_episodes(venv, n_steps):
+    """PPO on ``venv``; returns the model and every ``rollout/ep_rew_mean`` its logger wrote."""
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import KVWriter, Logger
+
+    class Record(KVWriter):
+        def __init__(self):
+            self.values = []
+
+        def write(self, key_values, key_excluded, step=0):
+            if "rollout/ep_rew_mean" in key_values:
+                self.values.append(key_values["rollout/ep_rew_mean"])
+
+    record = Record()
+    model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=128, n_epochs=1, seed=0, verbose=0)
+    model.set_logger(Logger(folder=None, output_formats=[record]))
+    model.learn(total_timesteps=venv.num_envs * n_steps * 2)
+    return model, record.values
+
+
+def test_sb3_ppo_trains_on_the_native_vector_env_and_logs_episode_rewards():
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is an optional extra (sb3)")
+    from stable_baselines3.common.evaluation import evaluate_policy
 
     from alchemy_gym.wrappers import AlchemySB3VecEnv
 
-    venv = AlchemySB3VecEnv("Alchemy/SymbolicStandard-v0", num_envs=16, seed=0)
-    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=128, n_epochs=1, seed=0, verbose=0)
-    model.learn(total_timesteps=16 * 32 * 2)
-    assert model.num_timesteps == 16 * 32 * 2
+    venv = AlchemySB3VecEnv("Alchemy/SymbolicStandard-v0", num_envs=4, seed=0)
+    model, logged = _ppo_logging_episodes(venv, n_steps=256)  # 512 steps a sub-env: two 200-step episodes each
+    assert model.num_timesteps == 4 * 256 * 2
+    episodes = list(model.ep_info_buffer)
+    assert len(episodes) == 8 and all(e["l"] == 200 for e in episodes)
+    assert all(-90 <= e["r"] <= 450 for e in episodes)
+    assert logged and logged[-1] == pytest.approx(np.mean([e["r"] for e in episodes]))
+    # SB3's evaluation reads the same Monitor statistics (no "not wrapped with a Monitor" warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rewards, lengths = evaluate_policy(model, venv, n_eval_episodes=4, return_episode_rewards=True)
+    assert lengths == [200] * 4 and all(-90 <= r <= 450 for r in rewards)
     with pytest.raises(ValueError, match="not a symbolic Alchemy ID"):
         AlchemySB3VecEnv("Alchemy/Standard-v0", num_envs=2)
+    with pytest.raises(TypeError, match="env_id must be a symbolic ID"):
+        AlchemySB3VecEnv(gym.make("Alchemy/SymbolicStandard-v0"))
+
+
+def test_sb3_vec_monitor_on_top_counts_each_episode_once():
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is an optional extra (sb3)")
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor
+
+    from alchemy_gym.wrappers import AlchemySB3VecEnv
+
+    class Tap(VecEnvWrapper):
+        """Keeps the episode statistics our VecEnv gives, before VecMonitor replaces them."""
+
+        def __init__(self, venv):
+            super().__init__(venv)
+            self.seen = []
+
+        def reset(self):
+            return self.venv.reset()
+
+        def step_wait(self):
+            obs, rewards, dones, infos = self.venv.step_wait()
+            self.seen += [dict(info["episode"]) for info in infos if "episode" in info]
+            return obs, rewards, dones, infos
+
+    tap = Tap(AlchemySB3VecEnv("Alchemy/SymbolicStandard-v0", num_envs=4, seed=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # VecMonitor says it replaces the Monitor statistics: it does
+        monitor = VecMonitor(tap)
+    model, logged = _ppo_logging_episodes(monitor, n_steps=256)
+    episodes = list(model.ep_info_buffer)
+    assert len(episodes) == len(tap.seen) == monitor.episode_count == 8
+    assert [(e["r"], e["l"]) for e in episodes] == [(e["r"], e["l"]) for e in tap.seen]
+    assert logged[-1] == pytest.approx(np.mean([e["r"] for e in episodes]))
 
 
 def test_rl2_recurrent_ppo_smoke_run_checkpoints_resumes_and_evaluates(tmp_path):

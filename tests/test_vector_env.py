@@ -111,15 +111,15 @@ def test_evaluation_level_plays_episodes_i_plus_k_n_and_accepts_episode_lists():
     single = gym.make(EVALUATION_ID)
     eps = evaluation_episodes()
     _, info = envs.reset(seed=0)
-    assert info["episode"].tolist() == [0, 1, 2] and info["_episode"].all()
+    assert info["episode_index"].tolist() == [0, 1, 2] and info["_episode_index"].all()
     assert [g.chemistry for g in envs.unwrapped.games] == [eps[i].chemistry for i in range(n)]
     for option in ([10, 999, 5], (10, 999, 5), np.array([10, 999, 5])):
         obs, info = envs.reset(options={"episode": option})
-        assert info["episode"].tolist() == [10, 999, 5]
+        assert info["episode_index"].tolist() == [10, 999, 5]
         for i, e in enumerate([10, 999, 5]):
             np.testing.assert_array_equal(obs[i], single.reset(options={"episode": e})[0])
     _, info = envs.reset(options={"episode": 42})
-    assert info["episode"].tolist() == [42, 42, 42]
+    assert info["episode_index"].tolist() == [42, 42, 42]
     # each sub-env goes on N episodes further, through its autoresets, as the single env given those episodes
     envs.reset(options={"episode": [10, 999, 5]})
     expected = [[10, 13], [999, 2], [5, 8]]
@@ -134,7 +134,7 @@ def test_evaluation_level_plays_episodes_i_plus_k_n_and_accepts_episode_lists():
         for i, single_env in enumerate(singles):
             if pending[i]:
                 want, r, t = single_env.reset(options={"episode": expected[i][1]})[0], 0.0, False
-                assert info["episode"][i] == expected[i][1] and info["_episode"][i]
+                assert info["episode_index"][i] == expected[i][1] and info["_episode_index"][i]
             else:
                 want, r, t, _, _ = single_env.step(int(a[i]))
             np.testing.assert_array_equal(obs[i], want)

@@ -211,9 +211,12 @@ def chemistry_of(potion_map: int, stone_map: int, graph: int, rotation: int) -> 
 
 
 def check_seed(seed: Any) -> int | None:
-    """``None`` or an int usable by ``numpy.random.RandomState`` (0..2**32-1)."""
+    """``None`` or an int usable by ``numpy.random.RandomState`` (0..2**32-1); a 0-d integer array (an info
+    value such as ``info["world_seed"]``) counts as its int."""
     if seed is None:
         return None
+    if isinstance(seed, np.ndarray) and seed.shape == () and seed.dtype.kind in "iu":
+        seed = seed.item()
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
         raise ValueError(f"seed must be an int in 0..2**32-1 (numpy RandomState), got {seed!r}")
     return int(seed)

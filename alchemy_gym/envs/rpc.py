@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from alchemy_gym.core.episodes import EpisodeCursor, check_episode_index, reset_options
+from alchemy_gym.envs.info import rpc_info, step_info
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
@@ -104,6 +105,7 @@ class RpcEnvConfig(Settings):
     """The settings of the 3D envs (:class:`RpcAlchemyEnv` and its vector env), checked before anything starts."""
 
     what = "3D env"
+    owner = "RpcAlchemyEnv.__init__"
 
     level_name: str = setting(
         "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck",
@@ -223,6 +225,11 @@ class RpcWorldClient:
         self.episode_index: int | None = None
         self.needs_reset = True
         self._last_score = 0.0
+        #: The world events of the last reset or step (all repeats); ``None`` when the server sent no events.
+        self.last_events: list | None = None
+        self._trial = -1  # the trial in progress, counted from the world's TrialStarted events (-1: none seen)
+        self._trial_reward = 0.0
+        self._return = 0.0
         self.last_rgb: np.ndarray | None = None
         self.specs = None
         self.observation_space: gym.Space | None = None
@@ -441,12 +448,10 @@ class RpcWorldClient:
         obs, values = self._observation(response)
         self._last_score = float(values.get("Score", 0.0))
         self.needs_reset = False
-        info = {"world_seed": self.world_seed, "score": self._last_score}
-        if self.config.evaluation:
-            info["episode"] = self.episode_index
-        if "events" in values:
-            info["events"] = values["events"]
-        return obs, info
+        self.last_events = values.get("events")
+        self._trial, self._trial_reward, self._return = -1, 0.0, 0.0
+        self._follow_trials(self.last_events)
+        return obs, self._info(step_info(self._trial, False, 0.0, 0.0, self._episode()))  # trial 0 (-1: no events)
 
     # ------------------------------------------------------------------------ step
 
@@ -522,12 +527,33 @@ class RpcWorldClient:
                 truncated = True
                 break
         self.needs_reset = terminated or truncated
-        info: dict[str, Any] = {"score": self._last_score}
-        if "events" in values:
-            info["events"] = events
-        if self.config.evaluation:
-            info["episode"] = self.episode_index
-        return obs, total_reward, terminated, truncated, info
+        self.last_events = events if "events" in values else None
+        trial = self._trial
+        self._trial_reward += total_reward
+        self._return += total_reward
+        info = step_info(trial, False, self._trial_reward, self._return, self._episode(), terminated)
+        if self._follow_trials(self.last_events):
+            info["trial_ended"] = np.array(True)
+            self._trial_reward = 0.0
+        return obs, total_reward, terminated, truncated, self._info(info)
+
+    def _episode(self) -> int | None:
+        return self.episode_index if self.config.evaluation else None
+
+    def _info(self, info: dict[str, Any]) -> dict[str, Any]:
+        info.update(rpc_info(self.world_seed, self._last_score))
+        return info
+
+    def _follow_trials(self, events: list | None) -> bool:
+        """Count the trials the world starts; whether one ended."""
+        ended = False
+        for event in events or ():
+            name = event.name
+            if name.endswith("/TrialEnded"):
+                ended = True
+            elif name.endswith("/TrialStarted"):
+                self._trial += 1
+        return ended
 
     def _step_request(self, actions: dict):
         return self._send(pb.StepRequest(actions=actions, requested_observations=self._requested_uids))
@@ -575,7 +601,7 @@ class RpcAlchemyEnv(gym.Env):
     several observations give a ``Dict`` (Unity: ``RGB_INTERLEAVED``,
     ``ACCELERATION``, ``HAND_FORCE``, ``HAND_IS_HOLDING``, ``HAND_DISTANCE``,
     ``Score``; our symbolic server: ``symbolic_obs``, ``Score``,
-    ``RGB_INTERLEAVED``), one gives its own space. ``events`` go to ``info``,
+    ``RGB_INTERLEAVED``), one gives its own space. ``events`` go to :attr:`last_events`,
     strings (Unity's ``LANGUAGE`` action) are left out with a warning. Unity's
     actions are a ``Dict`` of float64 scalars; a step may give any subset of
     keys (the Unity actions are sticky: missing keys keep their value). For a
@@ -593,9 +619,12 @@ class RpcAlchemyEnv(gym.Env):
 
     ## Info
 
-    ``world_seed`` (after a reset), ``score``, ``events`` (a list of
-    :class:`alchemy_gym.rpc.events.WorldEvent` of all repeats, when the server
-    sends events), ``episode`` (evaluation level).
+    The same keys on ``reset`` and every step, 0-d numpy arrays of fixed dtypes
+    (:mod:`alchemy_gym.envs.info`): the symbolic env's keys (``trial``, ``trial_ended`` from the
+    world's ``TrialStarted`` / ``TrialEnded`` events; ``trial`` is -1 if the server sends none),
+    then ``world_seed`` (int64) and ``score`` (float32). The world events of the last reset or
+    step (all repeats) are :attr:`last_events` (a list of
+    :class:`alchemy_gym.rpc.events.WorldEvent`; ``None`` when the server sends no events).
 
     ## Seeding
 
@@ -676,6 +705,10 @@ class RpcAlchemyEnv(gym.Env):
     launcher = property(lambda self: self._client.launcher, doc="the launcher of the current server")
     world_seed = property(lambda self: self._client.world_seed, doc="the seed of the current world")
     episode_index = property(lambda self: self._client.episode_index, doc="the evaluation episode being played")
+    last_events = property(
+        lambda self: self._client.last_events,
+        doc="the world events of the last reset or step (``None`` when the server sends no events)",
+    )
 
     def _start(self) -> None:
         client = self._client
@@ -691,8 +724,11 @@ class RpcAlchemyEnv(gym.Env):
     # ----------------------------------------------------------------------- gym API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, np.ndarray) and seed.shape == () and seed.dtype.kind in "iu":
+            seed = seed.item()  # an info value (info["world_seed"])
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        seed = None if seed is None else int(seed)
         if self._closed:
             raise RpcEnvError("the env is closed")
         super().reset(seed=seed)

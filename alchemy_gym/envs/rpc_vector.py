@@ -25,15 +25,11 @@ from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from alchemy_gym.core.episodes import episode_indices, reset_options
+from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
 from alchemy_gym.envs.rpc import RpcEnvConfig, RpcEnvError, RpcWorldClient
 from alchemy_gym.levels import NUM_EVALUATION_EPISODES
 
-try:  # gymnasium >= 1.1
-    from gymnasium.vector import AutoresetMode
-
-    _NEXT_STEP = AutoresetMode.NEXT_STEP
-except ImportError:  # gymnasium 1.0: next-step autoreset is the only mode
-    _NEXT_STEP = "next_step"
+_NEXT_STEP = AutoresetMode.NEXT_STEP
 
 _RECOVERY = (
     "Recover with envs.restart() (new servers for the sub-envs that lost theirs; then call reset()) "
@@ -75,8 +71,10 @@ class RpcAlchemyVectorEnv(VectorEnv):
 
     ## Infos
 
-    The single env's infos in Gymnasium's vector layout (``info["score"]`` an array, with the mask
-    ``info["_score"]``; ``events`` an object array of lists …), as ``SyncVectorEnv`` gives them.
+    The single env's infos in Gymnasium's vector layout (``info["score"]`` a ``(num_envs,)``
+    float32 array, with the mask ``info["_score"]``, …), as ``SyncVectorEnv`` gives them: the same
+    keys on every reset and step. Each sub-env's world events of the last call are
+    :attr:`last_events`.
 
     ## Failures
 
@@ -96,6 +94,7 @@ class RpcAlchemyVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         num_envs = int(num_envs)
         config = RpcEnvConfig.parse(level_name, **settings)
+        require_vector_api("the native 3D vector env (RpcAlchemyVectorEnv)")
         addresses = _addresses(config.address, num_envs)
         from alchemy_gym.rpc.connection import PrivateLoop
 
@@ -253,6 +252,12 @@ class RpcAlchemyVectorEnv(VectorEnv):
             infos = self._add_info(infos, info, i)
         self._autoreset = terminated | truncated
         return self._batch(observations), rewards, terminated, truncated, infos
+
+    @property
+    def last_events(self) -> list[list | None]:
+        """Each sub-env's world events of the last reset or step (its reset's, after an autoreset; ``None``
+        for a sub-env whose server sends no events)."""
+        return [client.last_events for client in self._clients]
 
     def render(self) -> tuple[np.ndarray | None, ...] | None:
         """The last ``RGB_INTERLEAVED`` of every sub-env (with ``render_mode="rgb_array"``)."""

@@ -29,6 +29,8 @@ class Settings:
 
     #: What the settings configure, for error messages ("symbolic env", "3D env").
     what: ClassVar[str] = "env"
+    #: The callable that takes them, for Python's wording of an unexpected keyword argument.
+    owner: ClassVar[str] = "__init__"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -46,10 +48,16 @@ class Settings:
 
     @classmethod
     def parse(cls: type[S], **kwargs: Any) -> S:
-        """The settings of these keyword arguments; an unknown name gets an error listing the known ones."""
-        unknown = sorted(set(kwargs) - set(cls.names()))
+        """The settings of these keyword arguments. An unknown name gets a ``TypeError`` in Python's own wording
+        ("... got an unexpected keyword argument 'x'", which libraries such as TorchRL look for), then the
+        list of the known ones."""
+        known = cls.names()
+        unknown = [name for name in kwargs if name not in known]
         if unknown:
-            raise TypeError(f"unknown {cls.what} setting(s) {unknown}: the settings are {', '.join(cls.names())}")
+            raise TypeError(
+                f"{cls.owner}() got an unexpected keyword argument {unknown[0]!r}: unknown {cls.what} setting(s) "
+                f"{sorted(unknown)}; the settings are {', '.join(known)}"
+            )
         return cls(**kwargs)
 
     @classmethod

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from alchemy_gym.core.belief import ChemistryObserver
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
+from alchemy_gym.envs.info import EpisodeRecord, reset_info, step_info
 from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, SymbolicSettings, symbolic_obs_space
 from alchemy_gym.render import FRAME_SIZE, FramePainter
 
@@ -104,12 +105,13 @@ class SymbolicAlchemyEnv(gym.Env):
 
     ## Info
 
-    ``reset`` gives ``{"trial": 0}``; a step that ends a trial gives ``"trial_ended"`` and
-    ``"trial_reward"``; the step that ends the episode adds ``"trial_rewards"`` (float64, one per
-    trial), ``"matrix_events"`` (int8 (trials, 3, 13), §7.2), ``"chemistry"`` (a
-    :class:`~alchemy_gym.core.chemistry.Chemistry`) and ``"items"`` (int8 (trials, 15): each trial's
-    latent stones then potions, -1 for none; :meth:`TrialItems.from_row
-    <alchemy_gym.core.episodes.TrialItems.from_row>` reads a row). Fixed levels add ``"episode"``.
+    The same keys on ``reset`` and on every step, each a 0-d numpy array of a fixed dtype
+    (:mod:`alchemy_gym.envs.info`): ``trial`` (int32, the trial the step was played in),
+    ``trial_ended`` (bool), ``trial_reward`` (float32, the trial's reward so far),
+    ``episode_return`` (float32), ``episode_index`` (int32, the fixed episode, -1 if sampled),
+    ``discount`` (float32, 0 on the last step) and ``valid_action`` (bool, always true: invalid
+    actions raise). The episode's chemistry, items, trial rewards and matrix events (§7.2) are
+    :meth:`episode_record`'s.
 
     ## Version history
 
@@ -146,6 +148,8 @@ class SymbolicAlchemyEnv(gym.Env):
             self.observation_space = symbolic_space
         self._painter = None
         self._last_reward = 0.0
+        self._return = self._trial_reward = 0.0
+        self._trial, self._episode = 0, None
 
     # ----------------------------------------------------------------- gym API
 
@@ -158,12 +162,13 @@ class SymbolicAlchemyEnv(gym.Env):
         super().reset(seed=seed)
         self.game.new_episode(episode, seed=seed)
         self._last_reward = 0.0
+        # what the info reports, kept here (every step goes through step(); reading the game's row costs more)
+        self._return = self._trial_reward = 0.0
+        self._trial = 0
+        self._episode = self.game.episode_index
         if self._chem_seen:
             self._chemistry_observer.new_episode(self.np_random)
-        info = {"trial": 0}
-        if self._evaluation:
-            info["episode"] = self.game.episode_index
-        return self._observation(), info
+        return self._observation(), reset_info(self._episode)
 
     def step(self, action):
         if type(action) is not int:
@@ -171,7 +176,7 @@ class SymbolicAlchemyEnv(gym.Env):
         if not 0 <= action < self._num_actions:
             raise ValueError(f"action {action} out of range: the action space is Discrete({self._num_actions})")
         game = self.game
-        trial = game.trial_number
+        trial = self._trial
         try:
             reward, terminated = game.step(action)
         except EpisodeOver:
@@ -179,22 +184,14 @@ class SymbolicAlchemyEnv(gym.Env):
                 "the episode is over (or was never started): call env.reset() before env.step()"
             ) from None
         self._last_reward = reward
-        if terminated:
-            batch, row = game.batch, game.row
-            info = {
-                "trial_ended": trial,
-                "trial_reward": float(batch.trial_rewards[row, trial]),
-                "trial_rewards": batch.trial_rewards[row].copy(),
-                "matrix_events": batch.matrix_events[row].copy(),
-                "chemistry": game.chemistry,
-                "items": batch.items[row].copy(),
-            }
-            if self._evaluation:
-                info["episode"] = game.episode_index
-        elif game.trial_number != trial:
-            info = {"trial_ended": trial, "trial_reward": float(game.batch.trial_rewards[game.row, trial])}
+        self._return += reward
+        trial_reward = self._trial_reward + reward  # as the batch sums trial_rewards, in the same order
+        ended = terminated or game._trial[game.row] != trial
+        info = step_info(trial, ended, trial_reward, self._return, self._episode, terminated)
+        if ended:
+            self._trial, self._trial_reward = trial + 1, 0.0
         else:
-            info = {}
+            self._trial_reward = trial_reward
         if self._chem_seen:
             return self._observation(), reward, terminated, False, info
         return game.obs.copy(), reward, terminated, False, info
@@ -226,7 +223,7 @@ class SymbolicAlchemyEnv(gym.Env):
     @property
     def episode_return(self) -> float:
         """Sum of the rewards of the current (or just finished) episode."""
-        return sum(self.game.trial_rewards)
+        return self._return
 
     def _coerce_action(self, action) -> int:
         if isinstance(action, np.ndarray) and action.shape == ():
@@ -243,6 +240,12 @@ class SymbolicAlchemyEnv(gym.Env):
         if not self._chem_seen:
             return obs
         return {"symbolic_obs": obs} | self._chemistry_observer.observe()
+
+    def episode_record(self) -> EpisodeRecord:
+        """The chemistry, items, trial rewards and matrix events of the current (or just finished) episode."""
+        if self.game.chemistry is None:
+            raise RuntimeError("no episode yet: call env.reset() first")
+        return EpisodeRecord.of_rows(self.game.batch, np.array([self.game.row]))[0]
 
     def decode_action(self, action: int) -> tuple[int, int]:
         """``(stone slot, potion slot)`` of an action: (-2, -2) end trial, (-1, -1) no-op, (s, -1) cauldron."""

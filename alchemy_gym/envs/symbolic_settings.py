@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode
 
 from alchemy_gym.core.batch import BACKENDS, GameConfig, observation_bounds
 from alchemy_gym.core.belief import ChemistrySeen, ElementContent
@@ -21,6 +20,7 @@ from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules, 
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
+from alchemy_gym.envs.gymnasium_version import AutoresetMode
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, find_level
 from alchemy_gym.render import check_render_scale
@@ -185,6 +185,7 @@ class SymbolicSettings(Settings):
     """The settings of a symbolic env."""
 
     what = "symbolic env"
+    owner = "SymbolicAlchemyEnv.__init__"
 
     level_name: str = setting(
         DEFAULT_LEVEL,
@@ -325,6 +326,7 @@ class VectorSettings(SymbolicSettings):
     """The settings of the native symbolic vector env: a symbolic env's, and how the batch runs."""
 
     what = "symbolic vector env"
+    owner = "SymbolicAlchemyVectorEnv.__init__"
 
     render_mode: str | None = setting(
         None, "``'rgb_array'``: ``render()`` returns each sub-env's picture", _check_render_mode(("rgb_array",))

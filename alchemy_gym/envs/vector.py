@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from alchemy_gym.core.batch import GameBatch
 from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.core.game import AlchemyGame
+from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
+from alchemy_gym.envs.info import INFO_NAMES, EpisodeRecord, batched, snapshot
 from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, VectorSettings, symbolic_obs_space
 
 #: Sub-envs per thread when ``num_threads`` is chosen automatically.
@@ -34,7 +36,14 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     :class:`~alchemy_gym.envs.symbolic.SymbolicAlchemyEnv` after ``reset(seed=S + i)``, stepped with
     the same actions, through its autoresets: the same observations, rewards, episode ends and info
     (``info`` has the layout of ``SyncVectorEnv`` over single envs: ``info[key]`` an array over
-    sub-envs, ``info["_" + key]`` the mask of sub-envs that set it).
+    sub-envs, ``info["_" + key]`` the mask of sub-envs that set it). Needs gymnasium>=1.0.
+
+    ## Info
+
+    The single env's keys (:mod:`alchemy_gym.envs.info`) as ``(num_envs,)`` arrays, on every step
+    and reset, their masks all set (after ``reset(options={"reset_mask": m})``: ``m``). The
+    chemistry, items, trial rewards and matrix events of the episodes that ended on the last step
+    are :meth:`episode_records`'s.
 
     ## Arguments
 
@@ -90,6 +99,7 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        require_vector_api("the native symbolic vector env (SymbolicAlchemyVectorEnv)")
         num_envs = int(num_envs)
         self.settings = opts = VectorSettings.parse(level_name=level_name, **settings)
         self.level_name = level_name
@@ -125,6 +135,10 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=np.bool_)
+        # each sub-env's rewards so far in its episode and in its trial (summed as the batch sums trial_rewards)
+        self._returns = np.zeros(num_envs, dtype=np.float64)
+        self._trial_sums = np.zeros(num_envs, dtype=np.float64)
+        self._ended: tuple | None = None  # the rows whose episode ended on the last step, and their snapshot
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._painter = None
         self._obs_buffer = None if self.copy else np.empty((num_envs, self._obs_size), dtype=np.float32)
@@ -174,34 +188,43 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                     self._rngs[i], _ = seeding.np_random(seeds[i])
         self.batch.reset(rows, [seeds[i] for i in rows.tolist()], episodes)
         self._autoreset[rows] = False
+        self._returns[rows] = self._trial_sums[rows] = 0.0
+        self._ended = None
         if self._chem_seen:
             self._chemistries_changed(rows)
-        return self._observation(), self._reset_info(rows)
+        mask = np.zeros(n, dtype=np.bool_)
+        mask[rows] = True
+        return self._observation(), self._reset_info(mask)
 
     def step(self, actions):
         batch = self.batch
         actions = batch.check_actions(actions)
         obs_out = self._obs_out()
+        trial = batch.trial.astype(np.int32)  # the trial each step is played in
+        started = None
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             begin = self._autoreset if self._autoreset.any() else None
-            result = batch.step(actions, begin=begin, obs_out=obs_out)
-            info = self._step_info(result)
-            started = None
             if begin is not None:
                 started = np.flatnonzero(begin)
-                self._merge(info, self._reset_info(started))
+                trial[started] = 0  # a new episode's first trial
+                self._returns[started] = 0.0
+            result = batch.step(actions, begin=begin, obs_out=obs_out)
+            info = self._step_info(result, trial)
             self._autoreset = result.terminated.copy()
+            self._keep_ended(result)
         else:
             result = batch.step(actions, obs_out=obs_out)
-            started = None
-            if not result.num_terminated:
-                info = self._step_info(result)
-            else:
+            info = self._step_info(result, trial)
+            self._keep_ended(result)
+            if result.num_terminated:
                 # as SyncVectorEnv: the last step's observation and info go to final_obs / final_info,
                 # the sub-env's own entries are those of its reset
-                started = np.flatnonzero(result.terminated)
-                info = self._step_info(result, exclude=result.terminated)
-                final_info = self._step_info(result, exclude=~result.terminated)
+                ended = result.terminated
+                started = np.flatnonzero(ended)
+                final_info = {
+                    key: (np.where(ended, value, value.dtype.type(0)) if not key.startswith("_") else ended.copy())
+                    for key, value in info.items()
+                }
                 last = obs_out[started].copy()
                 final = np.full(self.num_envs, None, dtype=object)
                 for j, i in enumerate(started.tolist()):
@@ -210,14 +233,23 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                     else:
                         final[i] = last[j]
                 batch.reset(started)
+                self._returns[started] = 0.0  # (their trial sums were zeroed: their trial ended)
                 obs_out[started] = batch.obs[started]
-                info["final_obs"], info["_final_obs"] = final, result.terminated.copy()
-                info["final_info"], info["_final_info"] = final_info, result.terminated.copy()
-                self._merge(info, self._reset_info(started))
+                self._reset_rows(info, started)
+                info["final_obs"], info["_final_obs"] = final, ended.copy()
+                info["final_info"], info["_final_info"] = final_info, ended.copy()
         if self._chem_seen and started is not None:
             self._chemistries_changed(started)
         truncated = np.zeros(self.num_envs, dtype=np.bool_)
         return self._observation(obs_out), result.reward, result.terminated, truncated, info
+
+    def episode_records(self) -> dict[int, EpisodeRecord]:
+        """``{sub-env: record}`` of the episodes that ended on the last step: their chemistry, items, trial
+        rewards and matrix events (an empty dict if none ended)."""
+        if self._ended is None:
+            return {}
+        rows, *arrays = self._ended
+        return dict(zip(rows.tolist(), EpisodeRecord.of_arrays(*arrays)))
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """Each sub-env's picture (``render_mode="rgb_array"``), as the single env draws it."""
@@ -260,74 +292,68 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                 masks[i] = seen.ground_truth_mask(seen.sample_contents(self._rngs[i]))
             self._chem_obs[name][rows] = seen.observe_rows(chem, masks[rows])
 
-    def _reset_info(self, rows: np.ndarray) -> dict[str, Any]:
-        """What the single envs' ``reset`` infos give, in the vector layout."""
+    def _keep_ended(self, result) -> None:
+        """Keep what :meth:`episode_records` gives of the episodes that ended on this step (before any reset)."""
+        if result.num_terminated:
+            rows = np.flatnonzero(result.terminated)
+            self._ended = (rows, *snapshot(self.batch, rows))
+        else:
+            self._ended = None
+
+    def _episode_index(self) -> np.ndarray:
+        episode = self.batch.episode
+        return np.where(episode >= 0, episode, -1)
+
+    def _reset_info(self, mask: np.ndarray) -> dict[str, Any]:
+        """What the single envs' ``reset`` infos give, in the vector layout (set for the sub-envs of ``mask``)."""
         n = self.num_envs
-        mask = np.zeros(n, dtype=np.bool_)
-        mask[rows] = True
-        info = {"trial": np.zeros(n, dtype=np.int64), "_trial": mask}
-        if self._fixed:
-            episode = np.zeros(n, dtype=np.int64)
-            episode[rows] = self.batch.episode[rows]
-            info["episode"], info["_episode"] = episode, mask.copy()
-        return info
-
-    def _step_info(self, result, exclude: np.ndarray | None = None) -> dict[str, Any]:
-        """What the single envs' ``step`` infos give, in the vector layout (without the ``exclude`` sub-envs)."""
-        if not result.num_trial_ends:
-            return {}
-        n, batch = self.num_envs, self.batch
-        ended = result.trial_ended >= 0
-        if exclude is not None:
-            ended &= ~exclude
-        rows = np.flatnonzero(ended)
-        if not len(rows):
-            return {}
-        trial = np.zeros(n, dtype=np.int64)
-        trial[rows] = result.trial_ended[rows]
-        reward = np.zeros(n, dtype=np.float64)
-        reward[rows] = batch.trial_rewards[rows, trial[rows]]
-        info: dict[str, Any] = {
-            "trial_ended": trial,
-            "_trial_ended": ended,
-            "trial_reward": reward,
-            "_trial_reward": ended.copy(),
-        }
-        over = result.terminated & ended
-        if over.any():
-            done = np.flatnonzero(over)
-            for key, source in (
-                ("trial_rewards", batch.trial_rewards),
-                ("matrix_events", batch.matrix_events),
-                ("items", batch.items),
-            ):
-                if len(done) == n:
-                    values = source.copy()
-                else:
-                    values = np.zeros_like(source)
-                    values[done] = source[done]
-                info[key], info["_" + key] = values, over.copy()
-            chemistry = np.full(n, None, dtype=object)
-            chemistry[done] = batch.chemistries(done)
-            info["chemistry"], info["_chemistry"] = chemistry, over.copy()
-            if self._fixed:
-                episode = np.zeros(n, dtype=np.int64)
-                episode[done] = batch.episode[done]
-                info["episode"], info["_episode"] = episode, over.copy()
-        return info
-
-    @staticmethod
-    def _merge(info: dict[str, Any], extra: dict[str, Any]) -> None:
-        """Add ``extra``'s entries to ``info`` where their masks are set (as ``SyncVectorEnv`` would)."""
-        for key, value in extra.items():
+        zeros = np.zeros(n)
+        info = batched(
+            {
+                "trial": zeros,
+                "trial_ended": zeros,
+                "trial_reward": zeros,
+                "episode_return": zeros,
+                "episode_index": np.where(mask, self._episode_index(), 0),
+                "discount": mask,
+                "valid_action": mask,
+            },
+            n,
+        )
+        for key in info:
             if key.startswith("_"):
-                continue
-            mask = extra["_" + key]
-            if key in info:
-                info[key][mask] = value[mask]
-                info["_" + key] |= mask
-            else:
-                info[key], info["_" + key] = value, mask
+                info[key] = mask.copy()
+        return info
+
+    def _step_info(self, result, trial: np.ndarray) -> dict[str, Any]:
+        """What the single envs' ``step`` infos give (``reset`` infos for the sub-envs that started an
+        episode instead), in the vector layout; ``trial``: each sub-env's trial before the step. Written out
+        (it runs every step): fresh arrays of the schema's dtypes, every mask set."""
+        n = self.num_envs
+        self._returns += result.reward
+        self._trial_sums += result.reward
+        ended = result.trial_ended >= 0
+        info: dict[str, Any] = {
+            "trial": trial,
+            "trial_ended": ended,
+            "trial_reward": self._trial_sums.astype(np.float32),
+            "episode_return": self._returns.astype(np.float32),
+            "episode_index": self.batch.episode.copy(),  # -1 (SAMPLED) for sampled levels
+            "discount": (~result.terminated).astype(np.float32),
+            "valid_action": np.ones(n, dtype=np.bool_),
+        }
+        if result.num_trial_ends:
+            self._trial_sums[ended] = 0.0
+        for key in INFO_NAMES:
+            info["_" + key] = np.ones(n, dtype=np.bool_)
+        return info
+
+    def _reset_rows(self, info: dict[str, Any], rows: np.ndarray) -> None:
+        """Overwrite ``rows``' entries of ``info`` with their reset info (after an autoreset in the same step)."""
+        for key in ("trial", "trial_ended", "trial_reward", "episode_return"):
+            info[key][rows] = 0
+        info["discount"][rows] = 1
+        info["episode_index"][rows] = self._episode_index()[rows]
 
 
 SymbolicAlchemyVectorEnv.__init__.__signature__ = VectorSettings.signature(

@@ -29,6 +29,7 @@ from alchemy_gym.core.batch import POTION_FEATURES, STONE_BLOCK, STONE_FEATURES
 from alchemy_gym.core.belief import ALL_ELEMENTS, ground_truth_rows
 from alchemy_gym.core.chemistry import FIXED_POTION_MAP, FIXED_STONE_MAP
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_POTION_MAPS, NUM_ROTATIONS, NUM_STONE_MAPS
+from alchemy_gym.envs.info import INFO_KEYS
 from alchemy_gym.jax import belief as beliefs
 from alchemy_gym.jax import spaces, tree
 
@@ -327,13 +328,16 @@ class AlchemyJax:
         steps = state.steps + 1
         trial_over = ((a == 0) & params.end_trial_action) | (steps >= params.max_steps_per_trial)
         done = trial_over & (state.trial >= params.num_trials - 1)
-        info = {
-            "discount": jnp.where(done, 0.0, 1.0).astype(jnp.float32),
+        values = {
+            "trial": state.trial,
             "trial_ended": trial_over,
             "trial_reward": trial_reward,
             "episode_return": episode_return,
+            "episode_index": state.episode,
+            "discount": jnp.where(done, 0.0, 1.0),
             "valid_action": valid,
         }
+        info = {key.name: jnp.asarray(values[key.name]).astype(key.dtype) for key in INFO_KEYS}  # the envs' schema
         # what comes next: the next trial, or (autoreset) the next episode, drawn from the env's stream
         # mixed with ``key`` (sampled levels) or the fixed-episode cursor; each computed only on steps
         # where some env starts one (see where_any)

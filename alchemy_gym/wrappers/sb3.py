@@ -10,22 +10,26 @@ SB3 vectorises ordinary envs with one Python env per worker (``DummyVecEnv``,
     venv = AlchemySB3VecEnv("Alchemy/SymbolicStandard-v0", num_envs=64, seed=0)
     PPO("MlpPolicy", venv).learn(100_000)
 
-It behaves as ``DummyVecEnv`` over the single envs does: an episode's last step returns the
-next episode's first observation with ``infos[i]["terminal_observation"]`` (the last one),
-``infos[i]`` holds the single env's step info and ``"TimeLimit.truncated"``; ``seed(S)`` makes
-the next ``reset()`` seed sub-env ``i`` with ``S + i``. Needs the ``sb3`` extra.
+It behaves as ``DummyVecEnv`` over ``Monitor``-wrapped single envs does: an episode's last step
+returns the next episode's first observation with ``infos[i]["terminal_observation"]`` (the last
+one) and ``infos[i]["episode"]`` (``Monitor``'s ``{"r": return, "l": length, "t": seconds}``, so
+SB3 logs ``rollout/ep_rew_mean`` with no ``VecMonitor``); ``infos[i]`` also holds the single env's
+step info and ``"TimeLimit.truncated"``; ``seed(S)`` makes the next ``reset()`` seed sub-env ``i``
+with ``S + i``. A ``VecMonitor`` on top replaces ``infos[i]["episode"]`` with its own (each
+episode is still counted once). Needs the ``sb3`` extra and gymnasium>=1.0.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
 
 try:
+    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -33,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(install the CPU build of torch first)"
     ) from exc
 
+from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
 from alchemy_gym.envs.vector import SymbolicAlchemyVectorEnv
 
 
@@ -48,11 +53,16 @@ class AlchemySB3VecEnv(VecEnv):
     """
 
     def __init__(self, env_id: str | SymbolicAlchemyVectorEnv, num_envs: int = 1, seed: int | None = None, **kwargs):
+        require_vector_api("AlchemySB3VecEnv")
         if isinstance(env_id, SymbolicAlchemyVectorEnv):
             venv = env_id
             if venv.autoreset_mode != AutoresetMode.SAME_STEP:
                 raise ValueError("AlchemySB3VecEnv needs a vector env with autoreset_mode=AutoresetMode.SAME_STEP")
         else:
+            if not isinstance(env_id, str):
+                raise TypeError(
+                    f"env_id must be a symbolic ID (str) or a SymbolicAlchemyVectorEnv, got {type(env_id).__name__}"
+                )
             spec = gym.spec(env_id)
             if spec.vector_entry_point != "alchemy_gym.envs.vector:SymbolicAlchemyVectorEnv":
                 raise ValueError(f"{env_id!r} is not a symbolic Alchemy ID: AlchemySB3VecEnv plays the symbolic game")
@@ -67,6 +77,10 @@ class AlchemySB3VecEnv(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self.render_mode = venv.render_mode
         self._actions: np.ndarray | None = None
+        # Monitor's episode statistics, per sub-env
+        self._t_start = time.time()
+        self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
         if seed is not None:
             self.seed(seed)
 
@@ -77,6 +91,8 @@ class AlchemySB3VecEnv(VecEnv):
         options = self._options[0] if self._options and all(o == self._options[0] for o in self._options) else None
         obs, info = self.venv.reset(seed=seeds, options=options or None)
         self.reset_infos = _per_env(info, self.num_envs)
+        self._episode_returns[:] = 0.0
+        self._episode_lengths[:] = 0
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -99,7 +115,20 @@ class AlchemySB3VecEnv(VecEnv):
                 infos[i]["terminal_observation"] = final_obs[i]
         for i, value in enumerate((truncated & ~terminated).tolist()):
             infos[i]["TimeLimit.truncated"] = value
-        return obs, rewards.astype(np.float32), terminated | truncated, infos
+        dones = terminated | truncated
+        self._episode_returns += rewards
+        self._episode_lengths += 1
+        if dones.any():
+            seconds = round(time.time() - self._t_start, 6)
+            for i in np.flatnonzero(dones).tolist():
+                infos[i]["episode"] = {
+                    "r": round(float(self._episode_returns[i]), 6),
+                    "l": int(self._episode_lengths[i]),
+                    "t": seconds,
+                }
+            self._episode_returns[dones] = 0.0
+            self._episode_lengths[dones] = 0
+        return obs, rewards.astype(np.float32), dones, infos
 
     def close(self) -> None:
         self.venv.close()
@@ -121,7 +150,8 @@ class AlchemySB3VecEnv(VecEnv):
         )
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        """``True`` for SB3's ``Monitor`` (the sub-envs give its episode statistics), else ``False``."""
+        return [wrapper_class is Monitor] * len(self._get_indices(indices))
 
 
 def _per_env(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
@@ -137,7 +167,8 @@ def _per_env(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
             for i in rows:
                 out[i][key] = nested[i]
             continue
+        typed = isinstance(value, np.ndarray) and value.dtype != object
         for i in rows:
-            item = value[i]
-            out[i][key] = item.item() if isinstance(item, np.generic) else item
+            # typed values as the single env gives them (0-d arrays), objects as they are
+            out[i][key] = np.array(value[i]) if typed else value[i]
     return out

@@ -4,7 +4,7 @@ dm_alchemy's ``SymbolicAlchemyWrapper`` keeps a symbolic game in sync with the U
 3D agents can be given the symbolic observation and chemistry observations (interface spec §7).
 :class:`SymbolicView` does the same for :class:`~alchemy_gym.envs.rpc.RpcAlchemyEnv` (and
 :class:`SymbolicViewVector` for its vector env): after every ``reset`` and ``step`` it follows
-the world events of ``info["events"]`` in order,
+the world events of the env's ``last_events`` in order,
 
 | event | what the view does |
 |---|---|
@@ -36,7 +36,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import VectorWrapper
+
+try:  # gymnasium >= 1.0
+    from gymnasium.vector import VectorWrapper
+except ImportError:  # gymnasium 0.29: SymbolicViewVector refuses to start (its vector env needs 1.x)
+    from gymnasium.vector import VectorEnvWrapper as VectorWrapper
 
 from alchemy_gym.core import graphs
 from alchemy_gym.core.batch import observation_bounds
@@ -391,10 +395,11 @@ def _prepare(env, observation_space, see_chemistries, key: str, level_name: str 
     return seen, _level_rules(env, level_name)
 
 
-def _events(info: Mapping, where: str) -> list:
-    if "events" not in info:
+def _events(env, where: str) -> list:
+    events = getattr(env.unwrapped, "last_events", None)
+    if events is None or (isinstance(events, list) and events and all(e is None for e in events)):
         raise SymbolicViewError(f"{where}: the env sent no events; {_NO_EVENTS}")
-    return info["events"]
+    return events
 
 
 def _check_events_subscribed(env) -> None:
@@ -441,12 +446,12 @@ class SymbolicView(gym.Wrapper):
         obs, info = self.env.reset(**kwargs)
         self.follower.seed(self.np_random)
         self.follower.restart()
-        self.follower.follow(_events(info, "reset"))
+        self.follower.follow(_events(self.env, "reset"))
         return self._observation(obs), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.follower.follow(_events(info, "step"))
+        self.follower.follow(_events(self.env, "step"))
         return self._observation(obs), reward, terminated, truncated, info
 
     def _observation(self, obs: Mapping) -> dict:
@@ -468,6 +473,9 @@ class SymbolicViewVector(VectorWrapper):
     ) -> None:
         from gymnasium.vector.utils import batch_space
 
+        from alchemy_gym.envs.gymnasium_version import require_vector_api
+
+        require_vector_api("SymbolicViewVector")
         super().__init__(env)
         seen, rules = _prepare(env, env.single_observation_space, see_chemistries, key, level_name)
         self.key = key
@@ -480,20 +488,19 @@ class SymbolicViewVector(VectorWrapper):
         for i, follower in enumerate(self.followers):
             follower.seed(np.random.default_rng(None if kwargs.get("seed") is None else [int(kwargs["seed"]), i]))
             follower.restart()
-        self._follow(info, "reset")
+        self._follow("reset")
         return self._observation(obs), info
 
     def step(self, actions):
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        self._follow(info, "step")
+        self._follow("step")
         return self._observation(obs), reward, terminated, truncated, info
 
-    def _follow(self, info: Mapping, where: str) -> None:
-        events = _events(info, where)
-        mask = info.get("_events", np.ones(len(self.followers), dtype=np.bool_))
-        for i, follower in enumerate(self.followers):
-            if mask[i] and events[i] is not None:
-                follower.follow(events[i])
+    def _follow(self, where: str) -> None:
+        events = _events(self.env, where)
+        for follower, sub_env_events in zip(self.followers, events):
+            if sub_env_events is not None:
+                follower.follow(sub_env_events)
 
     def _observation(self, obs: Mapping) -> dict:
         views = [f.observation() for f in self.followers]
