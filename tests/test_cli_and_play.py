@@ -121,9 +121,9 @@ def test_human_play_follows_typed_commands_and_announces_each_trials_end():
         total += env.step(action)[1]
     terminated = False
     while not terminated:
-        _, reward, terminated, _, info = env.step(0)
+        _, reward, terminated, _, _ = env.step(0)
         total += reward
-    rewards = info["trial_rewards"]
+    rewards = env.unwrapped.episode_record().trial_rewards
     assert f"Episode over: total reward {total:+g}" in text
     ends = [line.removeprefix("> ") for line in text.splitlines() if " is over: trial reward " in line]
     assert len(ends) == 10

@@ -100,7 +100,6 @@ class SymbolicAlchemy(dm_env.Environment):
         self._seen: dict[str, belief.ChemistrySeen] = dict(env.settings.see_chemistries or {})
         self._last = True  # a fresh env starts an episode on its first step, as after LAST
         self._new_trial = False
-        self._episode_info: dict[str, Any] = {}
         self._obs = self._as_dict(env.game.obs.copy(), {n: s.observe((), None, None) for n, s in self._seen.items()})
 
     # ------------------------------------------------------------------------------- dm_env
@@ -112,7 +111,6 @@ class SymbolicAlchemy(dm_env.Environment):
         self._seeded = True
         self._last = False
         self._new_trial = True
-        self._episode_info = {}
         self._obs = self._as_dict(obs)
         return dm_env.restart(self.observation())
 
@@ -125,9 +123,7 @@ class SymbolicAlchemy(dm_env.Environment):
         obs, reward, terminated, _, info = self._env.step(action)
         self._obs = self._as_dict(obs)
         self._last = bool(terminated)
-        self._new_trial = not terminated and "trial_ended" in info
-        if terminated:
-            self._episode_info = info
+        self._new_trial = not terminated and bool(info["trial_ended"])
         return self._timestep(float(reward), 1.0)
 
     def observation_spec(self) -> dict[str, specs.Array]:
@@ -191,11 +187,11 @@ class SymbolicAlchemy(dm_env.Environment):
         if not self._last:
             return {}
         events: dict[str, Any] = {"chemistry": self._env.game.chemistry}
-        info = self._episode_info
-        if self._generate_events and info:
-            events["matrix_event"] = {"event_tracker": info["matrix_events"]}
+        if self._generate_events and self._seeded:
+            record = self._env.episode_record()
+            events["matrix_event"] = {"event_tracker": record.matrix_events}
             events["items_generated"] = type_utils.EpisodeItems.from_trials(
-                [TrialItems.from_row(row) for row in info["items"]]
+                [TrialItems.from_row(row) for row in record.items]
             )
         return events
 
