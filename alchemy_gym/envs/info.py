@@ -15,6 +15,7 @@ the symbolic envs give it as an :class:`~alchemy_gym.core.episodes.EpisodeRecord
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,6 +77,28 @@ _DTYPES = {key.name: key.dtype for key in INFO_KEYS + RPC_INFO_KEYS}
 _I32, _F32, _BOOL = np.dtype(np.int32), np.dtype(np.float32), np.dtype(np.bool_)
 
 
+def _frozen(value: Any, dtype: np.dtype) -> np.ndarray:
+    array = np.array(value, dtype)
+    array.flags.writeable = False
+    return array
+
+
+# The single envs' info values are shared read-only 0-d arrays, one per value: a fresh array per key and step
+# cost more than the step itself, and read-only arrays cannot be changed in place by one holder under another.
+_FALSE, _TRUE = _frozen(False, _BOOL), _frozen(True, _BOOL)
+_ONE, _ZERO = _frozen(1.0, _F32), _frozen(0.0, _F32)
+_SMALL_INTS = tuple(_frozen(i, _I32) for i in range(-1, 1024))  # trials and episode indices
+
+
+@lru_cache(maxsize=4096)
+def _float32(value: float) -> np.ndarray:
+    return _frozen(value, _F32)
+
+
+def _int32(value: int) -> np.ndarray:
+    return _SMALL_INTS[value + 1] if -1 <= value < 1023 else _frozen(value, _I32)
+
+
 def step_info(
     trial: int,
     trial_ended: bool,
@@ -84,15 +107,22 @@ def step_info(
     episode_index: int | None,
     terminated: bool = False,
 ) -> dict[str, np.ndarray]:
-    """A single env's ``info``: fresh 0-d arrays of :data:`INFO_KEYS`' dtypes (written out: it runs every step)."""
+    """A single env's ``info``: 0-d arrays of :data:`INFO_KEYS`' dtypes (shared and read-only; a new dict each call,
+    so that wrappers may add keys)."""
+    return _step_info(trial, trial_ended, trial_reward, episode_return, episode_index, terminated).copy()
+
+
+@lru_cache(maxsize=8192)
+def _step_info(trial, trial_ended, trial_reward, episode_return, episode_index, terminated) -> dict[str, np.ndarray]:
+    # the same values recur from step to step: built once (one dict per step would cost more than the step)
     return {
-        "trial": np.array(trial, _I32),
-        "trial_ended": np.array(trial_ended, _BOOL),
-        "trial_reward": np.array(trial_reward, _F32),
-        "episode_return": np.array(episode_return, _F32),
-        "episode_index": np.array(-1 if episode_index is None else episode_index, _I32),
-        "discount": np.array(0.0 if terminated else 1.0, _F32),
-        "valid_action": np.array(True, _BOOL),
+        "trial": _int32(trial),
+        "trial_ended": _TRUE if trial_ended else _FALSE,
+        "trial_reward": _float32(trial_reward),
+        "episode_return": _float32(episode_return),
+        "episode_index": _int32(-1 if episode_index is None else episode_index),
+        "discount": _ZERO if terminated else _ONE,
+        "valid_action": _TRUE,
     }
 
 
