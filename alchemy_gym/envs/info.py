@@ -4,7 +4,7 @@ Every env (the symbolic single and vector envs, the 3D envs, the JAX env) gives 
 :data:`INFO_KEYS`; the 3D envs add :data:`RPC_INFO_KEYS`. A key is never missing from one call and
 present in the next, and its dtype never changes, so libraries that read ``info`` into fixed
 specs (TorchRL's ``auto_register_info_dict``, ``SyncVectorEnv``'s info arrays) see one schema.
-The single envs give 0-d numpy arrays, the vector envs ``(num_envs,)`` arrays (with Gymnasium's
+The single envs give read-only 0-d numpy arrays, the vector envs ``(num_envs,)`` arrays (with Gymnasium's
 ``_key`` masks, all set), the JAX env JAX arrays of the same dtypes.
 
 Structured, episode-level data (the chemistry, the items, the matrix events) is not in ``info``:
