@@ -2,13 +2,24 @@
  * The compiled backend of alchemy_gym.core.batch.GameBatch: the same operations as its
  * NumpyKernel, over the same arrays, one game (row) at a time in C.
  *
- * A Kernel is built once per batch from the batch's state arrays and the constant tables
- * (see batch._kernel_tables); it keeps buffer views of all of them, so the arrays must not be
- * replaced or resized while it lives (the batch writes them in place only).
+ * Kernel(state, spec, settings) reads everything by name, once, at start:
+ *   state     the batch's arrays (batch.BatchState: rng_key, ..., obs) and num_games;
+ *   spec      the game's description (alchemy_gym.core.spec.SPEC): its sizes (slots, stones, potions,
+ *             maps, rotations, features), codes (episode kinds, outcome kinds, the end-trial column),
+ *             the chemistry row's layout and its tables (transitions, observation features, what an
+ *             empty slot shows);
+ *   settings  the batch's settings (batch.KernelSettings): trials, step limit, the action table of its
+ *             action space, stone values, the level's graphs and prior, threads.
+ * No number of the game is written here: each comes from the description, which is checked to be of
+ * the version this kernel reads (SPEC_VERSION) and consistent (sizes that derive from others, table
+ * shapes, dtypes, contiguity, codes in range); a description that does not fit fails here with a
+ * message naming the field. The kernel keeps buffer views of the state and the tables, so they must
+ * not be replaced or resized while it lives (GameBatch shows them read-only).
  *
  * Random draws are dm_alchemy's numpy.random.RandomState draws, bit for bit: MT19937
  * (init_genrand seeding, the standard twist and tempering), the legacy masked rejection
- * randint(0, high) and the 53-bit random_sample().
+ * randint(0, high) and the 53-bit random_sample(). MT_N, MT_M and the tempering masks are
+ * MT19937's own constants, not the game's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,31 +30,16 @@
 #define ALCHEMY_THREADS 1
 #endif
 
-#define MAX_STONES 3
-#define MAX_POTIONS 12
-#define STONE_BLOCK 13
-#define ITEM_SLOTS 15
-#define NUM_POTION_TYPES 6
-#define NUM_LATENT_STONES 8
-#define NUM_ROTATIONS 4
-#define NUM_POTION_MAPS 48
-#define NUM_STONE_MAPS 8
-#define FIXED_POTION_MAP 7
-#define FIXED_STONE_MAP 7
-#define NUM_MASKS 4096
-#define END_TRIAL (-2)
-#define SAMPLED (-1)
-#define GIVEN (-2)
+/* The version of the game description's layout (alchemy_gym.core.spec.SPEC_VERSION) this kernel reads. */
+#define SPEC_VERSION 1
 #define MT_N 624
 #define MT_M 397
 /* games ahead whose rows Kernel_step prefetches */
 #define PREFETCH_DISTANCE 8
-/* threads of one step at most, and the fewest rows worth a thread of their own */
-#define MAX_THREADS 16
+/* the fewest rows worth a thread of their own (the most threads is settings.max_threads) */
 #define MIN_ROWS_PER_THREAD 1024
 
 enum { SOURCE_NONE = 0, SOURCE_SAMPLED = 1, SOURCE_FIXED = 2 };
-enum { NOTHING = 0, POTION_USED = 1, STONE_CASHED = 2 };
 
 /* ------------------------------------------------------------------------- MT19937 */
 
@@ -108,7 +104,8 @@ static inline double mt_random_sample(uint32_t *key, int32_t *pos) {
 enum {
     A_RNG_KEY, A_RNG_POS, A_CHEM, A_EPISODE, A_NEXT_EPISODE, A_TRIAL, A_STEPS, A_ENDING, A_STONES, A_POTIONS,
     A_ITEMS, A_TRIAL_REWARDS, A_MATRIX_EVENTS, A_EVENT_COUNT, A_OBS, NUM_STATE,
-    T_TRANS = NUM_STATE, T_STONE_FEAT, T_POTION_FEAT, T_VALUES, T_GRAPHS, T_CDF, F_CHEM, F_ITEMS, NUM_VIEWS
+    T_TRANS = NUM_STATE, T_STONE_FEAT, T_POTION_FEAT, T_STONE_DEFAULT, T_POTION_DEFAULT, T_VALUES, T_GRAPHS, T_CDF,
+    T_ACTION_STONE, T_ACTION_COLUMN, F_CHEM, F_ITEMS, NUM_VIEWS
 };
 
 static const char *STATE_NAMES[NUM_STATE] = {
@@ -116,11 +113,18 @@ static const char *STATE_NAMES[NUM_STATE] = {
     "items", "trial_rewards", "matrix_events", "event_count", "obs",
 };
 
-/* Settings and pointers of one batch: the rule functions take a copy on the stack, so that byte stores
+/* Settings, sizes and pointers of one batch: the rule functions take a copy on the stack, so that byte stores
  * through the state pointers cannot make the compiler reload them. */
 typedef struct {
     Py_ssize_t n, fixed_count;
-    int T, max_steps, k, S, P, F, n_stones, n_potions, stride, randomize_maps, rotation, source, G, bound;
+    /* the batch's settings */
+    int T, max_steps, k, S, P, F, n_stones, n_potions, stride, randomize_maps, rotation, source, G, bound, A;
+    /* the description: slots and actions */
+    int ns, np, slots, block, cauldron, end_trial;
+    /* items, maps, features */
+    int nlat, npt, nsm, npm, nrot, fixed_pm, fixed_sm, fs, trans_row;
+    /* the chemistry row, episode and outcome codes */
+    int chem_w, col_pm, col_sm, col_graph, col_rot, sampled, given, nothing, potion_used, stone_cashed;
     uint32_t *rng_key;
     int32_t *rng_pos, *episode, *next_episode, *steps;
     int16_t *chem, *trial;
@@ -129,20 +133,37 @@ typedef struct {
     double *trial_rewards;
     float *obs;
     const int8_t *trans;
-    const float *stone_feat, *potion_feat;
+    const float *stone_feat, *potion_feat, *stone_default, *potion_default;
     const double *values, *cdf;
     const uint16_t *graphs;
     const int16_t *fixed_chem;
     const int8_t *fixed_items;
-    /* (stone slot, potion column) of each action: potion column 0..11, 12 = cauldron, -1 = no stone touched */
-    int8_t action_stone[64], action_column[64];
+    /* (stone slot, column) of each action: potion slot, the cauldron, the no-op or the end-trial column */
+    const int8_t *action_stone, *action_column;
 } ctx_t;
+
+/* One step of the rows [start, stop): the body of Kernel_step, run by one thread per range. */
+typedef struct {
+    const ctx_t *c;
+    const int64_t *actions;
+    const uint8_t *begin;
+    double *reward;
+    uint8_t *terminated;
+    int16_t *trial_ended;
+    float *obs_out;
+    Py_ssize_t start, stop, ends, terms;
+} step_job_t;
 
 typedef struct {
     PyObject_HEAD
     Py_buffer views[NUM_VIEWS];
     char held[NUM_VIEWS];
-    int threads;
+    int threads, max_threads;
+    step_job_t *jobs;
+#ifdef ALCHEMY_THREADS
+    pthread_t *ids;
+    int *started;
+#endif
     ctx_t c;
 } Kernel;
 
@@ -166,8 +187,10 @@ static int get_view(Py_buffer *view, PyObject *obj, const char *name, char kind,
     }
     if (format_kind(view->format) != kind || view->itemsize != itemsize ||
         (count >= 0 && view->len != count * itemsize)) {
-        PyErr_Format(PyExc_ValueError, "%s has the wrong dtype or size (format %s, itemsize %zd, %zd bytes)", name,
-                     view->format ? view->format : "B", view->itemsize, view->len);
+        PyErr_Format(PyExc_ValueError,
+                     "%s has the wrong dtype or size (format %s, itemsize %zd, %zd bytes; expected kind '%c', "
+                     "itemsize %zd, %zd items)",
+                     name, view->format ? view->format : "B", view->itemsize, view->len, kind, itemsize, count);
         PyBuffer_Release(view);
         return -1;
     }
@@ -181,101 +204,238 @@ static int hold(Kernel *K, int slot, PyObject *obj, const char *name, char kind,
     return 0;
 }
 
-static void Kernel_dealloc(Kernel *K) {
-    for (int i = 0; i < NUM_VIEWS; i++)
-        if (K->held[i]) PyBuffer_Release(&K->views[i]);
-    Py_TYPE(K)->tp_free((PyObject *)K);
+/* Attribute `name` of `obj` (called `owner` in errors) held as a view (see get_view). */
+static int hold_attr(Kernel *K, int slot, PyObject *obj, const char *owner, const char *name, char kind,
+                     Py_ssize_t itemsize, Py_ssize_t count) {
+    char what[96];
+    snprintf(what, sizeof what, "game kernel: %s.%s", owner, name);
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return -1;
+    int rc = hold(K, slot, a, what, kind, itemsize, count, 0);
+    Py_DECREF(a);
+    return rc;
 }
 
-static int int_item(PyObject *tuple, Py_ssize_t i, int *out) {
-    long v = PyLong_AsLong(PyTuple_GET_ITEM(tuple, i));
-    if (v == -1 && PyErr_Occurred()) return -1;
+/* Integer attribute `name` of `obj` (called `owner` in errors), which must be in lo..hi. */
+static int int_attr(PyObject *obj, const char *owner, const char *name, long lo, long hi, int *out) {
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    if (!a) return -1;
+    long v = PyLong_AsLong(a);
+    Py_DECREF(a);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "game kernel: %s.%s must be an int", owner, name);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "game kernel: %s.%s = %ld does not fit this kernel: allowed %ld..%ld", owner,
+                     name, v, lo, hi);
+        return -1;
+    }
     *out = (int)v;
     return 0;
 }
 
+/* A consistency check of the description or the settings: `what` names the fields, `want` the expected value. */
+static int expect(int ok, const char *what, long got, long want) {
+    if (ok) return 0;
+    PyErr_Format(PyExc_ValueError,
+                 "game kernel: the game description does not fit: %s is %ld, expected %ld (rebuild the kernel "
+                 "after changing alchemy_gym.core.spec)",
+                 what, got, want);
+    return -1;
+}
+
+static void Kernel_dealloc(Kernel *K) {
+    for (int i = 0; i < NUM_VIEWS; i++)
+        if (K->held[i]) PyBuffer_Release(&K->views[i]);
+    PyMem_Free(K->jobs);
+#ifdef ALCHEMY_THREADS
+    PyMem_Free(K->ids);
+    PyMem_Free(K->started);
+#endif
+    Py_TYPE(K)->tp_free((PyObject *)K);
+}
+
+/* The description's sizes, codes and tables (spec), checked against each other. */
+static int read_spec(Kernel *K, PyObject *spec) {
+    ctx_t *c = &K->c;
+    const char *S = "spec";
+    int version;
+    if (int_attr(spec, S, "version", 0, 1L << 30, &version) < 0) return -1;
+    if (version != SPEC_VERSION) {
+        PyErr_Format(PyExc_ValueError,
+                     "game kernel: spec.version is %d, this kernel reads version %d of the game description: "
+                     "rebuild it (python setup.py build_ext --inplace, or reinstall alchemy-gym)",
+                     version, SPEC_VERSION);
+        return -1;
+    }
+    if (int_attr(spec, S, "max_stones", 1, 64, &c->ns) < 0 || int_attr(spec, S, "max_potions", 1, 125, &c->np) < 0 ||
+        int_attr(spec, S, "item_slots", 1, 1 << 14, &c->slots) < 0 ||
+        int_attr(spec, S, "stone_block", 1, 126, &c->block) < 0 ||
+        int_attr(spec, S, "cauldron", 0, 125, &c->cauldron) < 0 ||
+        int_attr(spec, S, "end_trial", -127, -1, &c->end_trial) < 0 ||
+        int_attr(spec, S, "num_latent_stones", 1, 127, &c->nlat) < 0 ||
+        int_attr(spec, S, "num_potion_types", 1, 127, &c->npt) < 0 ||
+        int_attr(spec, S, "num_stone_maps", 1, 32767, &c->nsm) < 0 ||
+        int_attr(spec, S, "num_potion_maps", 1, 32767, &c->npm) < 0 ||
+        int_attr(spec, S, "num_rotations", 1, 32767, &c->nrot) < 0 ||
+        int_attr(spec, S, "fixed_potion_map", 0, c->npm - 1, &c->fixed_pm) < 0 ||
+        int_attr(spec, S, "fixed_stone_map", 0, c->nsm - 1, &c->fixed_sm) < 0 ||
+        int_attr(spec, S, "stone_feature_size", 1, 64, &c->fs) < 0 ||
+        int_attr(spec, S, "chem_width", 1, 64, &c->chem_w) < 0 ||
+        int_attr(spec, S, "chem_potion_map", 0, c->chem_w - 1, &c->col_pm) < 0 ||
+        int_attr(spec, S, "chem_stone_map", 0, c->chem_w - 1, &c->col_sm) < 0 ||
+        int_attr(spec, S, "chem_graph", 0, c->chem_w - 1, &c->col_graph) < 0 ||
+        int_attr(spec, S, "chem_rotation", 0, c->chem_w - 1, &c->col_rot) < 0 ||
+        int_attr(spec, S, "sampled", -(1L << 30), -1, &c->sampled) < 0 ||
+        int_attr(spec, S, "given", -(1L << 30), -1, &c->given) < 0 ||
+        int_attr(spec, S, "nothing", 0, 127, &c->nothing) < 0 ||
+        int_attr(spec, S, "potion_used", 0, 127, &c->potion_used) < 0 ||
+        int_attr(spec, S, "stone_cashed", 0, 127, &c->stone_cashed) < 0)
+        return -1;
+    int graphs;
+    if (int_attr(spec, S, "num_graph_masks", 1, 65536, &graphs) < 0) return -1;
+    if (expect(c->block == c->np + 1, "spec.stone_block (a stone's actions: the cauldron and each potion slot)",
+               c->block, c->np + 1) < 0 ||
+        expect(c->cauldron == c->np, "spec.cauldron (the column after the potion slots)", c->cauldron, c->np) < 0 ||
+        expect(c->slots == c->ns + c->np, "spec.item_slots (the stones, then the potions)", c->slots,
+               c->ns + c->np) < 0 ||
+        expect(c->sampled != c->given, "spec.given (distinct from spec.sampled)", c->given, c->sampled - 1) < 0 ||
+        expect(c->col_pm != c->col_sm && c->col_pm != c->col_graph && c->col_pm != c->col_rot &&
+                   c->col_sm != c->col_graph && c->col_sm != c->col_rot && c->col_graph != c->col_rot,
+               "the number of distinct chemistry columns (spec.chem_*)", 0, 4) < 0)
+        return -1;
+    c->trans_row = c->nlat * c->npt;
+    if (hold_attr(K, T_TRANS, spec, S, "transitions", 'i', 1, (Py_ssize_t)graphs * c->trans_row) < 0 ||
+        hold_attr(K, T_STONE_FEAT, spec, S, "stone_features", 'f', 4,
+                  (Py_ssize_t)c->nsm * c->nrot * c->nlat * c->fs) < 0 ||
+        hold_attr(K, T_POTION_FEAT, spec, S, "potion_features", 'f', 4, (Py_ssize_t)c->npm * c->npt) < 0 ||
+        hold_attr(K, T_STONE_DEFAULT, spec, S, "stone_default", 'f', 4, c->fs + 1) < 0 ||
+        hold_attr(K, T_POTION_DEFAULT, spec, S, "potion_default", 'f', 4, 2) < 0)
+        return -1;
+    c->trans = K->views[T_TRANS].buf;
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)graphs * c->trans_row; i++)
+        if (c->trans[i] < 0 || c->trans[i] >= c->nlat)
+            return expect(0, "an entry of spec.transitions (a latent stone)", c->trans[i], 0);
+    c->stone_feat = K->views[T_STONE_FEAT].buf;
+    c->potion_feat = K->views[T_POTION_FEAT].buf;
+    c->stone_default = K->views[T_STONE_DEFAULT].buf;
+    c->potion_default = K->views[T_POTION_DEFAULT].buf;
+    return 0;
+}
+
+/* The batch's settings, checked against the description. */
+static int read_settings(Kernel *K, PyObject *settings) {
+    ctx_t *c = &K->c;
+    const char *S = "settings";
+    int observe_used;
+    if (int_attr(settings, S, "num_trials", 1, 127, &c->T) < 0 ||
+        int_attr(settings, S, "max_steps_per_trial", 1, 2147483647L, &c->max_steps) < 0 ||
+        int_attr(settings, S, "action_offset", 1, -c->end_trial, &c->k) < 0 ||
+        int_attr(settings, S, "observe_used", 0, 1, &observe_used) < 0 ||
+        int_attr(settings, S, "num_stones_per_trial", 0, c->ns, &c->n_stones) < 0 ||
+        int_attr(settings, S, "num_potions_per_trial", 0, c->np, &c->n_potions) < 0 ||
+        int_attr(settings, S, "stride", 1, 2147483647L, &c->stride) < 0 ||
+        int_attr(settings, S, "randomize_maps", 0, 1, &c->randomize_maps) < 0 ||
+        int_attr(settings, S, "rotation", 0, 1, &c->rotation) < 0 ||
+        int_attr(settings, S, "max_threads", 1, 1024, &K->max_threads) < 0)
+        return -1;
+    PyObject *source = PyObject_GetAttrString(settings, "source");
+    if (!source) return -1;
+    c->source = -1;
+    if (PyUnicode_Check(source)) {
+        if (PyUnicode_CompareWithASCIIString(source, "none") == 0) c->source = SOURCE_NONE;
+        if (PyUnicode_CompareWithASCIIString(source, "sampled") == 0) c->source = SOURCE_SAMPLED;
+        if (PyUnicode_CompareWithASCIIString(source, "fixed") == 0) c->source = SOURCE_FIXED;
+    }
+    Py_DECREF(source);
+    if (c->source < 0) {
+        PyErr_SetString(PyExc_ValueError, "game kernel: settings.source must be 'none', 'sampled' or 'fixed'");
+        return -1;
+    }
+    c->S = c->fs + (observe_used ? 1 : 0);
+    c->P = observe_used ? 2 : 1;
+    c->F = c->ns * c->S + c->np * c->P;
+    c->A = c->ns * c->block + c->k;
+    if (hold_attr(K, T_VALUES, settings, S, "values", 'f', 8, c->nlat) < 0 ||
+        hold_attr(K, T_GRAPHS, settings, S, "graph_masks", 'u', 2, -1) < 0 ||
+        hold_attr(K, T_CDF, settings, S, "graph_cdf", 'f', 8, -1) < 0 ||
+        hold_attr(K, T_ACTION_STONE, settings, S, "action_stone", 'i', 1, c->A) < 0 ||
+        hold_attr(K, T_ACTION_COLUMN, settings, S, "action_column", 'i', 1, c->A) < 0)
+        return -1;
+    c->G = (int)(K->views[T_GRAPHS].len / 2);
+    if (K->views[T_CDF].len != c->G * 8 || c->G < 1) {
+        PyErr_SetString(PyExc_ValueError, "game kernel: settings.graph_masks and graph_cdf must have the same positive "
+                                          "length");
+        return -1;
+    }
+    c->values = K->views[T_VALUES].buf;
+    c->graphs = K->views[T_GRAPHS].buf;
+    c->cdf = K->views[T_CDF].buf;
+    c->action_stone = K->views[T_ACTION_STONE].buf;
+    c->action_column = K->views[T_ACTION_COLUMN].buf;
+    int graphs = (int)(K->views[T_TRANS].len / c->trans_row);
+    for (int g = 0; g < c->G; g++)
+        if (c->graphs[g] >= graphs) return expect(0, "an entry of settings.graph_masks", c->graphs[g], graphs - 1);
+    for (int a = 0; a < c->A; a++) {
+        int s = c->action_stone[a], column = c->action_column[a];
+        if (s < 0 || s >= c->ns) return expect(0, "an entry of settings.action_stone (a stone slot)", s, 0);
+        if (column != c->end_trial && (column < -1 || column > c->cauldron))
+            return expect(0, "an entry of settings.action_column (a potion slot, the cauldron, -1 or end_trial)",
+                          column, c->cauldron);
+    }
+    return 0;
+}
+
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
-    (void)kwds;
-    PyObject *batch, *tables;
-    if (!PyArg_ParseTuple(args, "OO!", &batch, &PyTuple_Type, &tables)) return -1;
+    static char *kwlist[] = {"state", "spec", "settings", NULL};
+    PyObject *state, *spec, *settings;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Kernel", kwlist, &state, &spec, &settings)) return -1;
     for (int i = 0; i < NUM_VIEWS; i++) {
         if (K->held[i]) {
             PyErr_SetString(PyExc_RuntimeError, "a Kernel is initialised once");
             return -1;
         }
     }
-    if (PyTuple_GET_SIZE(tables) != 16) {
-        PyErr_SetString(PyExc_ValueError, "Kernel(batch, tables): tables must be a 16-tuple");
-        return -1;
-    }
     ctx_t *c = &K->c;
-    int ints[10];
-    for (int i = 0; i < 10; i++)
-        if (int_item(tables, 6 + i, &ints[i]) < 0) return -1;
-    c->randomize_maps = ints[0];
-    c->rotation = ints[1];
-    c->T = ints[2];
-    c->max_steps = ints[3];
-    c->k = ints[4];
-    c->S = ints[5] ? 5 : 4;
-    c->P = ints[5] ? 2 : 1;
-    c->n_stones = ints[6];
-    c->n_potions = ints[7];
-    c->stride = ints[8];
-    c->source = ints[9];
-    c->F = MAX_STONES * c->S + MAX_POTIONS * c->P;
-    if (c->T < 1 || c->T > 127 || c->k < 1 || c->k > 2 || c->stride < 1 || c->n_stones < 0 ||
-        c->n_stones > MAX_STONES || c->n_potions < 0 || c->n_potions > MAX_POTIONS || c->max_steps < 1) {
-        PyErr_SetString(PyExc_ValueError, "Kernel: settings out of range");
-        return -1;
-    }
-    /* the action decoding of section 4.2 as a table */
-    for (int action = 0; action < 64; action++) {
-        int a = action - c->k;
-        c->action_stone[action] = 0;
-        c->action_column[action] = -1;
-        if (a >= 0 && a < MAX_STONES * STONE_BLOCK) {
-            int q = a % STONE_BLOCK;
-            c->action_stone[action] = (int8_t)(a / STONE_BLOCK);
-            c->action_column[action] = (int8_t)(q == 0 ? MAX_POTIONS : q - 1);
-        }
-    }
-    PyObject *num = PyObject_GetAttrString(batch, "num_games");
+    if (read_spec(K, spec) < 0 || read_settings(K, settings) < 0) return -1;
+    PyObject *num = PyObject_GetAttrString(state, "num_games");
     if (!num) return -1;
     c->n = PyLong_AsSsize_t(num);
     Py_DECREF(num);
     if (c->n < 1) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "num_games must be positive");
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "game kernel: state.num_games must be positive");
         return -1;
     }
     Py_ssize_t n = c->n, T = c->T;
     struct {
         char kind;
         Py_ssize_t itemsize, count;
-    } spec[NUM_STATE] = {
-        {'u', 4, n * MT_N}, {'i', 4, n}, {'i', 2, n * 4}, {'i', 4, n}, {'i', 4, n}, {'i', 2, n}, {'i', 4, n},
-        {'b', 1, n}, {'i', 1, n * MAX_STONES}, {'i', 1, n * MAX_POTIONS}, {'i', 1, n * T * ITEM_SLOTS},
-        {'f', 8, n * T}, {'i', 1, n * T * MAX_STONES * STONE_BLOCK}, {'i', 1, n}, {'f', 4, n * c->F},
+    } shape[NUM_STATE] = {
+        {'u', 4, n * MT_N}, {'i', 4, n}, {'i', 2, n * c->chem_w}, {'i', 4, n}, {'i', 4, n}, {'i', 2, n},
+        {'i', 4, n}, {'b', 1, n}, {'i', 1, n * c->ns}, {'i', 1, n * c->np}, {'i', 1, n * T * c->slots},
+        {'f', 8, n * T}, {'i', 1, n * T * c->ns * c->block}, {'i', 1, n}, {'f', 4, n * c->F},
     };
     for (int i = 0; i < NUM_STATE; i++) {
-        PyObject *array = PyObject_GetAttrString(batch, STATE_NAMES[i]);
+        char what[64];
+        snprintf(what, sizeof what, "game kernel: state.%s", STATE_NAMES[i]);
+        PyObject *array = PyObject_GetAttrString(state, STATE_NAMES[i]);
         if (!array) return -1;
-        int rc = hold(K, i, array, STATE_NAMES[i], spec[i].kind, spec[i].itemsize, spec[i].count, 1);
+        int rc = hold(K, i, array, what, shape[i].kind, shape[i].itemsize, shape[i].count, 1);
         Py_DECREF(array);
         if (rc < 0) return -1;
     }
-    if (hold(K, T_TRANS, PyTuple_GET_ITEM(tables, 0), "transitions", 'i', 1, NUM_MASKS * 48, 0) < 0 ||
-        hold(K, T_STONE_FEAT, PyTuple_GET_ITEM(tables, 1), "stone features", 'f', 4,
-             NUM_STONE_MAPS * NUM_ROTATIONS * NUM_LATENT_STONES * 4, 0) < 0 ||
-        hold(K, T_POTION_FEAT, PyTuple_GET_ITEM(tables, 2), "potion features", 'f', 4,
-             NUM_POTION_MAPS * NUM_POTION_TYPES, 0) < 0 ||
-        hold(K, T_VALUES, PyTuple_GET_ITEM(tables, 3), "values", 'f', 8, NUM_LATENT_STONES, 0) < 0 ||
-        hold(K, T_GRAPHS, PyTuple_GET_ITEM(tables, 4), "graph masks", 'u', 2, -1, 0) < 0 ||
-        hold(K, T_CDF, PyTuple_GET_ITEM(tables, 5), "graph cdf", 'f', 8, -1, 0) < 0)
+    K->jobs = PyMem_Calloc((size_t)K->max_threads, sizeof(step_job_t));
+#ifdef ALCHEMY_THREADS
+    K->ids = PyMem_Calloc((size_t)K->max_threads, sizeof(pthread_t));
+    K->started = PyMem_Calloc((size_t)K->max_threads, sizeof(int));
+    if (!K->ids || !K->started) {
+        PyErr_NoMemory();
         return -1;
-    c->G = (int)(K->views[T_GRAPHS].len / 2);
-    if (K->views[T_CDF].len != c->G * 8 || c->G < 1) {
-        PyErr_SetString(PyExc_ValueError, "graph masks and cdf must have the same positive length");
+    }
+#endif
+    if (!K->jobs) {
+        PyErr_NoMemory();
         return -1;
     }
     c->rng_key = K->views[A_RNG_KEY].buf;
@@ -293,12 +453,6 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
     c->matrix_events = K->views[A_MATRIX_EVENTS].buf;
     c->event_count = K->views[A_EVENT_COUNT].buf;
     c->obs = K->views[A_OBS].buf;
-    c->trans = K->views[T_TRANS].buf;
-    c->stone_feat = K->views[T_STONE_FEAT].buf;
-    c->potion_feat = K->views[T_POTION_FEAT].buf;
-    c->values = K->views[T_VALUES].buf;
-    c->graphs = K->views[T_GRAPHS].buf;
-    c->cdf = K->views[T_CDF].buf;
     c->bound = 0;
     K->threads = 1;
     return 0;
@@ -307,45 +461,42 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
 /* ------------------------------------------------------------------------ game rules */
 
 static void start_trial(const ctx_t *c, Py_ssize_t i, int t) {
-    int8_t *it = c->items + (i * c->T + t) * ITEM_SLOTS;
-    if (c->episode[i] == SAMPLED) {
+    const int ns = c->ns, np = c->np;
+    int8_t *it = c->items + (i * c->T + t) * c->slots;
+    if (c->episode[i] == c->sampled) {
         /* the stream position in a local: stores of the drawn bytes cannot alias it */
         uint32_t *key = c->rng_key + i * MT_N;
         int32_t pos = c->rng_pos[i];
-        int8_t drawn[ITEM_SLOTS];
-        for (int s = 0; s < c->n_stones; s++) drawn[s] = (int8_t)mt_randint(key, &pos, NUM_LATENT_STONES);
-        for (int p = 0; p < c->n_potions; p++) drawn[p + MAX_STONES] = (int8_t)mt_randint(key, &pos, NUM_POTION_TYPES);
+        for (int s = 0; s < c->n_stones; s++) it[s] = (int8_t)mt_randint(key, &pos, (uint32_t)c->nlat);
+        for (int p = 0; p < c->n_potions; p++) it[ns + p] = (int8_t)mt_randint(key, &pos, (uint32_t)c->npt);
         c->rng_pos[i] = pos;
-        memcpy(it, drawn, (size_t)c->n_stones);
-        memcpy(it + MAX_STONES, drawn + MAX_STONES, (size_t)c->n_potions);
     }
     c->trial[i] = (int16_t)t;
     c->steps[i] = 0;
     c->ending[i] = 0;
     c->event_count[i] = 0;
-    memcpy(c->stones + i * MAX_STONES, it, MAX_STONES);
-    memcpy(c->potions + i * MAX_POTIONS, it + MAX_STONES, MAX_POTIONS);
-    const int16_t *ch = c->chem + 4 * i;
-    const float *sf = c->stone_feat + ((ch[1] * NUM_ROTATIONS + ch[3]) * NUM_LATENT_STONES) * 4;
-    const float *pf = c->potion_feat + ch[0] * NUM_POTION_TYPES;
+    memcpy(c->stones + i * ns, it, (size_t)ns);
+    memcpy(c->potions + i * np, it + ns, (size_t)np);
+    const int16_t *ch = c->chem + c->chem_w * i;
+    const int fs = c->fs, S = c->S, P = c->P;
+    const float *sf = c->stone_feat + ((ch[c->col_sm] * c->nrot + ch[c->col_rot]) * c->nlat) * fs;
+    const float *pf = c->potion_feat + ch[c->col_pm] * c->npt;
     float *o = c->obs + i * c->F;
-    int S = c->S, P = c->P;
-    for (int s = 0; s < MAX_STONES; s++) {
+    for (int s = 0; s < ns; s++) {
         float *os = o + s * S;
         int latent = it[s];
         if (latent >= 0) {
-            memcpy(os, sf + latent * 4, 4 * sizeof(float));
-            if (S == 5) os[4] = 0.0f;
+            for (int f = 0; f < fs; f++) os[f] = sf[latent * fs + f];
+            if (S > fs) os[fs] = 0.0f; /* not used */
         } else {
-            os[0] = os[1] = os[2] = os[3] = 2.0f;
-            if (S == 5) os[4] = 1.0f;
+            for (int f = 0; f < S; f++) os[f] = c->stone_default[f];
         }
     }
-    float *op = o + MAX_STONES * S;
-    for (int p = 0; p < MAX_POTIONS; p++, op += P) {
-        int latent = it[MAX_STONES + p];
-        op[0] = latent >= 0 ? pf[latent] : 1.0f;
-        if (P == 2) op[1] = latent >= 0 ? 0.0f : 1.0f;
+    float *op = o + ns * S;
+    for (int p = 0; p < np; p++, op += P) {
+        int latent = it[ns + p];
+        op[0] = latent >= 0 ? pf[latent] : c->potion_default[0];
+        if (P > 1) op[1] = latent >= 0 ? 0.0f : c->potion_default[1];
     }
 }
 
@@ -361,36 +512,36 @@ static int bisect_right(const double *cdf, int n, double u) {
     return lo < n ? lo : n - 1;
 }
 
-/* Start an episode in row i: GIVEN (chemistry and items already written), the fixed episode ep >= 0 or the
+/* Start an episode in row i: given (chemistry and items already written), the fixed episode ep >= 0 or the
  * cursor's next (ep < 0) of a fixed source, or a sampled one. */
 static void begin_episode(const ctx_t *c, Py_ssize_t i, int ep) {
     int T = c->T;
-    if (ep == GIVEN) {
+    if (ep == c->given) {
     } else if (c->source == SOURCE_SAMPLED) {
         uint32_t *key = c->rng_key + i * MT_N;
         int32_t *pos = c->rng_pos + i;
-        int16_t *ch = c->chem + 4 * i;
+        int16_t *ch = c->chem + c->chem_w * i;
         if (c->randomize_maps) {
-            ch[0] = (int16_t)mt_randint(key, pos, NUM_POTION_MAPS);
-            ch[1] = (int16_t)mt_randint(key, pos, NUM_STONE_MAPS);
+            ch[c->col_pm] = (int16_t)mt_randint(key, pos, (uint32_t)c->npm);
+            ch[c->col_sm] = (int16_t)mt_randint(key, pos, (uint32_t)c->nsm);
         } else {
-            ch[0] = FIXED_POTION_MAP;
-            ch[1] = FIXED_STONE_MAP;
+            ch[c->col_pm] = (int16_t)c->fixed_pm;
+            ch[c->col_sm] = (int16_t)c->fixed_sm;
         }
         double u = mt_random_sample(key, pos);
-        ch[2] = (int16_t)c->graphs[bisect_right(c->cdf, c->G, u)];
-        ch[3] = c->rotation ? (int16_t)mt_randint(key, pos, NUM_ROTATIONS) : 0;
-        memset(c->items + i * T * ITEM_SLOTS, 0xff, (size_t)T * ITEM_SLOTS);
-        c->episode[i] = SAMPLED;
+        ch[c->col_graph] = (int16_t)c->graphs[bisect_right(c->cdf, c->G, u)];
+        ch[c->col_rot] = c->rotation ? (int16_t)mt_randint(key, pos, (uint32_t)c->nrot) : 0;
+        memset(c->items + i * T * c->slots, 0xff, (size_t)T * c->slots);
+        c->episode[i] = c->sampled;
     } else {
         int e = ep >= 0 ? ep : c->next_episode[i];
-        memcpy(c->chem + 4 * i, c->fixed_chem + 4 * e, 4 * sizeof(int16_t));
-        memcpy(c->items + i * T * ITEM_SLOTS, c->fixed_items + (Py_ssize_t)e * T * ITEM_SLOTS, (size_t)T * ITEM_SLOTS);
+        memcpy(c->chem + c->chem_w * i, c->fixed_chem + c->chem_w * e, (size_t)c->chem_w * sizeof(int16_t));
+        memcpy(c->items + i * T * c->slots, c->fixed_items + (Py_ssize_t)e * T * c->slots, (size_t)T * c->slots);
         c->episode[i] = e;
         c->next_episode[i] = (int32_t)((e + c->stride) % c->fixed_count);
     }
     memset(c->trial_rewards + i * T, 0, (size_t)T * sizeof(double));
-    memset(c->matrix_events + i * T * MAX_STONES * STONE_BLOCK, 0xff, (size_t)T * MAX_STONES * STONE_BLOCK);
+    memset(c->matrix_events + i * T * c->ns * c->block, 0xff, (size_t)T * c->ns * c->block);
     start_trial(c, i, 0);
 }
 
@@ -399,51 +550,50 @@ typedef struct {
     int kind, stone_slot, potion_slot, old, potion, new_;
 } outcome_t;
 
-static const float STONE_DEFAULT[5] = {2.0f, 2.0f, 2.0f, 2.0f, 1.0f};
-
 /* Apply one action (in range) to row i (in an episode); the trial is ended by advance(). The common paths
  * are written with selects rather than branches: random actions make branches unpredictable. */
 static inline double apply(const ctx_t *c, Py_ssize_t i, int64_t action, outcome_t *out) {
     int s = c->action_stone[action], column = c->action_column[action];
-    int8_t *stone_slot = c->stones + i * MAX_STONES + s;
+    int8_t *stone_slot = c->stones + i * c->ns + s;
     int stone = *stone_slot;
     int touched = column >= 0 && stone >= 0;        /* a stone goes somewhere */
-    int cash = touched && column == MAX_POTIONS;     /* ... into the cauldron */
-    int p = column >= 0 && column < MAX_POTIONS ? column : 0;
-    int8_t *potion_slot = c->potions + i * MAX_POTIONS + p;
+    int cash = touched && column == c->cauldron;    /* ... into the cauldron */
+    int p = column >= 0 && column < c->cauldron ? column : 0;
+    int8_t *potion_slot = c->potions + i * c->np + p;
     int potion = *potion_slot;
-    int dip = touched && !cash && potion >= 0;       /* ... into an unused potion */
+    int dip = touched && !cash && potion >= 0;      /* ... into an unused potion */
     int t = c->trial[i];
     int steps = ++c->steps[i];
     double reward = 0.0;
     int moved = stone;
     if (cash | dip) {
         float *os = c->obs + i * c->F + s * c->S;
-        int8_t *events = c->matrix_events + ((i * c->T + t) * MAX_STONES + s) * STONE_BLOCK;
+        int8_t *events = c->matrix_events + ((i * c->T + t) * c->ns + s) * c->block;
         events[column] = c->event_count[i]++;
         if (cash) {
             reward = c->values[stone];
             moved = -1;
-            memcpy(os, STONE_DEFAULT, (size_t)c->S * sizeof(float));
+            for (int f = 0; f < c->S; f++) os[f] = c->stone_default[f];
             c->trial_rewards[i * c->T + t] += reward;
         } else {
-            const int16_t *ch = c->chem + 4 * i;
-            moved = c->trans[(uint16_t)ch[2] * 48 + stone * NUM_POTION_TYPES + potion];
+            const int16_t *ch = c->chem + c->chem_w * i;
+            moved = c->trans[(uint16_t)ch[c->col_graph] * c->trans_row + stone * c->npt + potion];
             *potion_slot = -1;
-            float *op = c->obs + i * c->F + MAX_STONES * c->S + p * c->P;
-            op[0] = 1.0f;
-            if (c->P == 2) op[1] = 1.0f;
-            memcpy(os, c->stone_feat + ((ch[1] * NUM_ROTATIONS + ch[3]) * NUM_LATENT_STONES + moved) * 4,
-                   4 * sizeof(float));
+            float *op = c->obs + i * c->F + c->ns * c->S + p * c->P;
+            op[0] = c->potion_default[0];
+            if (c->P > 1) op[1] = c->potion_default[1];
+            const float *sf =
+                c->stone_feat + ((ch[c->col_sm] * c->nrot + ch[c->col_rot]) * c->nlat + moved) * c->fs;
+            for (int f = 0; f < c->fs; f++) os[f] = sf[f];
         }
         *stone_slot = (int8_t)moved;
     }
-    c->ending[i] = (action == 0 && c->k == 2) || steps >= c->max_steps;
+    c->ending[i] = column == c->end_trial || steps >= c->max_steps;
     if (out) {
         out->reward = reward;
-        out->kind = cash ? STONE_CASHED : dip ? POTION_USED : NOTHING;
+        out->kind = cash ? c->stone_cashed : dip ? c->potion_used : c->nothing;
         out->stone_slot = s;
-        out->potion_slot = column == MAX_POTIONS ? -1 : column;
+        out->potion_slot = column >= 0 && column < c->cauldron ? column : -1;
         out->old = stone;
         out->potion = dip ? potion : -1;
         out->new_ = moved;
@@ -528,8 +678,12 @@ static PyObject *Kernel_bind_fixed(Kernel *K, PyObject *args) {
     }
     c->bound = 0;
     if (hold(K, F_CHEM, chem, "fixed chemistries", 'i', 2, -1, 0) < 0) return NULL;
-    Py_ssize_t count = K->views[F_CHEM].len / 8;
-    if (hold(K, F_ITEMS, items, "fixed items", 'i', 1, count * c->T * ITEM_SLOTS, 0) < 0) return NULL;
+    Py_ssize_t count = K->views[F_CHEM].len / (2 * c->chem_w);
+    if (K->views[F_CHEM].len != count * 2 * c->chem_w) {
+        PyErr_SetString(PyExc_ValueError, "bind_fixed: the fixed chemistries are not rows of spec.chem_width");
+        return NULL;
+    }
+    if (hold(K, F_ITEMS, items, "fixed items", 'i', 1, count * c->T * c->slots, 0) < 0) return NULL;
     if (count < 1) {
         PyErr_SetString(PyExc_ValueError, "bind_fixed: no episodes");
         return NULL;
@@ -558,11 +712,11 @@ static PyObject *Kernel_begin(Kernel *K, PyObject *args) {
     PyObject *result = NULL;
     for (Py_ssize_t j = 0; j < m; j++) {
         if (check_row(&c, r[j]) < 0) goto done;
-        if (e && e[j] != GIVEN && (e[j] < 0 || !c.bound || e[j] >= c.fixed_count)) {
+        if (e && e[j] != c.given && (e[j] < 0 || !c.bound || e[j] >= c.fixed_count)) {
             PyErr_Format(PyExc_ValueError, "episode %d out of range", (int)e[j]);
             goto done;
         }
-        if ((!e || e[j] != GIVEN) && check_source(&c) < 0) goto done;
+        if ((!e || e[j] != c.given) && check_source(&c) < 0) goto done;
     }
     for (Py_ssize_t j = 0; j < m; j++) begin_episode(&c, r[j], e ? e[j] : -1);
     result = Py_None;
@@ -593,18 +747,6 @@ static PyObject *Kernel_first_bad_action(Kernel *K, PyObject *args) {
     return PyLong_FromSsize_t(bad);
 }
 
-/* One step of the rows [start, stop): the body of Kernel_step, run by one thread per range. */
-typedef struct {
-    const ctx_t *c;
-    const int64_t *actions;
-    const uint8_t *begin;
-    double *reward;
-    uint8_t *terminated;
-    int16_t *trial_ended;
-    float *obs_out;
-    Py_ssize_t start, stop, ends, terms;
-} step_job_t;
-
 static void step_rows(step_job_t *job) {
     const ctx_t c = *job->c;
     const int64_t *actions = job->actions;
@@ -619,10 +761,10 @@ static void step_rows(step_job_t *job) {
         if (i + PREFETCH_DISTANCE < n) {
             /* the rows a later game's action will touch: their misses overlap this game's work */
             Py_ssize_t j = i + PREFETCH_DISTANCE;
-            int sj = c.action_stone[actions[j] & 63], tj = c.trial[j] < 0 ? 0 : c.trial[j];
-            __builtin_prefetch(c.matrix_events + ((j * c.T + tj) * MAX_STONES + sj) * STONE_BLOCK, 1);
+            int sj = c.action_stone[actions[j]], tj = c.trial[j] < 0 ? 0 : c.trial[j];
+            __builtin_prefetch(c.matrix_events + ((j * c.T + tj) * c.ns + sj) * c.block, 1);
             __builtin_prefetch(c.trial_rewards + j * c.T + tj, 1);
-            if (c.steps[j] + 1 >= c.max_steps && c.episode[j] == SAMPLED) {
+            if (c.steps[j] + 1 >= c.max_steps && c.episode[j] == c.sampled) {
                 /* its trial ends at this step: the next items come from its stream */
                 const uint32_t *next = c.rng_key + j * MT_N + (c.rng_pos[j] < MT_N ? c.rng_pos[j] : 0);
                 __builtin_prefetch(next, 0);
@@ -657,10 +799,11 @@ static void *step_thread(void *job) {
 #endif
 
 /* Run the jobs: the first on this thread, the others on threads of their own (where pthreads exist). */
-static void run_jobs(step_job_t *jobs, int count) {
+static void run_jobs(Kernel *K, int count) {
+    step_job_t *jobs = K->jobs;
 #ifdef ALCHEMY_THREADS
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
+    pthread_t *ids = K->ids;
+    int *started = K->started;
     for (int j = 1; j < count; j++) started[j] = pthread_create(&ids[j], NULL, step_thread, &jobs[j]) == 0;
     step_rows(&jobs[0]);
     for (int j = 1; j < count; j++) {
@@ -704,7 +847,7 @@ static PyObject *Kernel_step(Kernel *K, PyObject *args) {
     uint8_t *terminated = v[3].buf;
     int16_t *trial_ended = v[4].buf;
     float *obs_out = got[5] ? v[5].buf : NULL;
-    int any_begin = 0, limit = MAX_STONES * STONE_BLOCK + c.k;
+    int any_begin = 0, limit = c.A;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (begin && begin[i]) {
             any_begin = 1;
@@ -718,8 +861,8 @@ static PyObject *Kernel_step(Kernel *K, PyObject *args) {
         }
     }
     if (any_begin && check_source(&c) < 0) goto done;
-    step_job_t jobs[MAX_THREADS];
-    int threads = K->threads < 1 ? 1 : K->threads > MAX_THREADS ? MAX_THREADS : K->threads;
+    step_job_t *jobs = K->jobs;
+    int threads = K->threads < 1 ? 1 : K->threads > K->max_threads ? K->max_threads : K->threads;
     if (threads > n / MIN_ROWS_PER_THREAD) threads = n / MIN_ROWS_PER_THREAD > 1 ? (int)(n / MIN_ROWS_PER_THREAD) : 1;
     for (int j = 0; j < threads; j++) {
         jobs[j] = (step_job_t){&c, actions, begin, reward, terminated, trial_ended, obs_out, n * j / threads,
@@ -727,7 +870,7 @@ static PyObject *Kernel_step(Kernel *K, PyObject *args) {
     }
     Py_ssize_t ends = 0, terms = 0;
     Py_BEGIN_ALLOW_THREADS
-    run_jobs(jobs, threads);
+    run_jobs(K, threads);
     Py_END_ALLOW_THREADS
     for (int j = 0; j < threads; j++) {
         ends += jobs[j].ends;
@@ -762,8 +905,8 @@ static int playable(const ctx_t *c, Py_ssize_t row, long long action) {
         PyErr_Format(PyExc_RuntimeError, "game %zd is not in an episode: start one before stepping it", row);
         return 0;
     }
-    if (action < 0 || action >= MAX_STONES * STONE_BLOCK + c->k) {
-        PyErr_Format(PyExc_ValueError, "action %lld out of range 0..%d", action, MAX_STONES * STONE_BLOCK + c->k - 1);
+    if (action < 0 || action >= c->A) {
+        PyErr_Format(PyExc_ValueError, "action %lld out of range 0..%d", action, c->A - 1);
         return 0;
     }
     return 1;
@@ -856,8 +999,8 @@ static int Kernel_set_threads(Kernel *K, PyObject *value, void *closure) {
     (void)closure;
     long v = value ? PyLong_AsLong(value) : -1;
     if (v == -1 && PyErr_Occurred()) return -1;
-    if (v < 1 || v > MAX_THREADS) {
-        PyErr_Format(PyExc_ValueError, "threads must be in 1..%d, got %ld", MAX_THREADS, v);
+    if (v < 1 || v > K->max_threads) {
+        PyErr_Format(PyExc_ValueError, "threads must be in 1..%d, got %ld", K->max_threads, v);
         return -1;
     }
     K->threads = (int)v;
@@ -875,7 +1018,7 @@ static PyTypeObject KernelType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "alchemy_gym.core._kernel.Kernel",
     .tp_basicsize = sizeof(Kernel),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Kernel(batch, tables): the compiled operations of a GameBatch",
+    .tp_doc = "Kernel(state, spec, settings): the compiled operations of a GameBatch (see the file's header)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Kernel_init,
     .tp_dealloc = (destructor)Kernel_dealloc,
