@@ -387,6 +387,32 @@ static int read_settings(Kernel *K, PyObject *settings) {
     return 0;
 }
 
+/* Room for the jobs of `threads` threads (allocated as threads are set: most batches use one). */
+static int set_threads(Kernel *K, int threads) {
+    step_job_t *jobs = PyMem_Realloc(K->jobs, (size_t)threads * sizeof(step_job_t));
+    if (!jobs) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    K->jobs = jobs;
+#ifdef ALCHEMY_THREADS
+    pthread_t *ids = PyMem_Realloc(K->ids, (size_t)threads * sizeof(pthread_t));
+    if (!ids) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    K->ids = ids;
+    int *started = PyMem_Realloc(K->started, (size_t)threads * sizeof(int));
+    if (!started) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    K->started = started;
+#endif
+    K->threads = threads;
+    return 0;
+}
+
 static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"state", "spec", "settings", NULL};
     PyObject *state, *spec, *settings;
@@ -425,19 +451,7 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
         Py_DECREF(array);
         if (rc < 0) return -1;
     }
-    K->jobs = PyMem_Calloc((size_t)K->max_threads, sizeof(step_job_t));
-#ifdef ALCHEMY_THREADS
-    K->ids = PyMem_Calloc((size_t)K->max_threads, sizeof(pthread_t));
-    K->started = PyMem_Calloc((size_t)K->max_threads, sizeof(int));
-    if (!K->ids || !K->started) {
-        PyErr_NoMemory();
-        return -1;
-    }
-#endif
-    if (!K->jobs) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    if (set_threads(K, 1) < 0) return -1;
     c->rng_key = K->views[A_RNG_KEY].buf;
     c->rng_pos = K->views[A_RNG_POS].buf;
     c->chem = K->views[A_CHEM].buf;
@@ -454,7 +468,6 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
     c->event_count = K->views[A_EVENT_COUNT].buf;
     c->obs = K->views[A_OBS].buf;
     c->bound = 0;
-    K->threads = 1;
     return 0;
 }
 
@@ -862,7 +875,7 @@ static PyObject *Kernel_step(Kernel *K, PyObject *args) {
     }
     if (any_begin && check_source(&c) < 0) goto done;
     step_job_t *jobs = K->jobs;
-    int threads = K->threads < 1 ? 1 : K->threads > K->max_threads ? K->max_threads : K->threads;
+    int threads = K->threads;
     if (threads > n / MIN_ROWS_PER_THREAD) threads = n / MIN_ROWS_PER_THREAD > 1 ? (int)(n / MIN_ROWS_PER_THREAD) : 1;
     for (int j = 0; j < threads; j++) {
         jobs[j] = (step_job_t){&c, actions, begin, reward, terminated, trial_ended, obs_out, n * j / threads,
@@ -1003,8 +1016,7 @@ static int Kernel_set_threads(Kernel *K, PyObject *value, void *closure) {
         PyErr_Format(PyExc_ValueError, "threads must be in 1..%d, got %ld", K->max_threads, v);
         return -1;
     }
-    K->threads = (int)v;
-    return 0;
+    return set_threads(K, (int)v);
 }
 
 static PyGetSetDef Kernel_getset[] = {

@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -260,7 +261,10 @@ class _ReadOnlyState:
     def __get__(self, batch: GameBatch | None, owner: type | None = None):
         if batch is None:
             return self
-        return batch._views[self.name]
+        view = batch._views.get(self.name)
+        if view is None:  # made on first use: a single env reads few of them
+            view = batch._views[self.name] = _read_only(getattr(batch._state, self.name))
+        return view
 
     def __set__(self, batch: GameBatch, value) -> None:
         raise AttributeError(
@@ -359,7 +363,7 @@ class GameBatch:
         self._attach_kernel()
 
     def _attach_kernel(self) -> None:
-        self._views = {name: _read_only(getattr(self._state, name)) for name in STATE_ARRAYS}
+        self._views: dict[str, np.ndarray] = {}
         self._settings = kernel_settings(self.config, self.source, self.stride)
         self._kernel = _make_kernel(self._state, self._settings, self.backend)
 
@@ -383,6 +387,10 @@ class GameBatch:
         memo[id(self)] = new
         new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return new
+
+    def row_view(self, name: str, row: int) -> np.ndarray:
+        """A read-only view of one row of a state array (``row_view("obs", 3)`` is ``batch.obs[3]``)."""
+        return _read_only(getattr(self._state, name)[row])
 
     @property
     def kernel_name(self) -> str:
@@ -587,8 +595,9 @@ class GameBatch:
 # ------------------------------------------------------------------------------------ backends
 
 
+@lru_cache(maxsize=64)
 def kernel_settings(config: GameConfig, source: EpisodeSource | None, stride: int = 1) -> KernelSettings:
-    """What a kernel reads of a batch's settings (its tables built once here, read-only)."""
+    """What a kernel reads of a batch's settings (read-only tables; shared by the batches of the same settings)."""
     sampled = source is not None and not source.is_fixed
     rules = source.rules if sampled else None
     actions = SPEC.action_table(config.end_trial_action)

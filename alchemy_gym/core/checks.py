@@ -88,15 +88,18 @@ def check_actions(
     ``first_bad(flat int64 actions, num_actions)`` finds the first bad index (or -1) comparing the values as
     unsigned (a compiled kernel's fast loop); by default numpy does.
     """
-    if np.ma.isMaskedArray(actions):
-        masked = np.flatnonzero(np.ma.getmaskarray(actions))
-        if len(masked):
-            raise ValueError(
-                f"{what} is a masked array with {len(masked)} masked entries (the first at index {int(masked[0])}): "
-                "a masked entry holds no action; fill it (actions.filled(...)) or pass a plain array"
-            )
-        actions = np.ma.getdata(actions)
-    given = np.asarray(actions)
+    given = actions
+    if type(given) is not np.ndarray:  # the common case skips these
+        if np.ma.isMaskedArray(given):
+            masked = np.flatnonzero(np.ma.getmaskarray(given))
+            if len(masked):
+                raise ValueError(
+                    f"{what} is a masked array with {len(masked)} masked entries (the first at index "
+                    f"{int(masked[0])}): a masked entry holds no action; fill it (actions.filled(...)) or pass a "
+                    "plain array"
+                )
+            given = np.ma.getdata(given)
+        given = np.asarray(given)
     if given.shape != shape or given.dtype.kind not in "iu":
         if len(shape) == 1:
             wanted = f"{shape[0]} integers (an int array of shape {shape}, each in 0..{num_actions - 1})"
@@ -104,7 +107,7 @@ def check_actions(
             wanted = f"integers in 0..{num_actions - 1} of shape {shape}"
         raise ValueError(f"{what} must be {wanted}, got {given.dtype} array of shape {given.shape}")
     a = given.astype(np.int64, copy=False)
-    flat = a.reshape(-1)
+    flat = a if a.ndim == 1 else a.reshape(-1)
     if first_bad is not None:
         bad = first_bad(flat, num_actions)
     else:

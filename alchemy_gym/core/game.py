@@ -40,7 +40,7 @@ from alchemy_gym.core.items import (
     PERCEIVED_STONE,
     STONE_REWARD_INDICATOR,
 )
-from alchemy_gym.core.spec import SPEC
+from alchemy_gym.core.spec import CHEM_GRAPH, SPEC
 
 __all__ = [
     "CAULDRON",
@@ -163,9 +163,9 @@ class AlchemyGame:
     def _bind_views(self) -> None:
         b, row = self.batch, self.row
         #: The observation (a view of the batch's row; copy it to keep it).
-        self.obs = b.obs[row]
+        self.obs = b.row_view("obs", row)
         #: (num_trials, 3, 13) order of stone → potion/cauldron events, -1 if none (§7.2).
-        self.matrix_events = b.matrix_events[row]
+        self.matrix_events = b.row_view("matrix_events", row)
         self._trial = b.trial
         self._step_one = b.step_one
 
@@ -226,7 +226,7 @@ class AlchemyGame:
     @property
     def transitions(self) -> tuple[int, ...]:
         """The chemistry's transition table: ``[6 * stone + potion]`` → latent stone after (§1.7)."""
-        return graphs.transition_table(int(self.batch.chem[self.row, 2]))
+        return graphs.transition_table(int(self.batch.chem[self.row, CHEM_GRAPH]))
 
     _trans = transitions
 
