@@ -607,9 +607,9 @@ static inline double apply(const ctx_t *c, Py_ssize_t i, int64_t action, outcome
         out->kind = cash ? c->stone_cashed : dip ? c->potion_used : c->nothing;
         out->stone_slot = s;
         out->potion_slot = column >= 0 && column < c->cauldron ? column : -1;
-        out->old = stone;
+        out->old = column >= 0 ? stone : -1; /* the no-op and the end-trial action touch no stone */
         out->potion = dip ? potion : -1;
-        out->new_ = moved;
+        out->new_ = column >= 0 ? moved : -1;
     }
     return reward;
 }
