@@ -3,7 +3,8 @@
 Two optional C extensions: the game kernel (``alchemy_gym.core._kernel``; without it the game runs on its numpy
 backend, with the same results) and the ideal observer's search (``alchemy_gym.agents._search``; without it the
 ideal-observer agents raise ``KernelMissingError`` saying how to get it). Without a compiler both are skipped
-(``optional=True``) and everything else works.
+(``optional=True``) and everything else works. Each includes a header of the game's numbers generated from the
+core's description (``python scripts/headers.py``; a test checks that they are current).
 """
 
 from setuptools import Extension, setup
@@ -24,12 +25,14 @@ setup(
         Extension(
             "alchemy_gym.agents._search",
             ["alchemy_gym/agents/_search.c"],
+            depends=["alchemy_gym/agents/_search_spec.h"],
             optional=True,
             extra_compile_args=["-O3"],
         ),
         Extension(
             "alchemy_gym.core._kernel",
             ["alchemy_gym/core/_kernel.c"],
+            depends=["alchemy_gym/core/_spec.h"],
             optional=True,
             extra_compile_args=["-O3"],
         ),

@@ -1,6 +1,8 @@
 """Two checkouts of alchemy-gym side by side: the same benchmark, their runs interleaved (A B A B ...).
 
-    python benchmarks/compare.py /work/main . --rounds 3                 # alchemy-gym bench, one round a run
+    python benchmarks/compare.py /work/main . --rounds 9                 # alchemy-gym bench --quick: steps/s
+    python benchmarks/compare.py /work/main . --what cpu --rounds 9      # CPU time of a step (benchmarks/cpu_steps.py)
+    python benchmarks/compare.py /work/main . --what memory --rounds 2   # the bench's replay and memory figures
     python benchmarks/compare.py /work/main . --what jax --rounds 3      # alchemy-gym bench --jax
     python benchmarks/compare.py /work/main . --what ideal --rounds 3    # bench_ideal_observer.py --episodes 0:2
 
@@ -34,31 +36,44 @@ def _run(checkout: Path, command: list[str]) -> str:
 def _bench(checkout: Path, args) -> dict[str, float]:
     sizes = [str(n) for n in args.sizes]
     out = json.loads(
+        _run(checkout, [sys.executable, "-m", "alchemy_gym.bench", "--quick", "--json", "--sizes", *sizes])
+    )["side_by_side"]
+    figures = {"single env steps/s": out["single"]["median"]}
+    figures |= {f"vector env {n} steps/s": v["median"] for n, v in out["vector"].items()}
+    return figures
+
+
+def _memory(checkout: Path, args) -> dict[str, float]:
+    out = json.loads(
         _run(
             checkout,
             [
                 sys.executable,
                 "-m",
                 "alchemy_gym.bench",
+                "--json",
                 "--rounds",
                 "1",
-                "--json",
                 "--steps",
-                str(args.steps),
+                "1000",
                 "--vector-steps",
-                str(args.vector_steps),
+                "1000",
                 "--sizes",
-                *sizes,
+                "16384",
             ],
         )  # fmt: skip
     )
-    side = out["side_by_side"]
-    figures = {"single env steps/s": side["single"]["median"]}
-    figures |= {f"vector env {n} steps/s": v["median"] for n, v in side["vector"].items()}
-    figures["replay 1000 episodes s"] = out["replay"]["replay_seconds"]
-    figures["RSS import + 1 env MB"] = out["memory"]["one_env_kb"] / 1024
-    figures["traced KB per single env"] = out["memory"]["traced_bytes_per_env"] / 1024
-    return figures
+    return {
+        "replay 1000 episodes s": out["replay"]["replay_seconds"],
+        "RSS import + 1 env MB": out["memory"]["one_env_kb"] / 1024,
+        "traced KB per single env": out["memory"]["traced_bytes_per_env"] / 1024,
+        "B per sub-env, 16384 vector env": out["vector_memory"]["rss_per_env_bytes"],
+    }
+
+
+def _cpu(checkout: Path, args) -> dict[str, float]:
+    script = Path(__file__).resolve().parent / "cpu_steps.py"  # the same workload on both sides
+    return json.loads(_run(checkout, [sys.executable, str(script)]))
 
 
 def _jax(checkout: Path, args) -> dict[str, float]:
@@ -85,14 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="checkout A (e.g. /work/main)")
     parser.add_argument("b", type=Path, help="checkout B (e.g. this one)")
-    parser.add_argument("--what", choices=["bench", "jax", "ideal"], default="bench")
+    parser.add_argument("--what", choices=["bench", "cpu", "memory", "jax", "ideal"], default="bench")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=100_000, help="single-env steps of a bench run")
-    parser.add_argument("--vector-steps", type=int, default=2_000_000, help="sub-env steps per size of a bench run")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 16384])
     parser.add_argument("--episodes", default="0:2", help="evaluation episodes of an ideal-observer run")
     args = parser.parse_args(argv)
-    measure = {"bench": _bench, "jax": _jax, "ideal": _ideal}[args.what]
+    measure = {"bench": _bench, "cpu": _cpu, "memory": _memory, "jax": _jax, "ideal": _ideal}[args.what]
     runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     for r in range(args.rounds):
         order = ("A", "B") if r % 2 == 0 else ("B", "A")
@@ -107,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {key:32} A {statistics.median(a):>14,.3f} ({min(a):,.3f}–{max(a):,.3f})  "
             f"B {statistics.median(b):>14,.3f} ({min(b):,.3f}–{max(b):,.3f})  "
-            f"B/A {statistics.median(b) / statistics.median(a):.3f} (per round {', '.join(f'{p:.2f}' for p in pairs)})"
+            f"B/A {statistics.median(b) / statistics.median(a):.3f}, median of the rounds' B/A "
+            f"{statistics.median(pairs):.3f} ({', '.join(f'{p:.2f}' for p in pairs)})"
         )
     if args.what == "ideal":
         same = all(x["ideal observer nodes"] == y["ideal observer nodes"] for x, y in zip(runs["A"], runs["B"]))

@@ -32,17 +32,18 @@
 #include <sys/mman.h>
 #endif
 
-/* The game's shape this kernel is compiled for. Its algorithm is specialised to it (colour pairs, the 48 symmetries
- * of the stone cube held in a 64-bit mask, latent stones packed 3 bits each, four reward levels), so each is a
- * compile-time constant; each is named after the field of the search description (ideal_observer.SEARCH_SPEC,
- * built from alchemy_gym.core.spec.SPEC) it must equal, and Kernel(tables) and PiTable(spec=...) read that
- * description by name at start and refuse one that differs (check_spec). */
-#define NLAT 8      /* spec.num_latent_stones */
-#define NPOT 6      /* spec.num_potion_types (perceived colours too) */
-#define NOBS 108    /* spec.num_perceived_stones: 27 coordinate triples x REWARD_LEVELS */
-#define NSYM 48     /* spec.num_symmetries: of the stone cube, and of the colours */
-#define MAX_PATH 7  /* spec.max_path: the longest useful path of a stone (NLAT - 1 edges) */
-#define REWARD_LEVELS 4 /* spec.reward_levels: a perceived stone's index % REWARD_LEVELS is its reward level */
+/* The game's shape this kernel is compiled for, generated from the search description (ideal_observer.SEARCH_SPEC,
+ * built from alchemy_gym.core.spec.SPEC) by scripts/headers.py. The algorithm is specialised to it (colour pairs,
+ * the symmetries of the stone cube held in a 64-bit mask, latent stones packed 3 bits each, the reward levels), so
+ * its sizes are compile-time constants; Kernel(tables) and PiTable(spec=...) read the description by name at start
+ * and refuse one that differs (check_spec). */
+#include "_search_spec.h"
+#define NLAT SEARCH_NUM_LATENT_STONES
+#define NPOT SEARCH_NUM_POTION_TYPES /* (perceived colours too) */
+#define NOBS SEARCH_NUM_PERCEIVED_STONES
+#define NSYM SEARCH_NUM_SYMMETRIES /* of the stone cube, and of the colours */
+#define MAX_PATH SEARCH_MAX_PATH /* the longest useful path of a stone */
+#define REWARD_LEVELS SEARCH_REWARD_LEVELS /* a perceived stone's index % REWARD_LEVELS is its reward level */
 /* What follows from them: the reward indicator of a perceived stone (-3, -1, 1, 3), the best stone's (GOLD) and
  * the other positive one's (ONE); the sets of colours; the steps of a path bound. */
 #define GOLD (REWARD_LEVELS - 1)

@@ -101,7 +101,7 @@ from alchemy_gym.core.items import (
     PERCEIVED_STONE,
     STONE_REWARD_INDICATOR,
 )
-from alchemy_gym.core.spec import SPEC
+from alchemy_gym.core.spec import HEADER_COMMAND, SPEC, c_header
 
 try:  # the C search kernel (built by setup.py when a C compiler is available)
     from alchemy_gym.agents import _search as _search_ext
@@ -225,6 +225,10 @@ class SearchSpec:
     pi_eager: int  #: :data:`PI_EAGER`
     pi_lazy: int  #: :data:`PI_LAZY`
 
+    def compiled(self) -> dict[str, int]:
+        """The game's shape the search kernel is built with (``alchemy_gym/agents/_search_spec.h``)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if not name.startswith("pi_")}
+
 
 #: The description the search kernel reads (built from the game's, :data:`alchemy_gym.core.spec.SPEC`).
 SEARCH_SPEC = SearchSpec(
@@ -237,6 +241,11 @@ SEARCH_SPEC = SearchSpec(
     pi_eager=PI_EAGER,
     pi_lazy=PI_LAZY,
 )
+
+
+def search_header() -> str:
+    """The search kernel's header, ``alchemy_gym/agents/_search_spec.h`` (``SEARCH_NUM_POTION_TYPES``, …)."""
+    return c_header(SEARCH_SPEC.compiled(), "SEARCH_", HEADER_COMMAND)
 
 
 def _reach_values(masks) -> np.ndarray:

@@ -30,8 +30,40 @@
 #define ALCHEMY_THREADS 1
 #endif
 
-/* The version of the game description's layout (alchemy_gym.core.spec.SPEC_VERSION) this kernel reads. */
-#define SPEC_VERSION 1
+/* The game's numbers, generated from the description (alchemy_gym.core.spec.SPEC) by scripts/headers.py: the
+ * kernel is compiled with them, and checks at start that the description it is given has each of them. */
+#include "_spec.h"
+#define MAX_STONES SPEC_MAX_STONES
+#define MAX_POTIONS SPEC_MAX_POTIONS
+#define ITEM_SLOTS SPEC_ITEM_SLOTS
+#define STONE_BLOCK SPEC_STONE_BLOCK
+#define CAULDRON SPEC_CAULDRON
+#define END_TRIAL SPEC_END_TRIAL
+#define NUM_LATENT_STONES SPEC_NUM_LATENT_STONES
+#define NUM_POTION_TYPES SPEC_NUM_POTION_TYPES
+#define NUM_STONE_MAPS SPEC_NUM_STONE_MAPS
+#define NUM_POTION_MAPS SPEC_NUM_POTION_MAPS
+#define NUM_ROTATIONS SPEC_NUM_ROTATIONS
+#define NUM_GRAPH_MASKS SPEC_NUM_GRAPH_MASKS
+#define FEATURES SPEC_STONE_FEATURE_SIZE
+#define CHEM_WIDTH SPEC_CHEM_WIDTH
+#define CHEM_PM SPEC_CHEM_POTION_MAP
+#define CHEM_SM SPEC_CHEM_STONE_MAP
+#define CHEM_GRAPH SPEC_CHEM_GRAPH
+#define CHEM_ROT SPEC_CHEM_ROTATION
+#define SAMPLED SPEC_SAMPLED
+#define GIVEN SPEC_GIVEN
+/* a transition table's row: the stone after each (latent stone, latent potion) */
+#define TRANS_ROW (NUM_LATENT_STONES * NUM_POTION_TYPES)
+
+#if STONE_BLOCK != MAX_POTIONS + 1 || CAULDRON != MAX_POTIONS || ITEM_SLOTS != MAX_STONES + MAX_POTIONS
+#error "_spec.h: a stone's block of actions is the cauldron and each potion slot; a trial's items its stones, then its potions"
+#endif
+#if CHEM_PM == CHEM_SM || CHEM_PM == CHEM_GRAPH || CHEM_PM == CHEM_ROT || CHEM_SM == CHEM_GRAPH || \
+    CHEM_SM == CHEM_ROT || CHEM_GRAPH == CHEM_ROT
+#error "_spec.h: the chemistry row's columns must be distinct"
+#endif
+
 #define MT_N 624
 #define MT_M 397
 /* games ahead whose rows Kernel_step prefetches */
@@ -40,6 +72,7 @@
 #define MIN_ROWS_PER_THREAD 1024
 
 enum { SOURCE_NONE = 0, SOURCE_SAMPLED = 1, SOURCE_FIXED = 2 };
+
 
 /* ------------------------------------------------------------------------- MT19937 */
 
@@ -119,12 +152,6 @@ typedef struct {
     Py_ssize_t n, fixed_count;
     /* the batch's settings */
     int T, max_steps, k, S, P, F, n_stones, n_potions, stride, randomize_maps, rotation, source, G, bound, A;
-    /* the description: slots and actions */
-    int ns, np, slots, block, cauldron, end_trial;
-    /* items, maps, features */
-    int nlat, npt, nsm, npm, nrot, fixed_pm, fixed_sm, fs, trans_row;
-    /* the chemistry row, episode and outcome codes */
-    int chem_w, col_pm, col_sm, col_graph, col_rot, sampled, given, nothing, potion_used, stone_cashed;
     uint32_t *rng_key;
     int32_t *rng_pos, *episode, *next_episode, *steps;
     int16_t *chem, *trial;
@@ -256,12 +283,33 @@ static void Kernel_dealloc(Kernel *K) {
     Py_TYPE(K)->tp_free((PyObject *)K);
 }
 
-/* The description's sizes, codes and tables (spec), checked against each other. */
+/* The description's numbers, as compiled (alchemy_gym/core/_spec.h): each is checked against the description. */
+static const struct {
+    const char *name;
+    long value;
+} COMPILED[] = {
+    {"max_stones", SPEC_MAX_STONES}, {"max_potions", SPEC_MAX_POTIONS}, {"item_slots", SPEC_ITEM_SLOTS},
+    {"stone_block", SPEC_STONE_BLOCK}, {"cauldron", SPEC_CAULDRON}, {"end_trial", SPEC_END_TRIAL},
+    {"no_op", SPEC_NO_OP}, {"num_latent_stones", SPEC_NUM_LATENT_STONES},
+    {"num_potion_types", SPEC_NUM_POTION_TYPES}, {"num_stone_maps", SPEC_NUM_STONE_MAPS},
+    {"num_potion_maps", SPEC_NUM_POTION_MAPS}, {"num_rotations", SPEC_NUM_ROTATIONS},
+    {"num_graph_masks", SPEC_NUM_GRAPH_MASKS}, {"fixed_potion_map", SPEC_FIXED_POTION_MAP},
+    {"fixed_stone_map", SPEC_FIXED_STONE_MAP}, {"chem_width", SPEC_CHEM_WIDTH},
+    {"chem_potion_map", SPEC_CHEM_POTION_MAP}, {"chem_stone_map", SPEC_CHEM_STONE_MAP},
+    {"chem_graph", SPEC_CHEM_GRAPH}, {"chem_rotation", SPEC_CHEM_ROTATION}, {"sampled", SPEC_SAMPLED},
+    {"given", SPEC_GIVEN}, {"nothing", SPEC_NOTHING}, {"potion_used", SPEC_POTION_USED},
+    {"stone_cashed", SPEC_STONE_CASHED}, {"stone_feature_size", SPEC_STONE_FEATURE_SIZE},
+};
+
+/* The transition table last checked (a reference is kept, so that the address cannot be reused): the
+ * description's table is shared by every batch, and its 196,608 entries need checking once. */
+static PyObject *checked_transitions;
+
+/* The description (spec): of the version this kernel reads, with the numbers it is compiled with, and tables of
+ * the sizes and dtypes these give, with values in range. */
 static int read_spec(Kernel *K, PyObject *spec) {
-    ctx_t *c = &K->c;
-    const char *S = "spec";
     int version;
-    if (int_attr(spec, S, "version", 0, 1L << 30, &version) < 0) return -1;
+    if (int_attr(spec, "spec", "version", 0, 1L << 30, &version) < 0) return -1;
     if (version != SPEC_VERSION) {
         PyErr_Format(PyExc_ValueError,
                      "game kernel: spec.version is %d, this kernel reads version %d of the game description: "
@@ -269,54 +317,35 @@ static int read_spec(Kernel *K, PyObject *spec) {
                      version, SPEC_VERSION);
         return -1;
     }
-    if (int_attr(spec, S, "max_stones", 1, 64, &c->ns) < 0 || int_attr(spec, S, "max_potions", 1, 125, &c->np) < 0 ||
-        int_attr(spec, S, "item_slots", 1, 1 << 14, &c->slots) < 0 ||
-        int_attr(spec, S, "stone_block", 1, 126, &c->block) < 0 ||
-        int_attr(spec, S, "cauldron", 0, 125, &c->cauldron) < 0 ||
-        int_attr(spec, S, "end_trial", -127, -1, &c->end_trial) < 0 ||
-        int_attr(spec, S, "num_latent_stones", 1, 127, &c->nlat) < 0 ||
-        int_attr(spec, S, "num_potion_types", 1, 127, &c->npt) < 0 ||
-        int_attr(spec, S, "num_stone_maps", 1, 32767, &c->nsm) < 0 ||
-        int_attr(spec, S, "num_potion_maps", 1, 32767, &c->npm) < 0 ||
-        int_attr(spec, S, "num_rotations", 1, 32767, &c->nrot) < 0 ||
-        int_attr(spec, S, "fixed_potion_map", 0, c->npm - 1, &c->fixed_pm) < 0 ||
-        int_attr(spec, S, "fixed_stone_map", 0, c->nsm - 1, &c->fixed_sm) < 0 ||
-        int_attr(spec, S, "stone_feature_size", 1, 64, &c->fs) < 0 ||
-        int_attr(spec, S, "chem_width", 1, 64, &c->chem_w) < 0 ||
-        int_attr(spec, S, "chem_potion_map", 0, c->chem_w - 1, &c->col_pm) < 0 ||
-        int_attr(spec, S, "chem_stone_map", 0, c->chem_w - 1, &c->col_sm) < 0 ||
-        int_attr(spec, S, "chem_graph", 0, c->chem_w - 1, &c->col_graph) < 0 ||
-        int_attr(spec, S, "chem_rotation", 0, c->chem_w - 1, &c->col_rot) < 0 ||
-        int_attr(spec, S, "sampled", -(1L << 30), -1, &c->sampled) < 0 ||
-        int_attr(spec, S, "given", -(1L << 30), -1, &c->given) < 0 ||
-        int_attr(spec, S, "nothing", 0, 127, &c->nothing) < 0 ||
-        int_attr(spec, S, "potion_used", 0, 127, &c->potion_used) < 0 ||
-        int_attr(spec, S, "stone_cashed", 0, 127, &c->stone_cashed) < 0)
-        return -1;
-    int graphs;
-    if (int_attr(spec, S, "num_graph_masks", 1, 65536, &graphs) < 0) return -1;
-    if (expect(c->block == c->np + 1, "spec.stone_block (a stone's actions: the cauldron and each potion slot)",
-               c->block, c->np + 1) < 0 ||
-        expect(c->cauldron == c->np, "spec.cauldron (the column after the potion slots)", c->cauldron, c->np) < 0 ||
-        expect(c->slots == c->ns + c->np, "spec.item_slots (the stones, then the potions)", c->slots,
-               c->ns + c->np) < 0 ||
-        expect(c->sampled != c->given, "spec.given (distinct from spec.sampled)", c->given, c->sampled - 1) < 0 ||
-        expect(c->col_pm != c->col_sm && c->col_pm != c->col_graph && c->col_pm != c->col_rot &&
-                   c->col_sm != c->col_graph && c->col_sm != c->col_rot && c->col_graph != c->col_rot,
-               "the number of distinct chemistry columns (spec.chem_*)", 0, 4) < 0)
-        return -1;
-    c->trans_row = c->nlat * c->npt;
-    if (hold_attr(K, T_TRANS, spec, S, "transitions", 'i', 1, (Py_ssize_t)graphs * c->trans_row) < 0 ||
-        hold_attr(K, T_STONE_FEAT, spec, S, "stone_features", 'f', 4,
-                  (Py_ssize_t)c->nsm * c->nrot * c->nlat * c->fs) < 0 ||
-        hold_attr(K, T_POTION_FEAT, spec, S, "potion_features", 'f', 4, (Py_ssize_t)c->npm * c->npt) < 0 ||
-        hold_attr(K, T_STONE_DEFAULT, spec, S, "stone_default", 'f', 4, c->fs + 1) < 0 ||
-        hold_attr(K, T_POTION_DEFAULT, spec, S, "potion_default", 'f', 4, 2) < 0)
+    for (size_t f = 0; f < sizeof COMPILED / sizeof COMPILED[0]; f++) {
+        int value;
+        if (int_attr(spec, "spec", COMPILED[f].name, -(1L << 30), 1L << 30, &value) < 0) return -1;
+        if (value != COMPILED[f].value) {
+            PyErr_Format(PyExc_ValueError,
+                         "game kernel: spec.%s is %d, this kernel is compiled for %ld: the game description changed "
+                         "since the kernel was built (python scripts/headers.py, then rebuild it: python setup.py "
+                         "build_ext --inplace, or reinstall alchemy-gym)",
+                         COMPILED[f].name, value, COMPILED[f].value);
+            return -1;
+        }
+    }
+    ctx_t *c = &K->c;
+    if (hold_attr(K, T_TRANS, spec, "spec", "transitions", 'i', 1, (Py_ssize_t)NUM_GRAPH_MASKS * TRANS_ROW) < 0 ||
+        hold_attr(K, T_STONE_FEAT, spec, "spec", "stone_features", 'f', 4,
+                  NUM_STONE_MAPS * NUM_ROTATIONS * NUM_LATENT_STONES * FEATURES) < 0 ||
+        hold_attr(K, T_POTION_FEAT, spec, "spec", "potion_features", 'f', 4, NUM_POTION_MAPS * NUM_POTION_TYPES) < 0 ||
+        hold_attr(K, T_STONE_DEFAULT, spec, "spec", "stone_default", 'f', 4, FEATURES + 1) < 0 ||
+        hold_attr(K, T_POTION_DEFAULT, spec, "spec", "potion_default", 'f', 4, 2) < 0)
         return -1;
     c->trans = K->views[T_TRANS].buf;
-    for (Py_ssize_t i = 0; i < (Py_ssize_t)graphs * c->trans_row; i++)
-        if (c->trans[i] < 0 || c->trans[i] >= c->nlat)
-            return expect(0, "an entry of spec.transitions (a latent stone)", c->trans[i], 0);
+    if (K->views[T_TRANS].obj != checked_transitions) {
+        for (Py_ssize_t i = 0; i < (Py_ssize_t)NUM_GRAPH_MASKS * TRANS_ROW; i++)
+            if (c->trans[i] < 0 || c->trans[i] >= NUM_LATENT_STONES)
+                return expect(0, "an entry of spec.transitions (a latent stone)", c->trans[i], 0);
+        Py_XDECREF(checked_transitions);
+        checked_transitions = K->views[T_TRANS].obj;
+        Py_INCREF(checked_transitions);
+    }
     c->stone_feat = K->views[T_STONE_FEAT].buf;
     c->potion_feat = K->views[T_POTION_FEAT].buf;
     c->stone_default = K->views[T_STONE_DEFAULT].buf;
@@ -331,10 +360,10 @@ static int read_settings(Kernel *K, PyObject *settings) {
     int observe_used;
     if (int_attr(settings, S, "num_trials", 1, 127, &c->T) < 0 ||
         int_attr(settings, S, "max_steps_per_trial", 1, 2147483647L, &c->max_steps) < 0 ||
-        int_attr(settings, S, "action_offset", 1, -c->end_trial, &c->k) < 0 ||
+        int_attr(settings, S, "action_offset", 1, -END_TRIAL, &c->k) < 0 ||
         int_attr(settings, S, "observe_used", 0, 1, &observe_used) < 0 ||
-        int_attr(settings, S, "num_stones_per_trial", 0, c->ns, &c->n_stones) < 0 ||
-        int_attr(settings, S, "num_potions_per_trial", 0, c->np, &c->n_potions) < 0 ||
+        int_attr(settings, S, "num_stones_per_trial", 0, MAX_STONES, &c->n_stones) < 0 ||
+        int_attr(settings, S, "num_potions_per_trial", 0, MAX_POTIONS, &c->n_potions) < 0 ||
         int_attr(settings, S, "stride", 1, 2147483647L, &c->stride) < 0 ||
         int_attr(settings, S, "randomize_maps", 0, 1, &c->randomize_maps) < 0 ||
         int_attr(settings, S, "rotation", 0, 1, &c->rotation) < 0 ||
@@ -353,11 +382,11 @@ static int read_settings(Kernel *K, PyObject *settings) {
         PyErr_SetString(PyExc_ValueError, "game kernel: settings.source must be 'none', 'sampled' or 'fixed'");
         return -1;
     }
-    c->S = c->fs + (observe_used ? 1 : 0);
+    c->S = FEATURES + (observe_used ? 1 : 0);
     c->P = observe_used ? 2 : 1;
-    c->F = c->ns * c->S + c->np * c->P;
-    c->A = c->ns * c->block + c->k;
-    if (hold_attr(K, T_VALUES, settings, S, "values", 'f', 8, c->nlat) < 0 ||
+    c->F = MAX_STONES * c->S + MAX_POTIONS * c->P;
+    c->A = MAX_STONES * STONE_BLOCK + c->k;
+    if (hold_attr(K, T_VALUES, settings, S, "values", 'f', 8, NUM_LATENT_STONES) < 0 ||
         hold_attr(K, T_GRAPHS, settings, S, "graph_masks", 'u', 2, -1) < 0 ||
         hold_attr(K, T_CDF, settings, S, "graph_cdf", 'f', 8, -1) < 0 ||
         hold_attr(K, T_ACTION_STONE, settings, S, "action_stone", 'i', 1, c->A) < 0 ||
@@ -374,15 +403,15 @@ static int read_settings(Kernel *K, PyObject *settings) {
     c->cdf = K->views[T_CDF].buf;
     c->action_stone = K->views[T_ACTION_STONE].buf;
     c->action_column = K->views[T_ACTION_COLUMN].buf;
-    int graphs = (int)(K->views[T_TRANS].len / c->trans_row);
+    int graphs = (int)(K->views[T_TRANS].len / TRANS_ROW);
     for (int g = 0; g < c->G; g++)
         if (c->graphs[g] >= graphs) return expect(0, "an entry of settings.graph_masks", c->graphs[g], graphs - 1);
     for (int a = 0; a < c->A; a++) {
         int s = c->action_stone[a], column = c->action_column[a];
-        if (s < 0 || s >= c->ns) return expect(0, "an entry of settings.action_stone (a stone slot)", s, 0);
-        if (column != c->end_trial && (column < -1 || column > c->cauldron))
+        if (s < 0 || s >= MAX_STONES) return expect(0, "an entry of settings.action_stone (a stone slot)", s, 0);
+        if (column != END_TRIAL && (column < -1 || column > CAULDRON))
             return expect(0, "an entry of settings.action_column (a potion slot, the cauldron, -1 or end_trial)",
-                          column, c->cauldron);
+                          column, CAULDRON);
     }
     return 0;
 }
@@ -438,9 +467,9 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
         char kind;
         Py_ssize_t itemsize, count;
     } shape[NUM_STATE] = {
-        {'u', 4, n * MT_N}, {'i', 4, n}, {'i', 2, n * c->chem_w}, {'i', 4, n}, {'i', 4, n}, {'i', 2, n},
-        {'i', 4, n}, {'b', 1, n}, {'i', 1, n * c->ns}, {'i', 1, n * c->np}, {'i', 1, n * T * c->slots},
-        {'f', 8, n * T}, {'i', 1, n * T * c->ns * c->block}, {'i', 1, n}, {'f', 4, n * c->F},
+        {'u', 4, n * MT_N}, {'i', 4, n}, {'i', 2, n * CHEM_WIDTH}, {'i', 4, n}, {'i', 4, n}, {'i', 2, n},
+        {'i', 4, n}, {'b', 1, n}, {'i', 1, n * MAX_STONES}, {'i', 1, n * MAX_POTIONS}, {'i', 1, n * T * ITEM_SLOTS},
+        {'f', 8, n * T}, {'i', 1, n * T * MAX_STONES * STONE_BLOCK}, {'i', 1, n}, {'f', 4, n * c->F},
     };
     for (int i = 0; i < NUM_STATE; i++) {
         char what[64];
@@ -473,43 +502,50 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kwds) {
 
 /* ------------------------------------------------------------------------ game rules */
 
+/* Start trial t of row i: draw its items (a sampled episode), reset the counters, rebuild the observation. */
 static void start_trial(const ctx_t *c, Py_ssize_t i, int t) {
-    const int ns = c->ns, np = c->np;
-    int8_t *it = c->items + (i * c->T + t) * c->slots;
-    if (c->episode[i] == c->sampled) {
+    int8_t *it = c->items + (i * c->T + t) * ITEM_SLOTS;
+    if (c->episode[i] == SAMPLED) {
         /* the stream position in a local: stores of the drawn bytes cannot alias it */
         uint32_t *key = c->rng_key + i * MT_N;
         int32_t pos = c->rng_pos[i];
-        for (int s = 0; s < c->n_stones; s++) it[s] = (int8_t)mt_randint(key, &pos, (uint32_t)c->nlat);
-        for (int p = 0; p < c->n_potions; p++) it[ns + p] = (int8_t)mt_randint(key, &pos, (uint32_t)c->npt);
+        int8_t drawn[ITEM_SLOTS];
+        for (int s = 0; s < c->n_stones; s++) drawn[s] = (int8_t)mt_randint(key, &pos, NUM_LATENT_STONES);
+        for (int p = 0; p < c->n_potions; p++) drawn[p + MAX_STONES] = (int8_t)mt_randint(key, &pos, NUM_POTION_TYPES);
         c->rng_pos[i] = pos;
+        memcpy(it, drawn, (size_t)c->n_stones);
+        memcpy(it + MAX_STONES, drawn + MAX_STONES, (size_t)c->n_potions);
     }
     c->trial[i] = (int16_t)t;
     c->steps[i] = 0;
     c->ending[i] = 0;
     c->event_count[i] = 0;
-    memcpy(c->stones + i * ns, it, (size_t)ns);
-    memcpy(c->potions + i * np, it + ns, (size_t)np);
-    const int16_t *ch = c->chem + c->chem_w * i;
-    const int fs = c->fs, S = c->S, P = c->P;
-    const float *sf = c->stone_feat + ((ch[c->col_sm] * c->nrot + ch[c->col_rot]) * c->nlat) * fs;
-    const float *pf = c->potion_feat + ch[c->col_pm] * c->npt;
+    memcpy(c->stones + i * MAX_STONES, it, MAX_STONES);
+    memcpy(c->potions + i * MAX_POTIONS, it + MAX_STONES, MAX_POTIONS);
+    const int16_t *ch = c->chem + CHEM_WIDTH * i;
+    const float *sf = c->stone_feat + ((ch[CHEM_SM] * NUM_ROTATIONS + ch[CHEM_ROT]) * NUM_LATENT_STONES) * FEATURES;
+    const float *pf = c->potion_feat + ch[CHEM_PM] * NUM_POTION_TYPES;
     float *o = c->obs + i * c->F;
-    for (int s = 0; s < ns; s++) {
+    int S = c->S, P = c->P;
+    /* what an empty slot shows (the description's), in locals: the float stores below cannot change them */
+    float stone_default[FEATURES + 1], empty_colour = c->potion_default[0], empty_used = c->potion_default[1];
+    memcpy(stone_default, c->stone_default, sizeof stone_default);
+    for (int s = 0; s < MAX_STONES; s++) {
         float *os = o + s * S;
         int latent = it[s];
         if (latent >= 0) {
-            for (int f = 0; f < fs; f++) os[f] = sf[latent * fs + f];
-            if (S > fs) os[fs] = 0.0f; /* not used */
+            memcpy(os, sf + latent * FEATURES, FEATURES * sizeof(float));
+            if (S > FEATURES) os[FEATURES] = 0.0f; /* not used */
         } else {
-            for (int f = 0; f < S; f++) os[f] = c->stone_default[f];
+            memcpy(os, stone_default, FEATURES * sizeof(float));
+            if (S > FEATURES) os[FEATURES] = stone_default[FEATURES];
         }
     }
-    float *op = o + ns * S;
-    for (int p = 0; p < np; p++, op += P) {
-        int latent = it[ns + p];
-        op[0] = latent >= 0 ? pf[latent] : c->potion_default[0];
-        if (P > 1) op[1] = latent >= 0 ? 0.0f : c->potion_default[1];
+    float *op = o + MAX_STONES * S;
+    for (int p = 0; p < MAX_POTIONS; p++, op += P) {
+        int latent = it[MAX_STONES + p];
+        op[0] = latent >= 0 ? pf[latent] : empty_colour;
+        if (P > 1) op[1] = latent >= 0 ? 0.0f : empty_used;
     }
 }
 
@@ -529,32 +565,32 @@ static int bisect_right(const double *cdf, int n, double u) {
  * cursor's next (ep < 0) of a fixed source, or a sampled one. */
 static void begin_episode(const ctx_t *c, Py_ssize_t i, int ep) {
     int T = c->T;
-    if (ep == c->given) {
+    if (ep == GIVEN) {
     } else if (c->source == SOURCE_SAMPLED) {
         uint32_t *key = c->rng_key + i * MT_N;
         int32_t *pos = c->rng_pos + i;
-        int16_t *ch = c->chem + c->chem_w * i;
+        int16_t *ch = c->chem + CHEM_WIDTH * i;
         if (c->randomize_maps) {
-            ch[c->col_pm] = (int16_t)mt_randint(key, pos, (uint32_t)c->npm);
-            ch[c->col_sm] = (int16_t)mt_randint(key, pos, (uint32_t)c->nsm);
+            ch[CHEM_PM] = (int16_t)mt_randint(key, pos, NUM_POTION_MAPS);
+            ch[CHEM_SM] = (int16_t)mt_randint(key, pos, NUM_STONE_MAPS);
         } else {
-            ch[c->col_pm] = (int16_t)c->fixed_pm;
-            ch[c->col_sm] = (int16_t)c->fixed_sm;
+            ch[CHEM_PM] = (int16_t)SPEC_FIXED_POTION_MAP;
+            ch[CHEM_SM] = (int16_t)SPEC_FIXED_STONE_MAP;
         }
         double u = mt_random_sample(key, pos);
-        ch[c->col_graph] = (int16_t)c->graphs[bisect_right(c->cdf, c->G, u)];
-        ch[c->col_rot] = c->rotation ? (int16_t)mt_randint(key, pos, (uint32_t)c->nrot) : 0;
-        memset(c->items + i * T * c->slots, 0xff, (size_t)T * c->slots);
-        c->episode[i] = c->sampled;
+        ch[CHEM_GRAPH] = (int16_t)c->graphs[bisect_right(c->cdf, c->G, u)];
+        ch[CHEM_ROT] = c->rotation ? (int16_t)mt_randint(key, pos, NUM_ROTATIONS) : 0;
+        memset(c->items + i * T * ITEM_SLOTS, 0xff, (size_t)T * ITEM_SLOTS);
+        c->episode[i] = SAMPLED;
     } else {
         int e = ep >= 0 ? ep : c->next_episode[i];
-        memcpy(c->chem + c->chem_w * i, c->fixed_chem + c->chem_w * e, (size_t)c->chem_w * sizeof(int16_t));
-        memcpy(c->items + i * T * c->slots, c->fixed_items + (Py_ssize_t)e * T * c->slots, (size_t)T * c->slots);
+        memcpy(c->chem + CHEM_WIDTH * i, c->fixed_chem + CHEM_WIDTH * e, (size_t)CHEM_WIDTH * sizeof(int16_t));
+        memcpy(c->items + i * T * ITEM_SLOTS, c->fixed_items + (Py_ssize_t)e * T * ITEM_SLOTS, (size_t)T * ITEM_SLOTS);
         c->episode[i] = e;
         c->next_episode[i] = (int32_t)((e + c->stride) % c->fixed_count);
     }
     memset(c->trial_rewards + i * T, 0, (size_t)T * sizeof(double));
-    memset(c->matrix_events + i * T * c->ns * c->block, 0xff, (size_t)T * c->ns * c->block);
+    memset(c->matrix_events + i * T * MAX_STONES * STONE_BLOCK, 0xff, (size_t)T * MAX_STONES * STONE_BLOCK);
     start_trial(c, i, 0);
 }
 
@@ -567,12 +603,12 @@ typedef struct {
  * are written with selects rather than branches: random actions make branches unpredictable. */
 static inline double apply(const ctx_t *c, Py_ssize_t i, int64_t action, outcome_t *out) {
     int s = c->action_stone[action], column = c->action_column[action];
-    int8_t *stone_slot = c->stones + i * c->ns + s;
+    int8_t *stone_slot = c->stones + i * MAX_STONES + s;
     int stone = *stone_slot;
     int touched = column >= 0 && stone >= 0;        /* a stone goes somewhere */
-    int cash = touched && column == c->cauldron;    /* ... into the cauldron */
-    int p = column >= 0 && column < c->cauldron ? column : 0;
-    int8_t *potion_slot = c->potions + i * c->np + p;
+    int cash = touched && column == CAULDRON;       /* ... into the cauldron */
+    int p = column >= 0 && column < CAULDRON ? column : 0;
+    int8_t *potion_slot = c->potions + i * MAX_POTIONS + p;
     int potion = *potion_slot;
     int dip = touched && !cash && potion >= 0;      /* ... into an unused potion */
     int t = c->trial[i];
@@ -581,32 +617,31 @@ static inline double apply(const ctx_t *c, Py_ssize_t i, int64_t action, outcome
     int moved = stone;
     if (cash | dip) {
         float *os = c->obs + i * c->F + s * c->S;
-        int8_t *events = c->matrix_events + ((i * c->T + t) * c->ns + s) * c->block;
+        int8_t *events = c->matrix_events + ((i * c->T + t) * MAX_STONES + s) * STONE_BLOCK;
         events[column] = c->event_count[i]++;
         if (cash) {
             reward = c->values[stone];
             moved = -1;
-            for (int f = 0; f < c->S; f++) os[f] = c->stone_default[f];
+            memcpy(os, c->stone_default, (size_t)c->S * sizeof(float));
             c->trial_rewards[i * c->T + t] += reward;
         } else {
-            const int16_t *ch = c->chem + c->chem_w * i;
-            moved = c->trans[(uint16_t)ch[c->col_graph] * c->trans_row + stone * c->npt + potion];
+            const int16_t *ch = c->chem + CHEM_WIDTH * i;
+            moved = c->trans[(uint16_t)ch[CHEM_GRAPH] * TRANS_ROW + stone * NUM_POTION_TYPES + potion];
             *potion_slot = -1;
-            float *op = c->obs + i * c->F + c->ns * c->S + p * c->P;
+            float *op = c->obs + i * c->F + MAX_STONES * c->S + p * c->P;
             op[0] = c->potion_default[0];
             if (c->P > 1) op[1] = c->potion_default[1];
-            const float *sf =
-                c->stone_feat + ((ch[c->col_sm] * c->nrot + ch[c->col_rot]) * c->nlat + moved) * c->fs;
-            for (int f = 0; f < c->fs; f++) os[f] = sf[f];
+            memcpy(os, c->stone_feat + ((ch[CHEM_SM] * NUM_ROTATIONS + ch[CHEM_ROT]) * NUM_LATENT_STONES + moved) * FEATURES,
+                   FEATURES * sizeof(float));
         }
         *stone_slot = (int8_t)moved;
     }
-    c->ending[i] = column == c->end_trial || steps >= c->max_steps;
+    c->ending[i] = column == END_TRIAL || steps >= c->max_steps;
     if (out) {
         out->reward = reward;
-        out->kind = cash ? c->stone_cashed : dip ? c->potion_used : c->nothing;
+        out->kind = cash ? SPEC_STONE_CASHED : dip ? SPEC_POTION_USED : SPEC_NOTHING;
         out->stone_slot = s;
-        out->potion_slot = column >= 0 && column < c->cauldron ? column : -1;
+        out->potion_slot = column >= 0 && column < CAULDRON ? column : -1;
         out->old = column >= 0 ? stone : -1; /* the no-op and the end-trial action touch no stone */
         out->potion = dip ? potion : -1;
         out->new_ = column >= 0 ? moved : -1;
@@ -691,12 +726,12 @@ static PyObject *Kernel_bind_fixed(Kernel *K, PyObject *args) {
     }
     c->bound = 0;
     if (hold(K, F_CHEM, chem, "fixed chemistries", 'i', 2, -1, 0) < 0) return NULL;
-    Py_ssize_t count = K->views[F_CHEM].len / (2 * c->chem_w);
-    if (K->views[F_CHEM].len != count * 2 * c->chem_w) {
+    Py_ssize_t count = K->views[F_CHEM].len / (2 * CHEM_WIDTH);
+    if (K->views[F_CHEM].len != count * 2 * CHEM_WIDTH) {
         PyErr_SetString(PyExc_ValueError, "bind_fixed: the fixed chemistries are not rows of spec.chem_width");
         return NULL;
     }
-    if (hold(K, F_ITEMS, items, "fixed items", 'i', 1, count * c->T * c->slots, 0) < 0) return NULL;
+    if (hold(K, F_ITEMS, items, "fixed items", 'i', 1, count * c->T * ITEM_SLOTS, 0) < 0) return NULL;
     if (count < 1) {
         PyErr_SetString(PyExc_ValueError, "bind_fixed: no episodes");
         return NULL;
@@ -725,11 +760,11 @@ static PyObject *Kernel_begin(Kernel *K, PyObject *args) {
     PyObject *result = NULL;
     for (Py_ssize_t j = 0; j < m; j++) {
         if (check_row(&c, r[j]) < 0) goto done;
-        if (e && e[j] != c.given && (e[j] < 0 || !c.bound || e[j] >= c.fixed_count)) {
+        if (e && e[j] != GIVEN && (e[j] < 0 || !c.bound || e[j] >= c.fixed_count)) {
             PyErr_Format(PyExc_ValueError, "episode %d out of range", (int)e[j]);
             goto done;
         }
-        if ((!e || e[j] != c.given) && check_source(&c) < 0) goto done;
+        if ((!e || e[j] != GIVEN) && check_source(&c) < 0) goto done;
     }
     for (Py_ssize_t j = 0; j < m; j++) begin_episode(&c, r[j], e ? e[j] : -1);
     result = Py_None;
@@ -775,9 +810,9 @@ static void step_rows(step_job_t *job) {
             /* the rows a later game's action will touch: their misses overlap this game's work */
             Py_ssize_t j = i + PREFETCH_DISTANCE;
             int sj = c.action_stone[actions[j]], tj = c.trial[j] < 0 ? 0 : c.trial[j];
-            __builtin_prefetch(c.matrix_events + ((j * c.T + tj) * c.ns + sj) * c.block, 1);
+            __builtin_prefetch(c.matrix_events + ((j * c.T + tj) * MAX_STONES + sj) * STONE_BLOCK, 1);
             __builtin_prefetch(c.trial_rewards + j * c.T + tj, 1);
-            if (c.steps[j] + 1 >= c.max_steps && c.episode[j] == c.sampled) {
+            if (c.steps[j] + 1 >= c.max_steps && c.episode[j] == SAMPLED) {
                 /* its trial ends at this step: the next items come from its stream */
                 const uint32_t *next = c.rng_key + j * MT_N + (c.rng_pos[j] < MT_N ? c.rng_pos[j] : 0);
                 __builtin_prefetch(next, 0);

@@ -402,7 +402,7 @@ class BeliefState:
         elif element == ElementType.POTION_MAP:
             parts = [potion_map_parts(pm) for pm in belief.potion_maps]
             perms = {PERMUTATIONS.index(dims) for dims, _ in parts}
-            for q in range(6):
+            for q in range(len(PERMUTATIONS)):
                 out[q] = 0.0 if q not in perms else (1.0 if len(parts) == 1 else 0.5)
             for latent in range(NUM_DIMS):
                 values = {dirs[latent] for _, dirs in parts}

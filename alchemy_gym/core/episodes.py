@@ -31,8 +31,9 @@ from alchemy_gym.core.spec import ITEM_SLOTS, SPEC
 
 #: Largest seed ``numpy.random.RandomState`` accepts.
 MAX_SEED = 2**32 - 1
-#: Distinct chemistries :func:`chemistry_of` keeps (least recently used dropped first): a few hundred KB.
-CHEMISTRY_CACHE_SIZE = 4096
+#: Distinct chemistries :func:`chemistry_of` keeps (least recently used dropped first): about 1 MB, and room for
+#: the 1000 evaluation chemistries.
+CHEMISTRY_CACHE_SIZE = 2048
 
 
 @dataclass(frozen=True)
