@@ -357,6 +357,7 @@ class GameBatch:
         self.source = source
         self.stride = int(stride)
         self._state = BatchState(n, config)
+        self._actions_shape, self._num_actions = (n,), config.num_actions
         #: Rows whose stream was seeded (the others get fresh entropy on their first reset).
         self.seeded = np.zeros(n, dtype=np.bool_)
         self.backend = backend
@@ -551,9 +552,7 @@ class GameBatch:
     def check_actions(self, actions) -> np.ndarray:
         """``actions`` as an int64 array of one valid action per game, or a clear ``ValueError``
         (:func:`alchemy_gym.core.checks.check_actions`)."""
-        return check_actions(
-            actions, (self.num_games,), self.config.num_actions, first_bad=self._kernel.first_bad_action
-        )
+        return check_actions(actions, self._actions_shape, self._num_actions, first_bad=self._kernel.first_bad_action)
 
     def step(
         self, actions: np.ndarray, *, begin: np.ndarray | None = None, obs_out: np.ndarray | None = None
