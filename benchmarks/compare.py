@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,12 +89,19 @@ def _jax(checkout: Path, args) -> dict[str, float]:
 
 def _ideal(checkout: Path, args) -> dict[str, float]:
     script = checkout / "benchmarks" / "bench_ideal_observer.py"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = _run(checkout, [sys.executable, str(script), "--episodes", args.episodes])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     mean = re.search(r"seconds per episode .*mean ([0-9.]+)", text)
     nodes = re.search(r"nodes searched: (\d+)", text)
     if not mean or not nodes:
         raise RuntimeError(f"unexpected output of {script}:\n{text}")
-    return {"ideal observer s/episode": float(mean.group(1)), "ideal observer nodes": float(nodes.group(1))}
+    return {
+        "ideal observer s/episode": float(mean.group(1)),
+        "ideal observer process CPU s": cpu,  # the whole run, import and loading included: less noisy
+        "ideal observer nodes": float(nodes.group(1)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,17 +4,17 @@
  *
  * Kernel(state, spec, settings) reads everything by name, once, at start:
  *   state     the batch's arrays (batch.BatchState: rng_key, ..., obs) and num_games;
- *   spec      the game's description (alchemy_gym.core.spec.SPEC): its sizes (slots, stones, potions,
- *             maps, rotations, features), codes (episode kinds, outcome kinds, the end-trial column),
- *             the chemistry row's layout and its tables (transitions, observation features, what an
- *             empty slot shows);
- *   settings  the batch's settings (batch.KernelSettings): trials, step limit, the action table of its
- *             action space, stone values, the level's graphs and prior, threads.
- * No number of the game is written here: each comes from the description, which is checked to be of
- * the version this kernel reads (SPEC_VERSION) and consistent (sizes that derive from others, table
- * shapes, dtypes, contiguity, codes in range); a description that does not fit fails here with a
- * message naming the field. The kernel keeps buffer views of the state and the tables, so they must
- * not be replaced or resized while it lives (GameBatch shows them read-only).
+ *   spec      the game's description (alchemy_gym.core.spec.SPEC): its numbers (slots, stones, potions, maps,
+ *             rotations, features, codes, the chemistry row's columns) and its tables (transitions, observation
+ *             features, what an empty slot shows);
+ *   settings  the batch's settings (batch.KernelSettings): trials, step limit, the action table of its action
+ *             space, stone values, the level's graphs and prior, threads.
+ * No number of the game is typed here: the kernel is compiled with the description's numbers from _spec.h,
+ * which scripts/headers.py generates from SPEC (a test checks it is current), and checks at start that the
+ * description it is given is of the version it reads and has each of those numbers, and that each table has
+ * the dtype, size and contiguity they give and values in range; a description that does not fit fails here
+ * with a message naming the field. The kernel keeps buffer views of the state and the tables, so they must not
+ * be replaced or resized while it lives (GameBatch shows them read-only).
  *
  * Random draws are dm_alchemy's numpy.random.RandomState draws, bit for bit: MT19937
  * (init_genrand seeding, the standard twist and tempering), the legacy masked rejection
@@ -262,13 +262,9 @@ static int int_attr(PyObject *obj, const char *owner, const char *name, long lo,
     return 0;
 }
 
-/* A consistency check of the description or the settings: `what` names the fields, `want` the expected value. */
-static int expect(int ok, const char *what, long got, long want) {
-    if (ok) return 0;
-    PyErr_Format(PyExc_ValueError,
-                 "game kernel: the game description does not fit: %s is %ld, expected %ld (rebuild the kernel "
-                 "after changing alchemy_gym.core.spec)",
-                 what, got, want);
+/* A table entry out of range (`what` names it): a ValueError saying what is allowed. */
+static int out_of_range(const char *what, long got, long low, long high) {
+    PyErr_Format(PyExc_ValueError, "game kernel: %s is %ld, out of range: allowed %ld..%ld", what, got, low, high);
     return -1;
 }
 
@@ -341,7 +337,8 @@ static int read_spec(Kernel *K, PyObject *spec) {
     if (K->views[T_TRANS].obj != checked_transitions) {
         for (Py_ssize_t i = 0; i < (Py_ssize_t)NUM_GRAPH_MASKS * TRANS_ROW; i++)
             if (c->trans[i] < 0 || c->trans[i] >= NUM_LATENT_STONES)
-                return expect(0, "an entry of spec.transitions (a latent stone)", c->trans[i], 0);
+                return out_of_range("an entry of spec.transitions (a latent stone)", c->trans[i], 0,
+                                    NUM_LATENT_STONES - 1);
         Py_XDECREF(checked_transitions);
         checked_transitions = K->views[T_TRANS].obj;
         Py_INCREF(checked_transitions);
@@ -405,13 +402,13 @@ static int read_settings(Kernel *K, PyObject *settings) {
     c->action_column = K->views[T_ACTION_COLUMN].buf;
     int graphs = (int)(K->views[T_TRANS].len / TRANS_ROW);
     for (int g = 0; g < c->G; g++)
-        if (c->graphs[g] >= graphs) return expect(0, "an entry of settings.graph_masks", c->graphs[g], graphs - 1);
+        if (c->graphs[g] >= graphs) return out_of_range("an entry of settings.graph_masks", c->graphs[g], 0, graphs - 1);
     for (int a = 0; a < c->A; a++) {
         int s = c->action_stone[a], column = c->action_column[a];
-        if (s < 0 || s >= MAX_STONES) return expect(0, "an entry of settings.action_stone (a stone slot)", s, 0);
+        if (s < 0 || s >= MAX_STONES) return out_of_range("an entry of settings.action_stone (a stone slot)", s, 0, MAX_STONES - 1);
         if (column != END_TRIAL && (column < -1 || column > CAULDRON))
-            return expect(0, "an entry of settings.action_column (a potion slot, the cauldron, -1 or end_trial)",
-                          column, CAULDRON);
+            return out_of_range("an entry of settings.action_column (end_trial, -1, a potion slot or the cauldron)",
+                                column, END_TRIAL, CAULDRON);
     }
     return 0;
 }
