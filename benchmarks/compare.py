@@ -2,6 +2,7 @@
 
     python benchmarks/compare.py /work/main . --rounds 9                 # alchemy-gym bench --quick: steps/s
     python benchmarks/compare.py /work/main . --what cpu --rounds 9      # CPU time of a step (benchmarks/cpu_steps.py)
+    python benchmarks/compare.py /work/main . --what cpu-jax --rounds 5  # CPU time of the JAX env's steps
     python benchmarks/compare.py /work/main . --what memory --rounds 2   # the bench's replay and memory figures
     python benchmarks/compare.py /work/main . --what jax --rounds 3      # alchemy-gym bench --jax
     python benchmarks/compare.py /work/main . --what ideal --rounds 3    # bench_ideal_observer.py --episodes 0:2
@@ -77,6 +78,11 @@ def _cpu(checkout: Path, args) -> dict[str, float]:
     return json.loads(_run(checkout, [sys.executable, str(script)]))
 
 
+def _cpu_jax(checkout: Path, args) -> dict[str, float]:
+    script = Path(__file__).resolve().parent / "cpu_steps.py"
+    return json.loads(_run(checkout, [sys.executable, str(script), "--jax"]))
+
+
 def _jax(checkout: Path, args) -> dict[str, float]:
     sizes = [str(n) for n in args.sizes if n >= 1024] or ["1024", "4096"]
     out = json.loads(
@@ -108,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="checkout A (e.g. /work/main)")
     parser.add_argument("b", type=Path, help="checkout B (e.g. this one)")
-    parser.add_argument("--what", choices=["bench", "cpu", "memory", "jax", "ideal"], default="bench")
+    parser.add_argument("--what", choices=["bench", "cpu", "cpu-jax", "memory", "jax", "ideal"], default="bench")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 16384])
     parser.add_argument("--episodes", default="0:2", help="evaluation episodes of an ideal-observer run")
     args = parser.parse_args(argv)
-    measure = {"bench": _bench, "cpu": _cpu, "memory": _memory, "jax": _jax, "ideal": _ideal}[args.what]
+    measure = {"bench": _bench, "cpu": _cpu, "cpu-jax": _cpu_jax, "memory": _memory, "jax": _jax, "ideal": _ideal}[
+        args.what
+    ]
     runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     for r in range(args.rounds):
         order = ("A", "B") if r % 2 == 0 else ("B", "A")
