@@ -5,6 +5,8 @@ backend, with the same results) and the ideal observer's search (``alchemy_gym.a
 ideal-observer agents raise ``KernelMissingError`` saying how to get it). Without a compiler both are skipped
 (``optional=True``) and everything else works. ``ALCHEMY_GYM_REQUIRE_EXTENSIONS=1`` makes a failed extension
 fail the build instead (the release wheels are built so: a wheel without its kernels is never published).
+Each includes a header of the game's numbers generated from the core's description (``python
+scripts/headers.py``; a test checks that they are current).
 """
 
 import os
@@ -38,13 +40,13 @@ setup(
         Extension(
             "alchemy_gym.agents._search",
             ["alchemy_gym/agents/_search.c"],
-            depends=["alchemy_gym/_msvc_compat.h"],
+            depends=["alchemy_gym/_msvc_compat.h", "alchemy_gym/agents/_search_spec.h"],
             optional=not REQUIRED,
         ),
         Extension(
             "alchemy_gym.core._kernel",
             ["alchemy_gym/core/_kernel.c"],
-            depends=["alchemy_gym/_msvc_compat.h"],
+            depends=["alchemy_gym/_msvc_compat.h", "alchemy_gym/core/_spec.h"],
             optional=not REQUIRED,
         ),
     ],

@@ -32,20 +32,41 @@
 #include <sys/mman.h>
 #endif
 
-#define NOBS 108
-#define NPOT 6
-#define NLAT 8
-#define NSYM 48
-#define MAX_PATH 7
+/* The game's shape this kernel is compiled for, generated from the search description (ideal_observer.SEARCH_SPEC,
+ * built from alchemy_gym.core.spec.SPEC) by scripts/headers.py. The algorithm is specialised to it (colour pairs,
+ * the symmetries of the stone cube held in a 64-bit mask, latent stones packed 3 bits each, the reward levels), so
+ * its sizes are compile-time constants; Kernel(tables) and PiTable(spec=...) read the description by name at start
+ * and refuse one that differs (check_spec). */
+#include "_search_spec.h"
+#define NLAT SEARCH_NUM_LATENT_STONES
+#define NPOT SEARCH_NUM_POTION_TYPES /* (perceived colours too) */
+#define NOBS SEARCH_NUM_PERCEIVED_STONES
+#define NSYM SEARCH_NUM_SYMMETRIES /* of the stone cube, and of the colours */
+#define MAX_PATH SEARCH_MAX_PATH /* the longest useful path of a stone */
+#define REWARD_LEVELS SEARCH_REWARD_LEVELS /* a perceived stone's index % REWARD_LEVELS is its reward level */
+/* What follows from them: the reward indicator of a perceived stone (-3, -1, 1, 3), the best stone's (GOLD) and
+ * the other positive one's (ONE); the sets of colours; the steps of a path bound. */
+#define GOLD (REWARD_LEVELS - 1)
+#define ONE (GOLD - 2)
+#define REWARD(o) (2 * ((o) % REWARD_LEVELS) - GOLD)
+#define COLOUR_SETS (1 << NPOT)
+#define PATH_STEPS (MAX_PATH + 1)
+#define LAT_BITS 3 /* bits of a latent stone in a packed multiset: NLAT <= 1 << LAT_BITS */
+/* The colour pair of a perceived colour (2 x dimension + direction, items.potion_index): bit PAIR(p) of touched. */
+#define PAIR(p) ((p) >> 1)
+#define PARTNER(p) ((p) ^ 1)
+#if NLAT > (1 << LAT_BITS) || NSYM > 64
+#error "the compiled shape does not fit the kernel's packing"
+#endif
+/* Capacities of the kernel (not the game's): */
 #define MAXST 16
 #define MAXLEFT 48 /* potions at the root of a search (the depth of its scratch buffers) */
 #define MAXKIDS 32 /* outcomes of a move whose trimmed belief span refinement keeps (more are recomputed) */
 #define TIE_TOLERANCE 1e-9
-/* The perfect-information bound (pi_bound) of an outcome with at least PI_EAGER potions left is computed with
- * the candidates (it orders them); with PI_LAZY to PI_EAGER - 1 left, only when its candidate is about to be
- * searched; below PI_LAZY, never (cheaper to search). */
-#define PI_EAGER 8 /* the same as in ideal_observer.py */
-#define PI_LAZY 3
+/* The perfect-information bound (pi_bound) of an outcome with at least spec.pi_eager potions left is computed with
+ * the candidates (it orders them); with spec.pi_lazy to spec.pi_eager - 1 left, only when its candidate is about to
+ * be searched; below spec.pi_lazy, never (cheaper to search). Both are the search description's (Kernel.pi_eager,
+ * Kernel.pi_lazy). */
 
 /* Portable builds (no -march): the bit loops get a POPCNT clone chosen at load time where GCC and glibc allow
  * it (ifunc), else the compiler's generic popcount. */
@@ -355,11 +376,11 @@ typedef struct {
     PyObject_HEAD
     int n, nw, ngraphs;
     int32_t *graph;
-    uint8_t *latpot;  /* n x 6 */
-    int8_t *latent;   /* n x 108 */
-    uint8_t *obs;     /* n x 8 */
-    int8_t *trans;    /* G x 8 x 6 */
-    int8_t *reach;    /* G x 8 x 64 x 8 */
+    uint8_t *latpot;  /* n x NPOT */
+    int8_t *latent;   /* n x NOBS */
+    uint8_t *obs;     /* n x NLAT */
+    int8_t *trans;    /* G x NLAT x NPOT */
+    int8_t *reach;    /* G x NLAT x COLOUR_SETS x PATH_STEPS */
     double bonus, gold;
     Py_ssize_t memo_bytes;
     int has_sym;
@@ -368,7 +389,7 @@ typedef struct {
     int ns0;
     int s0[NOBS];
     Outc *outc[NOBS * NPOT];
-    uint64_t **bmask; /* NOBS * 64 * 8 */
+    uint64_t **bmask; /* NOBS * COLOUR_SETS * PATH_STEPS */
     Table memo; /* exact values and upper bounds of the trial's nodes (one probe finds either) */
     SMap canon_st, canon_pot, joint;
     int sym_mode;
@@ -376,11 +397,12 @@ typedef struct {
     long long nodes;
     int ncls;          /* world-state classes (see WorldModel.symmetries) */
     int32_t *bitcls;   /* class of each bit (n) */
-    int32_t *scperm, *ccperm; /* class permutation of each stone map, of each colour map (48 x ncls each) */
+    int32_t *scperm, *ccperm; /* class permutation of each stone map, of each colour map (NSYM x ncls each) */
     int *clbuf;        /* scratch: the classes of a belief */
     uint64_t *mixa, *mixb; /* the two mixes of each class id summed by a belief's digest */
     int minimise;    /* the ideal explorer: value -(world states left at trial end); no bounds, floors or pruning */
     int pi;          /* tighten outcome bounds with the perfect-information value (see pi_bound) */
+    int pi_eager, pi_lazy; /* from how many potions left the bound is computed eagerly, lazily (see above) */
     int32_t *copies; /* bits (prior weight) of the world state starting at each first bit */
     int lcode[NLAT]; /* value of cashing each latent stone, coded (see PiTable) */
     struct PiTable *pit; /* the world model's perfect-information values (a reference; see pi_bound) */
@@ -401,9 +423,9 @@ typedef struct {
 static double end_value(const Kernel *K, const uint8_t *st, int nst) {
     double total = 0.0;
     for (int i = 0; i < nst; i++) {
-        int r = 2 * (st[i] % 4) - 3;
-        if (r == 3)
-            total += 3.0 + K->bonus;
+        int r = REWARD(st[i]);
+        if (r == GOLD)
+            total += K->gold;
         else if (r > 0)
             total += (double)r;
     }
@@ -429,11 +451,11 @@ static int replace_stone(const uint8_t *s, int n, int i, int nw, uint8_t *out) {
     return n;
 }
 
-static double cash(const Kernel *K, int r) { return r >= 3 ? 3.0 + K->bonus : (r == 1 ? 1.0 : 0.0); }
+static double cash(const Kernel *K, int r) { return r >= GOLD ? K->gold : (r == ONE ? (double)ONE : 0.0); }
 
 static double joint_gain(Kernel *K, const uint8_t *st, int nst, int moves) {
-    int cnt[4] = {0, 0, 0, 0};
-    for (int i = 0; i < nst; i++) cnt[st[i] % 4]++;
+    int cnt[REWARD_LEVELS] = {0};
+    for (int i = 0; i < nst; i++) cnt[st[i] % REWARD_LEVELS]++;
     uint64_t k0 = (uint64_t)cnt[0] | (uint64_t)cnt[1] << 8 | (uint64_t)cnt[2] << 16 | (uint64_t)cnt[3] << 24;
     uint64_t k1 = (uint64_t)moves;
     SEntry *e = smap_find(&K->joint, k0, k1);
@@ -450,12 +472,12 @@ static double joint_gain(Kernel *K, const uint8_t *st, int nst, int moves) {
         K->err = 1;
         return 0.0;
     }
-    for (int ri = 0; ri < 4; ri++) {
-        int r = 2 * ri - 3; /* sorted rewards: ascending */
+    for (int ri = 0; ri < REWARD_LEVELS; ri++) {
+        int r = REWARD(ri); /* sorted rewards: ascending */
         for (int c = 0; c < cnt[ri]; c++) {
             for (int k = 0; k <= moves; k++) {
                 int t = r + 2 * k;
-                gains[k] = cash(K, t < 3 ? t : 3) - cash(K, r);
+                gains[k] = cash(K, t < GOLD ? t : GOLD) - cash(K, r);
             }
             for (int k = 0; k <= moves; k++) {
                 double m = best[k] + gains[0];
@@ -536,9 +558,9 @@ static Outc *get_outc(Kernel *K, int o, int p) {
     return oc;
 }
 
-/* (r == 1, r == 3) masks of the best indicator stone o can reach with these colours in at most steps moves. */
+/* (r == ONE, r == GOLD) masks of the best indicator stone o can reach with these colours in at most steps moves. */
 static const uint64_t *get_bmask(Kernel *K, int o, int colours, int steps) {
-    size_t key = ((size_t)o * 64 + (size_t)colours) * 8 + (size_t)steps;
+    size_t key = ((size_t)o * COLOUR_SETS + (size_t)colours) * PATH_STEPS + (size_t)steps;
     uint64_t *m = K->bmask[key];
     if (m) return m;
     int n = K->n, nw = K->nw;
@@ -553,9 +575,9 @@ static const uint64_t *get_bmask(Kernel *K, int o, int colours, int steps) {
         int s = 0;
         for (int p = 0; p < NPOT; p++)
             if (colours >> p & 1) s |= 1 << K->latpot[(size_t)b * NPOT + p];
-        int r = K->reach[(((size_t)K->graph[b] * NLAT + lat) * 64 + s) * 8 + steps];
-        if (r == 1) m[b >> 6] |= 1ULL << (b & 63);
-        else if (r == 3) m[nw + (b >> 6)] |= 1ULL << (b & 63);
+        int r = K->reach[(((size_t)K->graph[b] * NLAT + lat) * COLOUR_SETS + s) * PATH_STEPS + steps];
+        if (r == ONE) m[b >> 6] |= 1ULL << (b & 63);
+        else if (r == GOLD) m[nw + (b >> 6)] |= 1ULL << (b & 63);
     }
     K->bmask[key] = m;
     return m;
@@ -765,13 +787,51 @@ static int seq_attr(PyObject *obj, const char *owner, const char *name, int *out
     return m;
 }
 
+/* The search description ``spec`` (``owner`` in errors): the game's shape must be the one compiled (see the top of
+ * the file), field by field; returns its pi_eager and pi_lazy. */
+static int check_spec(PyObject *spec, const char *owner, int *pi_eager, int *pi_lazy) {
+    static const struct {
+        const char *name;
+        long compiled;
+    } shape[] = {
+        {"num_latent_stones", NLAT}, {"num_potion_types", NPOT}, {"num_perceived_stones", NOBS},
+        {"num_symmetries", NSYM},    {"max_path", MAX_PATH},     {"reward_levels", REWARD_LEVELS},
+    };
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        long long v;
+        if (long_attr(spec, owner, shape[i].name, &v) < 0) return -1;
+        if (v != shape[i].compiled) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s.%s is %lld, the search kernel is compiled for %ld: the game description changed, "
+                         "rebuild the kernel (alchemy_gym/agents/_search.c) for it",
+                         owner, shape[i].name, v, shape[i].compiled);
+            return -1;
+        }
+    }
+    long long eager, lazy;
+    if (long_attr(spec, owner, "pi_eager", &eager) < 0 || long_attr(spec, owner, "pi_lazy", &lazy) < 0) return -1;
+    if (lazy < 0 || eager < lazy || eager > 1 << 20) {
+        PyErr_Format(PyExc_ValueError, "%s: pi_lazy and pi_eager must satisfy 0 <= pi_lazy <= pi_eager, got %lld, %lld",
+                     owner, lazy, eager);
+        return -1;
+    }
+    *pi_eager = (int)eager;
+    *pi_lazy = (int)lazy;
+    return 0;
+}
+
 #define PI_MAXST 5   /* stones */
 #define PI_MAXS 15   /* potions */
-#define PI_NLC 54264 /* count vectors of 6 latent types with at most PI_MAXS potions: C(21, 6) */
+/* Codes of a perfect-information value: (stones worth ONE) | (stones worth gold) << CODE_SHIFT. */
+#define CODE_SHIFT 4
+#define CODE_ONE 1
+#define CODE_GOLD (1 << CODE_SHIFT)
+#define CODE_OF(r) ((r) >= GOLD ? CODE_GOLD : ((r) == ONE ? CODE_ONE : 0))
 
 static int pi_nvec[NPOT + 1][PI_MAXS + 1];          /* k-vectors summing to s */
 static int pi_cum[NPOT][PI_MAXS + 1][PI_MAXS + 1];  /* vectors of a layer before value c at position i */
 static int pi_layer[PI_MAXS + 2];                   /* rank of the first vector summing to s */
+static int pi_nlc; /* count vectors of NPOT latent types with at most PI_MAXS potions: C(PI_MAXS + NPOT, NPOT) */
 
 static void pi_rank_tables(void) {
     for (int k = 0; k <= NPOT; k++)
@@ -793,6 +853,7 @@ static void pi_rank_tables(void) {
         }
     pi_layer[0] = 0;
     for (int s = 0; s <= PI_MAXS; s++) pi_layer[s + 1] = pi_layer[s] + pi_nvec[NPOT][s];
+    pi_nlc = pi_layer[PI_MAXS + 1];
 }
 
 /* Rank of a count vector c summing to S (0 <= S <= PI_MAXS) among all vectors: by sum, then lexicographic. */
@@ -808,12 +869,12 @@ static inline int lc_rank(const int *c, int S) {
 typedef struct PiTable {
     PyObject_HEAD
     int ngraphs;
-    int8_t *trans; /* G x 8 x 6 */
+    int8_t *trans; /* G x NLAT x NPOT */
     int lcode[NLAT];
     double bonus;
     double cval[256];             /* value of each code */
     uint8_t *cash[PI_MAXST + 1];  /* pi_nms[nst]: code of cashing multiset r (allocated with blocks[nst]) */
-    uint8_t **blocks[PI_MAXST + 1]; /* PI_NLC pointers each (NULL until computed) */
+    uint8_t **blocks[PI_MAXST + 1]; /* pi_nlc pointers each (NULL until computed) */
     uint32_t *used;               /* the blocks computed, as nst << 16 | rank (to drop them all quickly) */
     size_t nused, capused;
     size_t bytes, budget;
@@ -822,7 +883,7 @@ typedef struct PiTable {
 
 static inline int ms_pack(const uint8_t *sorted, int nst) {
     int k = 0;
-    for (int i = 0; i < nst; i++) k |= sorted[i] << (3 * i);
+    for (int i = 0; i < nst; i++) k |= sorted[i] << (LAT_BITS * i);
     return k;
 }
 
@@ -838,17 +899,17 @@ static void pi_clear(PiTable *P) {
 }
 
 /* Sorted multisets of nst latent stones (1 <= nst <= PI_MAXST), the same for every table (built at import). */
-static int pi_nms[PI_MAXST + 1];          /* C(nst + 7, nst) */
+static int pi_nms[PI_MAXST + 1];          /* C(nst + NLAT - 1, nst) */
 static uint8_t *pi_ms[PI_MAXST + 1];      /* nms x nst: the multisets by rank */
-static uint16_t *pi_rankof[PI_MAXST + 1]; /* 8^nst: rank of a sorted multiset packed 3 bits a stone */
-static uint16_t *pi_nxt[PI_MAXST + 1];    /* nms x nst x 8: rank after stone i of multiset r becomes latent v */
+static uint16_t *pi_rankof[PI_MAXST + 1]; /* 2^(LAT_BITS nst): rank of a sorted multiset packed LAT_BITS a stone */
+static uint16_t *pi_nxt[PI_MAXST + 1];    /* nms x nst x NLAT: rank after stone i of multiset r becomes latent v */
 
 static int pi_multisets(void) {
     for (int nst = 1; nst <= PI_MAXST; nst++) {
         int nms = 1;
         for (int i = 1; i <= nst; i++) nms = nms * (NLAT - 1 + i) / i;
         pi_ms[nst] = (uint8_t *)malloc((size_t)nms * nst);
-        pi_rankof[nst] = (uint16_t *)calloc((size_t)1 << (3 * nst), sizeof(uint16_t));
+        pi_rankof[nst] = (uint16_t *)calloc((size_t)1 << (LAT_BITS * nst), sizeof(uint16_t));
         pi_nxt[nst] = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)nms * nst * NLAT);
         if (!pi_ms[nst] || !pi_rankof[nst] || !pi_nxt[nst]) return -1;
         uint8_t cur[MAXST] = {0};
@@ -880,7 +941,7 @@ static int pi_stones(PiTable *P, int nst) {
     if (P->blocks[nst]) return 0;
     const int nms = pi_nms[nst];
     uint8_t *cash = (uint8_t *)malloc((size_t)nms);
-    uint8_t **blocks = (uint8_t **)calloc(PI_NLC, sizeof(uint8_t *));
+    uint8_t **blocks = (uint8_t **)calloc((size_t)pi_nlc, sizeof(uint8_t *));
     if (!cash || !blocks) {
         free(cash);
         free(blocks);
@@ -957,7 +1018,7 @@ static const uint8_t *pi_block(PiTable *P, int nst, int *c, int S, int idx) {
 static void PiTable_dealloc(PiTable *P) {
     for (int n = 1; n <= PI_MAXST; n++) {
         if (P->blocks[n]) {
-            for (int i = 0; i < PI_NLC; i++) free(P->blocks[n][i]);
+            for (int i = 0; i < pi_nlc; i++) free(P->blocks[n][i]);
             free(P->blocks[n]);
         }
         free(P->cash[n]);
@@ -967,15 +1028,18 @@ static void PiTable_dealloc(PiTable *P) {
     Py_TYPE(P)->tp_free((PyObject *)P);
 }
 
-/* PiTable(*, trans: int8 (G, 8, 6) latent stone after each latent potion type per graph, codes: uint8 (8,) code of
- *         cashing each latent stone, bonus: float, budget: int bytes) */
+/* PiTable(*, trans: int8 (G, NLAT, NPOT) latent stone after each latent potion type per graph, codes: uint8 (NLAT,)
+ *         code of cashing each latent stone, bonus: float, budget: int bytes, spec: the search description, checked
+ *         as Kernel checks it (optional)) */
 static int PiTable_init(PiTable *P, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"trans", "codes", "bonus", "budget", NULL};
-    PyObject *otrans = NULL, *ocodes = NULL;
+    static char *kwlist[] = {"trans", "codes", "bonus", "budget", "spec", NULL};
+    PyObject *otrans = NULL, *ocodes = NULL, *spec = NULL;
     double bonus = NAN;
     Py_ssize_t budget = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOdn:PiTable", kwlist, &otrans, &ocodes, &bonus, &budget))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOdnO:PiTable", kwlist, &otrans, &ocodes, &bonus, &budget, &spec))
         return -1;
+    int eager, lazy;
+    if (spec && spec != Py_None && check_spec(spec, "_search.PiTable: spec", &eager, &lazy) < 0) return -1;
     if (P->trans) {
         PyErr_SetString(PyExc_RuntimeError, "_search.PiTable: already initialised");
         return -1;
@@ -997,7 +1061,7 @@ static int PiTable_init(PiTable *P, PyObject *args, PyObject *kw) {
         if (trans[i] < 0 || trans[i] >= NLAT) err = 2;
     for (int l = 0; !err && l < NLAT; l++) {
         int c = lcode[l];
-        if (c != 0 && c != 1 && c != 16) err = 3;
+        if (c != 0 && c != CODE_ONE && c != CODE_GOLD) err = 3;
         P->lcode[l] = c;
     }
     free(lcode);
@@ -1011,7 +1075,8 @@ static int PiTable_init(PiTable *P, PyObject *args, PyObject *kw) {
     P->trans = trans;
     P->ngraphs = ngraphs;
     P->bonus = bonus;
-    for (int c = 0; c < 256; c++) P->cval[c] = (double)(c & 15) + (3.0 + bonus) * (double)(c >> 4);
+    for (int c = 0; c < 256; c++)
+        P->cval[c] = (double)ONE * (double)(c & (CODE_GOLD - 1)) + (GOLD + bonus) * (double)(c >> CODE_SHIFT);
     P->budget = (size_t)budget;
     return 0;
 }
@@ -1439,8 +1504,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
     for (int q = 0; q < NPOT; q++) {
         int p = K->colour_order[q];
         if (!pot[p]) continue;
-        if (!(touched >> (p >> 1) & 1)) {
-            int a = pot[p], b = pot[p ^ 1], found = 0;
+        if (!(touched >> PAIR(p) & 1)) {
+            int a = pot[p], b = pot[PARTNER(p)], found = 0;
             for (int c = 0; c < ncls; c++)
                 if (classes[c][0] == a && classes[c][1] == b) found = 1;
             if (found) continue;
@@ -1513,7 +1578,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 double joint = ev + joint_gain(K, kd->st, nst, left - 1);
                 joint *= (double)kd->w;
                 if (joint < b) b = joint;
-                if (K->pi && left - 1 >= PI_EAGER && (double)kd->w * ev < b && nst <= 5 && left - 1 <= 15) {
+                if (K->pi && left - 1 >= K->pi_eager && (double)kd->w * ev < b && nst <= PI_MAXST &&
+                    left - 1 <= PI_MAXS) {
                     /* the value with the world state known, potions counted: often far tighter */
                     double pb = pi_bound(K, bel, oc->masks + (size_t)j * nw, l, h, kd->st, nst, new_pot);
                     if (pb < b) b = pb;
@@ -1544,7 +1610,7 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
             cd->p = p;
             cd->nk = nch;
             cd->kid0 = kid0;
-            cd->new_touched = nch == 1 ? touched : touched | 1 << (p >> 1);
+            cd->new_touched = nch == 1 ? touched : touched | 1 << PAIR(p);
             nkids += nch;
         }
     }
@@ -1634,7 +1700,8 @@ static void search(Kernel *K, int depth, const uint8_t *stones, int nst, const i
                 if (e && e->d >= 0) kd->b = (double)kd->w * e->v;
                 else {
                     if (e && (double)kd->w * e->v < kd->b) kd->b = (double)kd->w * e->v;
-                    if (K->pi && left - 1 < PI_EAGER && left - 1 >= PI_LAZY && nst <= 5 && !(e && e->d == PI_UPPER)) {
+                    if (K->pi && left - 1 < K->pi_eager && left - 1 >= K->pi_lazy && nst <= PI_MAXST &&
+                        !(e && e->d == PI_UPPER)) {
                         double pb = pi_bound(K, bel, mk, l, h, kd->st, nst, rp);
                         if (pb < kd->b) kd->b = pb;
                         if ((double)kd->w * kd->ev >= kd->b) kd->trivial = 1;
@@ -1759,7 +1826,7 @@ static void Kernel_dealloc(Kernel *K) {
             free(K->outc[i]);
         }
     if (K->bmask) {
-        for (size_t i = 0; i < (size_t)NOBS * 64 * 8; i++) free(K->bmask[i]);
+        for (size_t i = 0; i < (size_t)NOBS * COLOUR_SETS * PATH_STEPS; i++) free(K->bmask[i]);
         free(K->bmask);
     }
     table_free(&K->memo);
@@ -1785,6 +1852,7 @@ static void *copy_bytes(const char *src, Py_ssize_t len) {
 
 /* Kernel(tables): ``tables`` has the attributes of ideal_observer.KernelTables (n bits in the trial's frame, G graphs,
  * C world-state classes):
+ *   spec (the search description: the compiled shape, checked by name, and pi_eager, pi_lazy),
  *   graph int32 (n,), latent_potion uint8 (n, 6), latent int8 (n, 108), obs uint8 (n, 8), first (bitset of n bits),
  *   trans int8 (G, 8, 6), reach int8 (G, 8, 64, 8), bonus float, memo_bytes int (budget of the memo table),
  *   seen (perceived stones seen in the episode), minimise bool (the ideal explorer), pi_table PiTable or None,
@@ -1801,6 +1869,11 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     }
     Py_ssize_t shape[4] = {-1};
     if (!(K->graph = (int32_t *)array_attr(tables, T, "graph", 'i', 4, 1, shape))) return -1;
+    PyObject *spec = PyObject_GetAttrString(tables, "spec"); /* the shape the tables below must have */
+    if (!spec) return -1;
+    int rc = check_spec(spec, "_search.Kernel: tables.spec", &K->pi_eager, &K->pi_lazy);
+    Py_DECREF(spec);
+    if (rc < 0) return -1;
     const Py_ssize_t n = shape[0];
     if (n <= 0 || n > (1 << 30)) {
         PyErr_SetString(PyExc_ValueError, "_search.Kernel: tables.graph must have between 1 and 2**30 bits");
@@ -1818,10 +1891,10 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     if (!(K->trans = (int8_t *)array_attr(tables, T, "trans", 'i', 1, 3, shape))) return -1;
     const int ngraphs = (int)shape[0];
     K->ngraphs = ngraphs;
-    shape[0] = ngraphs, shape[1] = NLAT, shape[2] = 64, shape[3] = MAX_PATH + 1;
+    shape[0] = ngraphs, shape[1] = NLAT, shape[2] = COLOUR_SETS, shape[3] = PATH_STEPS;
     if (!(K->reach = (int8_t *)array_attr(tables, T, "reach", 'i', 1, 4, shape))) return -1;
     K->first = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)K->nw);
-    K->bmask = (uint64_t **)calloc((size_t)NOBS * 64 * 8, sizeof(uint64_t *));
+    K->bmask = (uint64_t **)calloc((size_t)NOBS * COLOUR_SETS * PATH_STEPS, sizeof(uint64_t *));
     if (!K->first || !K->bmask) {
         PyErr_NoMemory();
         return -1;
@@ -1867,7 +1940,7 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     K->ns0 = seen;
     K->minimise = minimise;
     K->bonus = bonus;
-    K->gold = 3.0 + bonus;
+    K->gold = GOLD + bonus;
     K->memo_bytes = (Py_ssize_t)memo_bytes;
     PyObject *sym = PyObject_GetAttrString(tables, "symmetry");
     if (!sym) return -1;
@@ -1947,14 +2020,12 @@ static int Kernel_init(Kernel *K, PyObject *args, PyObject *kw) {
     PyObject *pi_cache = PyObject_GetAttrString(tables, "pi_table");
     if (!pi_cache) return -1;
     for (int l = 0; l < NLAT; l++) {
-        int r = 2 * (K->obs[l] % 4) - 3;
-        K->lcode[l] = r >= 3 ? 16 : (r == 1 ? 1 : 0);
+        K->lcode[l] = CODE_OF(REWARD(K->obs[l]));
     }
     K->pi = !minimise && pi_cache != Py_None;
     for (Py_ssize_t b = 0; b < n && K->pi; b++)
         for (int l = 0; l < NLAT; l++) {
-            int r = 2 * (K->obs[(size_t)b * NLAT + l] % 4) - 3;
-            if ((r >= 3 ? 16 : (r == 1 ? 1 : 0)) != K->lcode[l]) K->pi = 0;
+            if (CODE_OF(REWARD(K->obs[(size_t)b * NLAT + l])) != K->lcode[l]) K->pi = 0;
         }
     if (K->pi) {
         if (!PyObject_TypeCheck(pi_cache, &PiTableType) || !((PiTable *)pi_cache)->trans) {

@@ -81,6 +81,7 @@ few stones and potions only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -92,6 +93,7 @@ from alchemy_gym.core import graphs
 from alchemy_gym.core.chemistry import Chemistry, LevelRules
 from alchemy_gym.core.game import AlchemyGame, encode_action, slot_action
 from alchemy_gym.core.items import (
+    NUM_DIMS,
     NUM_LATENT_STONES,
     NUM_POTION_MAPS,
     NUM_POTION_TYPES,
@@ -99,14 +101,17 @@ from alchemy_gym.core.items import (
     PERCEIVED_STONE,
     STONE_REWARD_INDICATOR,
 )
+from alchemy_gym.core.spec import HEADER_COMMAND, SPEC, c_header
 
 try:  # the C search kernel (built by setup.py when a C compiler is available)
     from alchemy_gym.agents import _search as _search_ext
 except ImportError:  # pragma: no cover - depends on the build
     _search_ext = None
 
+#: Reward levels of a perceived stone: indicators -3, -1, 1, 3 (the last base-4 digit of its index).
+REWARD_LEVELS = 4
 #: Number of distinct perceived stones: 27 coordinate triples × 4 reward indicators.
-NUM_STONE_OBS = 27 * 4
+NUM_STONE_OBS = 3**NUM_DIMS * REWARD_LEVELS
 #: The action "end the trial" (cash every positive stone).
 END = (-1, -1)
 #: Relative tolerance under which two expected values count as a tie.
@@ -118,7 +123,7 @@ DEPTH_TOLERANCE = 1e-9
 PI_TABLE_BYTES = 256 << 20
 #: The perfect-information bound of an outcome with at least PI_EAGER potions left is computed with its candidate
 #: (it orders the candidates); with PI_LAZY to PI_EAGER - 1 left only when its candidate is about to be searched;
-#: below PI_LAZY never (cheaper to search). Constants of the kernel, repeated here for reference.
+#: below PI_LAZY never (cheaper to search). The kernel reads them (:data:`SEARCH_SPEC`).
 PI_EAGER, PI_LAZY = 8, 3
 #: Search backends: the C kernel, or the plain reference expectimax (small states only).
 Backend = Literal["c", "reference"]
@@ -203,7 +208,44 @@ def _to_bits(mask: int, n: int) -> np.ndarray:
 
 
 #: Longest useful path of a stone (a Hamiltonian path of the cube has 7 edges).
-MAX_PATH = 7
+MAX_PATH = NUM_LATENT_STONES - 1
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """The game's shape and the search's tuning as the C kernel reads them, by name: ``_search.Kernel`` (through
+    :attr:`KernelTables.spec`) and ``_search.PiTable`` refuse a shape other than the one they are compiled for."""
+
+    num_latent_stones: int
+    num_potion_types: int  #: (perceived colours too)
+    num_perceived_stones: int  #: :func:`stone_obs` indices
+    num_symmetries: int  #: of the perceived stone cube, and of the colours
+    max_path: int
+    reward_levels: int  #: a perceived stone's index modulo this is its reward level
+    pi_eager: int  #: :data:`PI_EAGER`
+    pi_lazy: int  #: :data:`PI_LAZY`
+
+    def compiled(self) -> dict[str, int]:
+        """The game's shape the search kernel is built with (``alchemy_gym/agents/_search_spec.h``)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if not name.startswith("pi_")}
+
+
+#: The description the search kernel reads (built from the game's, :data:`alchemy_gym.core.spec.SPEC`).
+SEARCH_SPEC = SearchSpec(
+    num_latent_stones=SPEC.num_latent_stones,
+    num_potion_types=SPEC.num_potion_types,
+    num_perceived_stones=NUM_STONE_OBS,
+    num_symmetries=2**SPEC.num_dims * math.factorial(SPEC.num_dims),
+    max_path=MAX_PATH,
+    reward_levels=REWARD_LEVELS,
+    pi_eager=PI_EAGER,
+    pi_lazy=PI_LAZY,
+)
+
+
+def search_header() -> str:
+    """The search kernel's header, ``alchemy_gym/agents/_search_spec.h`` (``SEARCH_NUM_POTION_TYPES``, …)."""
+    return c_header(SEARCH_SPEC.compiled(), "SEARCH_", HEADER_COMMAND)
 
 
 def _reach_values(masks) -> np.ndarray:
@@ -468,6 +510,7 @@ class WorldModel:
                 codes=np.array(self.latent_codes, dtype=np.uint8),
                 bonus=float(bonus),
                 budget=PI_TABLE_BYTES,
+                spec=SEARCH_SPEC,
             )
         return table
 
@@ -518,6 +561,7 @@ class KernelTables:
     symmetry: Symmetry | None  #: the prior's symmetry group (None: keys on the belief itself)
     bit_class: np.ndarray | None  #: (n,) int32: world-state class of each bit (with ``symmetry``)
     pi_table: object | None  #: the world model's ``_search.PiTable`` (None: no perfect-information bound)
+    spec: SearchSpec = SEARCH_SPEC  #: the game's shape the kernel checks, and the search's tuning
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,16 @@ from alchemy_gym.core import graphs
 from alchemy_gym.core.chemistry import Chemistry, LevelRules
 from alchemy_gym.core.items import (
     NUM_DIMS,
+    NUM_POTION_MAPS,
     NUM_ROTATIONS,
+    NUM_STONE_MAPS,
     PERMUTATIONS,
     align_coords,
     coords_to_index,
     potion_map_parts,
     stone_map_pos_dir,
 )
+from alchemy_gym.core.spec import SPEC
 
 
 class ElementType(IntEnum):
@@ -50,7 +53,12 @@ class ElementContent(IntEnum):
 
 
 #: Length of each element's vector.
-ELEMENT_SIZES = {ElementType.GRAPH: 12, ElementType.POTION_MAP: 9, ElementType.STONE_MAP: 3, ElementType.ROTATION: 4}
+ELEMENT_SIZES = {
+    ElementType.GRAPH: graphs.NUM_EDGES,  # an edge present or not
+    ElementType.POTION_MAP: len(PERMUTATIONS) + NUM_DIMS,  # the dimension permutation (one-hot), each direction
+    ElementType.STONE_MAP: NUM_DIMS,  # each axis's direction
+    ElementType.ROTATION: NUM_ROTATIONS,  # one-hot
+}
 ALL_ELEMENTS = tuple(ElementType)
 
 
@@ -201,7 +209,7 @@ def ground_truth_vector(chemistry: Chemistry, element: ElementType) -> np.ndarra
         return graphs.graph_to_edge_vector(chemistry.graph)
     if element == ElementType.POTION_MAP:
         dim_map, dir_map = potion_map_parts(chemistry.potion_map)
-        one_hot = np.zeros(6, dtype=np.float32)
+        one_hot = np.zeros(len(PERMUTATIONS), dtype=np.float32)
         one_hot[PERMUTATIONS.index(dim_map)] = 1.0
         return np.concatenate([one_hot, (np.array(dir_map, dtype=np.float32) + 1) / 2])
     if element == ElementType.STONE_MAP:
@@ -211,21 +219,20 @@ def ground_truth_vector(chemistry: Chemistry, element: ElementType) -> np.ndarra
     return one_hot
 
 
-#: Column of each element's index in a chemistry row ``(potion map, stone map, graph, rotation)``.
-_CHEM_COLUMN = {ElementType.POTION_MAP: 0, ElementType.STONE_MAP: 1, ElementType.GRAPH: 2, ElementType.ROTATION: 3}
+#: Column of each element's index in a chemistry row (the description's layout, :data:`~alchemy_gym.core.spec.SPEC`).
+CHEM_COLUMN = {element: SPEC.chem_column(element.name.lower()) for element in ElementType}
 
 
 def _ground_truth_tables() -> dict[ElementType, np.ndarray]:
     """Every element's ground-truth vector for every index (graph: all 4096 edge masks)."""
+    masks = np.arange(SPEC.num_graph_masks)
     tables = {
-        ElementType.GRAPH: ((np.arange(graphs.FULL_GRAPH + 1)[:, None] >> np.arange(12)[None, :]) & 1).astype(
-            np.float32
-        ),
+        ElementType.GRAPH: ((masks[:, None] >> np.arange(graphs.NUM_EDGES)[None, :]) & 1).astype(np.float32),
         ElementType.POTION_MAP: np.stack(
-            [ground_truth_vector(Chemistry(pm, 0, 0), ElementType.POTION_MAP) for pm in range(48)]
+            [ground_truth_vector(Chemistry(pm, 0, 0), ElementType.POTION_MAP) for pm in range(NUM_POTION_MAPS)]
         ),
         ElementType.STONE_MAP: np.stack(
-            [ground_truth_vector(Chemistry(0, sm, 0), ElementType.STONE_MAP) for sm in range(8)]
+            [ground_truth_vector(Chemistry(0, sm, 0), ElementType.STONE_MAP) for sm in range(NUM_STONE_MAPS)]
         ),
         ElementType.ROTATION: np.eye(NUM_ROTATIONS, dtype=np.float32),
     }
@@ -234,12 +241,13 @@ def _ground_truth_tables() -> dict[ElementType, np.ndarray]:
     return tables
 
 
-_GROUND_TRUTH = _ground_truth_tables()
+#: ``GROUND_TRUTH_TABLES[element][index]``: the ground-truth vector of every index of an element (read-only).
+GROUND_TRUTH_TABLES = _ground_truth_tables()
 
 
 def ground_truth_rows(chem: np.ndarray, element: ElementType) -> np.ndarray:
     """Ground-truth vectors of ``element`` for many chemistries, ``chem`` (m, 4) as a game batch holds them."""
-    return _GROUND_TRUTH[element][np.asarray(chem)[:, _CHEM_COLUMN[element]].astype(np.intp)]
+    return GROUND_TRUTH_TABLES[element][np.asarray(chem)[:, CHEM_COLUMN[element]].astype(np.intp)]
 
 
 PerceivedStone = tuple[tuple[int, int, int], int]  # (perceived coords, reward indicator)
@@ -394,7 +402,7 @@ class BeliefState:
         elif element == ElementType.POTION_MAP:
             parts = [potion_map_parts(pm) for pm in belief.potion_maps]
             perms = {PERMUTATIONS.index(dims) for dims, _ in parts}
-            for q in range(6):
+            for q in range(len(PERMUTATIONS)):
                 out[q] = 0.0 if q not in perms else (1.0 if len(parts) == 1 else 0.5)
             for latent in range(NUM_DIMS):
                 values = {dirs[latent] for _, dirs in parts}

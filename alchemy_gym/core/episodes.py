@@ -26,12 +26,14 @@ import numpy as np
 
 from alchemy_gym.core import graphs
 from alchemy_gym.core.chemistry import Chemistry, LevelRules, _thaw
-from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
+from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_LATENT_STONES, NUM_POTION_TYPES
+from alchemy_gym.core.spec import ITEM_SLOTS, SPEC
 
 #: Largest seed ``numpy.random.RandomState`` accepts.
 MAX_SEED = 2**32 - 1
-#: Items of one trial as stored in arrays: ``MAX_STONES`` stones then ``MAX_POTIONS`` potions, -1 padded.
-ITEM_SLOTS = MAX_STONES + MAX_POTIONS
+#: Distinct chemistries :func:`chemistry_of` keeps (least recently used dropped first): about 1 MB, and room for
+#: the 1000 evaluation chemistries.
+CHEMISTRY_CACHE_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,10 @@ class TrialItems:
                 f"a trial holds at most {MAX_STONES} stones and {MAX_POTIONS} potions, "
                 f"got {len(self.stones)} and {len(self.potions)}"
             )
-        if any(not 0 <= s < 8 for s in self.stones):
-            raise ValueError(f"latent stone indices must be 0..7, got {self.stones}")
-        if any(not 0 <= p < 6 for p in self.potions):
-            raise ValueError(f"latent potion indices must be 0..5, got {self.potions}")
+        if any(not 0 <= s < NUM_LATENT_STONES for s in self.stones):
+            raise ValueError(f"latent stone indices must be 0..{NUM_LATENT_STONES - 1}, got {self.stones}")
+        if any(not 0 <= p < NUM_POTION_TYPES for p in self.potions):
+            raise ValueError(f"latent potion indices must be 0..{NUM_POTION_TYPES - 1}, got {self.potions}")
 
     def as_row(self) -> np.ndarray:
         """The ``ITEM_SLOTS`` int8 row of these items (stones, then potions, -1 padded)."""
@@ -109,13 +111,13 @@ class EpisodeSource:
     @cached_property
     def graph_masks(self) -> np.ndarray:
         """uint16 edge masks of the level's graphs, in dm_alchemy's order."""
-        return np.array(self.rules.graph_masks, dtype=np.uint16)
+        return _frozen(np.array(self.rules.graph_masks, dtype=np.uint16))
 
     @cached_property
     def graph_cdf(self) -> np.ndarray:
         """float64 CDF that ``RandomState.choice(n, p=float32 prior)`` searches (§1.6)."""
         prior = graphs.graph_prior([_thaw(c) for c in self.rules.constraints])
-        return np.array(graphs.prior_cdf(prior), dtype=np.float64)
+        return _frozen(np.array(graphs.prior_cdf(prior), dtype=np.float64))
 
     # -------------------------------------------------------------------- fixed
 
@@ -134,13 +136,15 @@ class EpisodeSource:
     @cached_property
     def chemistry_table(self) -> np.ndarray:
         """(count, 4) int16: potion map, stone map, graph mask, rotation of each episode."""
-        return np.array(
-            [
-                (e.chemistry.potion_map, e.chemistry.stone_map, e.chemistry.graph, e.chemistry.rotation)
-                for e in self.episodes
-            ],
-            dtype=np.int16,
-        ).reshape(-1, 4)
+        return _frozen(
+            np.array(
+                [
+                    (e.chemistry.potion_map, e.chemistry.stone_map, e.chemistry.graph, e.chemistry.rotation)
+                    for e in self.episodes
+                ],
+                dtype=np.int16,
+            ).reshape(-1, SPEC.chem_width)
+        )
 
     @cached_property
     def items_table(self) -> np.ndarray:
@@ -150,7 +154,7 @@ class EpisodeSource:
         for i, episode in enumerate(self.episodes):
             for t, items in enumerate(episode.trials):
                 table[i, t] = items.as_row()
-        return table
+        return _frozen(table)
 
     @property
     def min_trials(self) -> int:
@@ -161,6 +165,12 @@ class EpisodeSource:
         if self.is_fixed:
             return f"EpisodeSource.fixed(<{len(self.episodes) if 'episodes' in self.__dict__ else '?'} episodes>)"
         return f"EpisodeSource.sampled({self.rules!r})"
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """The array, read-only: a kernel keeps a view of these tables."""
+    array.setflags(write=False)
+    return array
 
 
 @lru_cache(maxsize=64)
@@ -191,19 +201,12 @@ class EpisodeCursor:
         self.next = self.first % self.count
 
 
-_CHEMISTRIES: dict[int, Chemistry] = {}
-
-
+@lru_cache(maxsize=CHEMISTRY_CACHE_SIZE)
 def chemistry_of(potion_map: int, stone_map: int, graph: int, rotation: int) -> Chemistry:
-    """The (shared, immutable) :class:`Chemistry` of four indices a game batch holds (already in range:
-    the checks of ``Chemistry()`` are skipped)."""
-    code = ((potion_map * 8 + stone_map) * 4 + rotation) * 4096 + graph
-    chemistry = _CHEMISTRIES.get(code)
-    if chemistry is None:
-        chemistry = object.__new__(Chemistry)
-        chemistry.__dict__.update(potion_map=potion_map, stone_map=stone_map, graph=graph, rotation=rotation)
-        if len(_CHEMISTRIES) < 1 << 18:
-            _CHEMISTRIES[code] = chemistry
+    """The (immutable) :class:`Chemistry` of four indices a game batch holds (already in range: the checks of
+    ``Chemistry()`` are skipped). The last :data:`CHEMISTRY_CACHE_SIZE` distinct ones are shared."""
+    chemistry = object.__new__(Chemistry)
+    chemistry.__dict__.update(potion_map=potion_map, stone_map=stone_map, graph=graph, rotation=rotation)
     return chemistry
 
 

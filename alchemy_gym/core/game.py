@@ -19,7 +19,6 @@ from alchemy_gym.core import graphs
 from alchemy_gym.core.batch import (
     CAULDRON,
     END_TRIAL,
-    GIVEN,
     NO_OP,
     NOTHING,
     POTION_TYPE_SCALE,
@@ -41,6 +40,7 @@ from alchemy_gym.core.items import (
     PERCEIVED_STONE,
     STONE_REWARD_INDICATOR,
 )
+from alchemy_gym.core.spec import CHEM_GRAPH, SPEC
 
 __all__ = [
     "CAULDRON",
@@ -66,26 +66,29 @@ class EpisodeOver(RuntimeError):
 
 def slot_action(action: int, end_trial_action: bool) -> tuple[int, int]:
     """Decode an integer action to ``(stone, potion)``: ``(-2,-2)`` end trial, ``(-1,-1)`` no-op,
-    ``(s, -1)`` stone ``s`` into the cauldron, ``(s, p)`` stone ``s`` into potion slot ``p``."""
-    a = action - (2 if end_trial_action else 1)
-    if a < 0:
-        return a, a
-    s, q = divmod(a, STONE_BLOCK)
-    return s, q - 1
+    ``(s, -1)`` stone ``s`` into the cauldron, ``(s, p)`` stone ``s`` into potion slot ``p``
+    (the description's :meth:`~alchemy_gym.core.spec.GameSpec.action_table`)."""
+    table = SPEC.action_table(end_trial_action)
+    if not 0 <= action < len(table.column):
+        raise ValueError(f"action {action} out of range: the action space is Discrete({len(table.column)})")
+    column = int(table.column[action])
+    if column < 0:
+        return column, column
+    return int(table.stone[action]), -1 if column == CAULDRON else column
 
 
 def encode_action(stone: int, potion: int, end_trial_action: bool) -> int:
     """Inverse of :func:`slot_action`."""
-    k = 2 if end_trial_action else 1
+    k = SPEC.action_offset(end_trial_action)
     if stone == END_TRIAL:
         if not end_trial_action:
             raise ValueError("the end-trial action needs end_trial_action=True")
-        return 0
+        return k + END_TRIAL
     if stone == NO_OP:
-        return k - 1
+        return k + NO_OP
     if not 0 <= stone < MAX_STONES or not -1 <= potion < MAX_POTIONS:
         raise ValueError(f"stone slot must be 0..{MAX_STONES - 1} and potion slot -1..{MAX_POTIONS - 1}")
-    return k + stone * STONE_BLOCK + potion + 1
+    return k + stone * STONE_BLOCK + potion + 1  # the cauldron first in a stone's block, then each potion slot
 
 
 class AlchemyGame:
@@ -160,9 +163,9 @@ class AlchemyGame:
     def _bind_views(self) -> None:
         b, row = self.batch, self.row
         #: The observation (a view of the batch's row; copy it to keep it).
-        self.obs = b.obs[row]
+        self.obs = b.row_view("obs", row)
         #: (num_trials, 3, 13) order of stone → potion/cauldron events, -1 if none (§7.2).
-        self.matrix_events = b.matrix_events[row]
+        self.matrix_events = b.row_view("matrix_events", row)
         self._trial = b.trial
         self._step_one = b.step_one
 
@@ -223,7 +226,7 @@ class AlchemyGame:
     @property
     def transitions(self) -> tuple[int, ...]:
         """The chemistry's transition table: ``[6 * stone + potion]`` → latent stone after (§1.7)."""
-        return graphs.transition_table(int(self.batch.chem[self.row, 2]))
+        return graphs.transition_table(int(self.batch.chem[self.row, CHEM_GRAPH]))
 
     # ----------------------------------------------------------- episodes
 
@@ -260,11 +263,7 @@ class AlchemyGame:
     def set_trial_items(self, trial: int, items: TrialItems) -> None:
         """The items of a later trial of an episode started with given items (for a game that learns its items
         as it goes, like the symbolic view of the 3D env): trial ``trial`` starts with them."""
-        if not self.trial_number < trial < self.num_trials or self.batch.episode[self.row] != GIVEN:
-            raise ValueError(
-                f"trial {trial} is not a later trial of a given episode (the game is in trial {self.trial_number})"
-            )
-        self.batch.items[self.row, trial] = items.as_row()
+        self.batch.set_items(self.row, trial, items)
 
     def _started(self) -> None:
         self._sync_rs()

@@ -8,7 +8,9 @@ of strings (``'X'`` on the diagonal, ``'*'``, ``'-1'`` or ``'1'`` elsewhere).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 from functools import cache, lru_cache
 
 import numpy as np
@@ -132,12 +134,27 @@ def possible_constraints() -> list[Constraint]:
     return [[list(row) for row in c] for c in _possible_constraints()]
 
 
+def prior_shares(constraints: Sequence[Constraint]) -> list[Fraction]:
+    """The graph prior of §1.6 as exact fractions: each constraint-count class gets an equal share of the
+    mass, split equally among its graphs."""
+    counts = [num_constraints(c) for c in constraints]
+    classes = len(set(counts))
+    return [Fraction(1, classes * counts.count(k)) for k in counts]
+
+
 def graph_prior(constraints: Sequence[Constraint]) -> np.ndarray:
     """float32 prior: each constraint-count class gets equal total mass (§1.6)."""
-    counts = [num_constraints(c) for c in constraints]
-    classes = sorted(set(counts))
-    per_class = {k: counts.count(k) for k in classes}
-    return np.array([1.0 / (len(classes) * per_class[k]) for k in counts], dtype=np.float32)
+    return np.array([float(share) for share in prior_shares(constraints)], dtype=np.float32)
+
+
+def prior_table(constraints: Sequence[Constraint]) -> np.ndarray:
+    """int32 graph masks of the constraints, each repeated in proportion to its prior probability (§1.6): the
+    shares are exact fractions, so a uniform pick from a table of their common denominator's size is a draw
+    from the prior, exactly (192 entries for the 109 graphs)."""
+    shares = prior_shares(constraints)
+    size = math.lcm(*(share.denominator for share in shares))
+    masks = [constraint_to_graph(c) for c in constraints]
+    return np.repeat(np.array(masks, dtype=np.int32), [int(share * size) for share in shares])
 
 
 def prior_cdf(prior: np.ndarray) -> tuple[float, ...]:

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
-from alchemy_gym.core.batch import BACKENDS, GameConfig, observation_bounds
+from alchemy_gym.core.batch import BACKENDS, MAX_THREADS, GameConfig, observation_bounds
 from alchemy_gym.core.belief import ChemistrySeen, ElementContent
+from alchemy_gym.core.checks import (
+    MAX_STEPS_PER_TRIAL,
+    MAX_TRIALS,
+    check_bool,
+    check_int,
+    check_reward_weights,
+)
 from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules, sampler_for
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
 from alchemy_gym.core.game import AlchemyGame
@@ -69,11 +76,11 @@ def _check_level_name(name: str, level_name) -> str:
 
 
 def _check_optional_trials(name: str, value):
-    return None if value is None else _check_int(name, value, 1)
+    return None if value is None else check_int(name, value, 1, MAX_TRIALS)
 
 
 def _bounded(low: int, high: int | None = None):
-    return lambda name, value: _check_int(name, value, low, high)
+    return lambda name, value: check_int(name, value, low, high)
 
 
 def check_backend(name: str, backend) -> str:
@@ -125,39 +132,6 @@ def _check_episodes(name: str, episodes):
     return tuple(out)
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
-    return bool(value)
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name}={value} out of range: allowed {allowed}")
-    return int(value)
-
-
-def _check_reward_weights(name: str, weights):
-    if weights is None:
-        return DEFAULT_REWARD_WEIGHTS
-    message = (
-        "reward_weights must be (coefficients, offset, bonus) with 3 numeric coefficients, "
-        f"e.g. ((1, 1, 1), 0, 12); got {weights!r}"
-    )
-    try:
-        coefficients, offset, bonus = weights
-        coefficients = tuple(float(c) for c in coefficients)
-        offset, bonus = float(offset), float(bonus)
-    except (TypeError, ValueError):
-        raise TypeError(message) from None
-    if len(coefficients) != 3:
-        raise TypeError(message)
-    return coefficients, offset, bonus
-
-
 def check_see_chemistries(name: str, see) -> dict[str, ChemistrySeen]:
     if see is None:
         return {}
@@ -193,16 +167,12 @@ class SymbolicSettings(Settings):
         _check_level_name,
         shown="the standard task",
     )
-    end_trial_action: bool = setting(
-        False, "add action 0: end the trial now (41 actions)", lambda n, v: _check_bool(n, v)
-    )
-    observe_used: bool = setting(
-        True, "include the per-slot used flags (39 floats, else 24)", lambda n, v: _check_bool(n, v)
-    )
+    end_trial_action: bool = setting(False, "add action 0: end the trial now (41 actions)", check_bool)
+    observe_used: bool = setting(True, "include the per-slot used flags (39 floats, else 24)", check_bool)
     num_trials: int | None = setting(
         None, "trials per episode (at most the trials of fixed episodes)", _check_optional_trials, shown="10"
     )
-    max_steps_per_trial: int = setting(20, "a trial ends after this many steps", _bounded(1))
+    max_steps_per_trial: int = setting(20, "a trial ends after this many steps", _bounded(1, MAX_STEPS_PER_TRIAL))
     num_stones_per_trial: int = setting(
         MAX_STONES, "stones drawn per trial (0..3; sampled levels)", _bounded(0, MAX_STONES)
     )
@@ -212,7 +182,7 @@ class SymbolicSettings(Settings):
     reward_weights: tuple | None = setting(
         None,
         "``(coefficients, offset, bonus)`` of a stone's value (§1.2)",
-        _check_reward_weights,
+        check_reward_weights,
         shown="((1, 1, 1), 0, 12)",
     )
     see_chemistries: Mapping | None = setting(
@@ -241,7 +211,7 @@ class SymbolicSettings(Settings):
         else:
             max_trials = 10 if self.evaluation else None
         num_trials = max_trials or 10 if self.num_trials is None else self.num_trials
-        object.__setattr__(self, "num_trials", _check_int("num_trials", num_trials, 1, max_trials))
+        object.__setattr__(self, "num_trials", check_int("num_trials", num_trials, 1, max_trials or MAX_TRIALS))
         if self.fixed and (self.num_stones_per_trial, self.num_potions_per_trial) != (MAX_STONES, MAX_POTIONS):
             raise ValueError("fixed episodes have fixed items: num_stones/potions_per_trial cannot change")
         if self.reward_weights is None:
@@ -316,8 +286,8 @@ def _check_autoreset_mode(name: str, value) -> AutoresetMode:
 def _check_threads(name: str, value):
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not 1 <= value <= 16:
-        raise ValueError(f"num_threads must be an int in 1..16 or None, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"{name} must be an int in 1..{MAX_THREADS} or None, got {value!r}")
     return int(value)
 
 
@@ -342,7 +312,7 @@ class VectorSettings(SymbolicSettings):
     )
     copy: bool = setting(
         True, "fresh observation arrays each step (``False``: one buffer, overwritten by the next step)",
-        lambda n, v: _check_bool(n, v),
+        check_bool,
     )  # fmt: skip
 
     def _check_together(self) -> None:

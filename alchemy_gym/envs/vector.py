@@ -18,7 +18,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from alchemy_gym.core.batch import GameBatch
+from alchemy_gym.core.batch import MAX_THREADS, GameBatch
 from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
@@ -149,12 +149,11 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
                 cpus = len(os.sched_getaffinity(0))
             except AttributeError:  # not Linux
                 cpus = os.cpu_count() or 1
-            num_threads = max(1, min(cpus, self.num_envs // ROWS_PER_THREAD, 16))
+            num_threads = max(1, min(cpus, self.num_envs // ROWS_PER_THREAD, MAX_THREADS))
         if num_threads > 1 and self.batch.kernel_name != "c":
             raise ValueError("num_threads > 1 needs the compiled kernel (backend='c')")
-        if self.batch.kernel_name == "c":
-            self.batch._kernel.threads = int(num_threads)
-        return int(num_threads)
+        self.batch.threads = num_threads
+        return self.batch.threads
 
     # ------------------------------------------------------------------ views
 

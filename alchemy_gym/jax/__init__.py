@@ -17,13 +17,12 @@ anything is traced. Needs the ``jax`` extra (``pip install "alchemy-gym[jax]"``)
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from alchemy_gym.core.spec import SPEC
 from alchemy_gym.jax.env import AlchemyJax, EnvParams, EnvState
 from alchemy_gym.jax.spaces import Box, Discrete
 
@@ -34,19 +33,12 @@ _NOT_IN_JAX = ("see_chemistries", "render_mode", "render_scale", "backend")
 
 
 def graph_table(rules) -> np.ndarray:
-    """The level's graph masks, each repeated in proportion to its prior probability (§1.6): the prior gives
-    each constraint count an equal share, split equally among its graphs, so the probabilities are exact
-    fractions and a table of their common denominator's size samples them exactly."""
+    """The level's graph masks, each repeated in proportion to its prior probability (§1.6): a uniform pick from
+    the table is a draw from the prior, exactly (:func:`alchemy_gym.core.graphs.prior_table`)."""
     from alchemy_gym.core import graphs
     from alchemy_gym.core.chemistry import _thaw
 
-    constraints = [_thaw(c) for c in rules.constraints]
-    counts = [graphs.num_constraints(c) for c in constraints]
-    classes = sorted(set(counts))
-    share = [Fraction(1, len(classes) * counts.count(c)) for c in counts]
-    size = math.lcm(*(f.denominator for f in share))
-    masks = [graphs.constraint_to_graph(c) for c in constraints]
-    return np.repeat(np.array(masks, dtype=np.int32), [int(f * size) for f in share])
+    return graphs.prior_table([_thaw(c) for c in rules.constraints])
 
 
 def make(env_id: str, *, belief_state: bool = False, **options: Any) -> tuple[AlchemyJax, EnvParams]:
@@ -80,7 +72,8 @@ def make(env_id: str, *, belief_state: bool = False, **options: Any) -> tuple[Al
         items = source.items_table[:, : config.num_trials].astype(np.int32)
         table = np.zeros(1, np.int32)
     else:
-        chems, items = np.zeros((1, 4), np.int32), np.full((1, config.num_trials, 15), -1, np.int32)
+        chems = np.zeros((1, SPEC.chem_width), np.int32)
+        items = np.full((1, config.num_trials, SPEC.item_slots), -1, np.int32)
         table = graph_table(rules)
     prior = level_tables(rules)
     params = EnvParams(

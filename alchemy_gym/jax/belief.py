@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alchemy_gym.core import graphs
+from alchemy_gym.core.belief import ELEMENT_SIZES
 from alchemy_gym.core.items import (
     NUM_DIMS,
     NUM_LATENT_STONES,
@@ -35,10 +36,11 @@ from alchemy_gym.core.items import (
     potion_map_parts,
     stone_map_pos_dir,
 )
+from alchemy_gym.core.spec import SPEC
 from alchemy_gym.jax import tree
 
 #: Length of the belief vector (graph 12, potion map 6 + 3, stone map 3, rotation 4).
-SIZE = 28
+SIZE = sum(ELEMENT_SIZES.values())
 
 
 def _pm_mask(potion_maps) -> np.ndarray:
@@ -74,7 +76,7 @@ def _tables() -> dict[str, np.ndarray]:
                     for sm in range(NUM_STONE_MAPS)
                     if sum(a * d for a, d in zip(coords[v], sm_dir[sm])) == reward[latent]
                 )
-                for latent in range(8)
+                for latent in range(NUM_LATENT_STONES)
             ]
             for v in range(NUM_LATENT_STONES)
         ],
@@ -180,7 +182,7 @@ def initial(stone_maps: jax.Array, potion_maps: jax.Array) -> Belief:
 
 def _aligned(chem: jax.Array, latent: jax.Array) -> jax.Array:
     """Aligned vertex of a latent stone under each rotation (``(..., 4)``, -1 where not a vertex)."""
-    return jnp.asarray(_T["aligned"])[chem[1], chem[3], jnp.maximum(latent, 0)]
+    return jnp.asarray(_T["aligned"])[chem[SPEC.chem_stone_map], chem[SPEC.chem_rotation], jnp.maximum(latent, 0)]
 
 
 def _any(potion_maps: jax.Array) -> jax.Array:
@@ -217,7 +219,7 @@ def observe_potion(belief: Belief, chem: jax.Array, before: jax.Array, potion: j
     s, r = jnp.maximum(s, 0), jnp.maximum(r, 0)
     stone_maps = belief.stone_maps & T["consistent"][r, jnp.maximum(after, 0)]  # (4,)
     ok &= stone_maps != 0
-    perceived = T["perceived_potion"][chem[0], jnp.maximum(potion, 0)]
+    perceived = T["perceived_potion"][chem[SPEC.chem_potion_map], jnp.maximum(potion, 0)]
     pd, pdir = perceived // 2, jnp.where(perceived % 2 == 1, 1, -1)
     pm = belief.potion_maps  # (4, 2)
     rows = jnp.arange(NUM_ROTATIONS)

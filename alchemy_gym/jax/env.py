@@ -24,16 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alchemy_gym.core import graphs
-from alchemy_gym.core.batch import POTION_FEATURES, STONE_BLOCK, STONE_FEATURES
-from alchemy_gym.core.belief import ALL_ELEMENTS, ground_truth_rows
-from alchemy_gym.core.chemistry import FIXED_POTION_MAP, FIXED_STONE_MAP
-from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_POTION_MAPS, NUM_ROTATIONS, NUM_STONE_MAPS
+from alchemy_gym.core.belief import ALL_ELEMENTS, CHEM_COLUMN, GROUND_TRUTH_TABLES
+from alchemy_gym.core.checks import check_actions
+from alchemy_gym.core.spec import SPEC
 from alchemy_gym.envs.info import INFO_KEYS
 from alchemy_gym.jax import belief as beliefs
 from alchemy_gym.jax import spaces, tree
 
 _GOLDEN = np.uint32(0x9E3779B9)
+#: Counters of the item stream a trial uses: one per item slot, from 1 (each trial its own block).
+_DRAWS_PER_TRIAL = SPEC.item_slots + 1
 
 
 def _mix(x: jax.Array) -> jax.Array:
@@ -53,11 +53,6 @@ def _draw(seed: jax.Array, counter: jax.Array | int) -> jax.Array:
 def _below(bits: jax.Array, n: int | jax.Array) -> jax.Array:
     """A draw in ``0..n-1`` from 32 random bits (24 of them: a bias below 1e-6)."""
     return ((bits >> 8) % jnp.uint32(n)).astype(jnp.int32)
-
-
-def _uniform(bits: jax.Array) -> jax.Array:
-    """A float32 in [0, 1) from 32 random bits."""
-    return (bits >> 8).astype(jnp.float32) * jnp.float32(1.0 / (1 << 24))
 
 
 def where_any(pred: jax.Array, fn, args: Any, fallback: Any) -> Any:
@@ -196,25 +191,26 @@ class AlchemyJax:
     def __init__(self, params: EnvParams, name: str) -> None:
         self.default_params = params
         self.name = name
-        self._k = 2 if params.end_trial_action else 1
-        self.num_actions = MAX_STONES * STONE_BLOCK + self._k
-        # the core's tables, as device arrays
-        self._trans = jnp.asarray(graphs.TRANSITIONS, dtype=jnp.int32)
+        self.num_actions = SPEC.num_actions(params.end_trial_action)
+        self._no_op = SPEC.no_op_action(params.end_trial_action)
+        # the core's tables (alchemy_gym.core.spec.SPEC), as device arrays
+        self._trans = jnp.asarray(SPEC.transitions, dtype=jnp.int32)
         # observation rows: stone (stone map, rotation, latent) → its features and used flag, with a last row
         # for an empty slot; potion (potion map, latent) → colour and used flag, with a last row for an empty slot
-        S, P = (5, 2) if params.observe_used else (4, 1)
-        stone_rows = np.concatenate([STONE_FEATURES.reshape(-1, 4), np.zeros((256, 1), np.float32)], axis=1)
-        stone_rows = np.concatenate([stone_rows, [[2.0, 2.0, 2.0, 2.0, 1.0]]]).astype(np.float32)
-        potion_rows = np.stack([POTION_FEATURES.reshape(-1), np.zeros(288, np.float32)], axis=1)
-        potion_rows = np.concatenate([potion_rows, [[1.0, 1.0]]]).astype(np.float32)
+        S, P = SPEC.stone_stride(params.observe_used), SPEC.potion_stride(params.observe_used)
+        features = SPEC.stone_features.reshape(-1, SPEC.stone_feature_size)
+        stone_rows = np.concatenate([features, np.zeros((len(features), 1), np.float32)], axis=1)
+        stone_rows = np.concatenate([stone_rows, SPEC.stone_default[None]]).astype(np.float32)
+        colours = SPEC.potion_features.reshape(-1)
+        potion_rows = np.stack([colours, np.zeros(len(colours), np.float32)], axis=1)
+        potion_rows = np.concatenate([potion_rows, SPEC.potion_default[None]]).astype(np.float32)
         self._stone_rows = jnp.asarray(stone_rows[:, :S])
         self._potion_rows = jnp.asarray(potion_rows[:, :P])
-        action = np.arange(self.num_actions) - self._k
-        self._action_stone = jnp.asarray(np.where(action >= 0, action // STONE_BLOCK, 0), dtype=jnp.int32)
-        # potion column 0..11, 12 = cauldron, -1 = no stone touched
-        column = np.where(action >= 0, action % STONE_BLOCK - 1, -1)
-        self._action_column = jnp.asarray(np.where(column == -1, np.where(action >= 0, 12, -1), column), jnp.int32)
-        self._ground_truth = {element: jnp.asarray(table) for element, table in _ground_truth_tables().items()}
+        # each action's stone slot and column: potion slot, the cauldron, the no-op or the end-trial action
+        actions = SPEC.action_table(params.end_trial_action)
+        self._action_stone = jnp.asarray(actions.stone, dtype=jnp.int32)
+        self._action_column = jnp.asarray(actions.column, dtype=jnp.int32)
+        self._ground_truth = {element: jnp.asarray(GROUND_TRUTH_TABLES[element]) for element in ALL_ELEMENTS}
 
     def __repr__(self) -> str:
         return f"AlchemyJax({self.name!r})"
@@ -223,7 +219,7 @@ class AlchemyJax:
 
     def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
         params = params or self.default_params
-        return spaces.Discrete(MAX_STONES * STONE_BLOCK + (2 if params.end_trial_action else 1))
+        return spaces.Discrete(SPEC.num_actions(params.end_trial_action))
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
         params = params or self.default_params
@@ -244,7 +240,7 @@ class AlchemyJax:
                 episode = _below(_draw(stream, 7), count)
             episode = jnp.asarray(episode, jnp.int32)
         else:
-            episode = jnp.int32(-1)
+            episode = jnp.int32(SPEC.sampled)
         state = self._new_episode(stream, episode, params)
         return self.get_obs(state, params), state
 
@@ -253,13 +249,14 @@ class AlchemyJax:
         if params.fixed:
             return params.fixed_chemistries[episode]
         if params.randomize_maps:
-            potion_map = _below(_draw(stream, 1), NUM_POTION_MAPS)
-            stone_map = _below(_draw(stream, 2), NUM_STONE_MAPS)
+            potion_map = _below(_draw(stream, 1), SPEC.num_potion_maps)
+            stone_map = _below(_draw(stream, 2), SPEC.num_stone_maps)
         else:
-            potion_map, stone_map = jnp.int32(FIXED_POTION_MAP), jnp.int32(FIXED_STONE_MAP)
+            potion_map, stone_map = jnp.int32(SPEC.fixed_potion_map), jnp.int32(SPEC.fixed_stone_map)
         graph = params.graph_table[_below(_draw(stream, 3), params.graph_table.shape[0])]
-        rotation = _below(_draw(stream, 4), NUM_ROTATIONS) if params.rotation else jnp.int32(0)
-        return jnp.stack([potion_map, stone_map, graph, rotation]).astype(jnp.int32)
+        rotation = _below(_draw(stream, 4), SPEC.num_rotations) if params.rotation else jnp.int32(0)
+        parts = {"potion_map": potion_map, "stone_map": stone_map, "graph": graph, "rotation": rotation}
+        return jnp.stack([parts[name] for name in SPEC.chem_layout]).astype(jnp.int32)
 
     def _new_episode(self, stream: jax.Array, episode: jax.Array, params: EnvParams) -> EnvState:
         seed = _draw(stream, 5)
@@ -292,14 +289,15 @@ class AlchemyJax:
 
     def _trial_items(self, params: EnvParams, episode, seed, trial) -> tuple[jax.Array, jax.Array]:
         """The latent stones (3,) and potions (12,) of a trial, -1 padded."""
+        ns = SPEC.max_stones
         if params.fixed:
             row = params.fixed_items[episode, jnp.minimum(trial, params.num_trials - 1)].astype(jnp.int8)
-            return row[:MAX_STONES], row[MAX_STONES:]
-        bits = _draw(seed, trial * 16 + jnp.arange(MAX_STONES + MAX_POTIONS, dtype=jnp.uint32) + 1)
-        slot = jnp.arange(MAX_STONES)
-        stones = jnp.where(slot < params.num_stones_per_trial, _below(bits[:MAX_STONES], 8), -1)
-        slot = jnp.arange(MAX_POTIONS)
-        potions = jnp.where(slot < params.num_potions_per_trial, _below(bits[MAX_STONES:], 6), -1)
+            return row[:ns], row[ns:]
+        bits = _draw(seed, trial * _DRAWS_PER_TRIAL + jnp.arange(SPEC.item_slots, dtype=jnp.uint32) + 1)
+        slot = jnp.arange(ns)
+        stones = jnp.where(slot < params.num_stones_per_trial, _below(bits[:ns], SPEC.num_latent_stones), -1)
+        slot = jnp.arange(SPEC.max_potions)
+        potions = jnp.where(slot < params.num_potions_per_trial, _below(bits[ns:], SPEC.num_potion_types), -1)
         return stones.astype(jnp.int8), potions.astype(jnp.int8)
 
     # ------------------------------------------------------------------ step
@@ -309,24 +307,26 @@ class AlchemyJax:
         params = params or self.default_params
         action = jnp.asarray(action, jnp.int32)
         valid = (action >= 0) & (action < self.num_actions)
-        a = jnp.where(valid, action, self._k - 1)  # invalid actions are the no-op
+        a = jnp.where(valid, action, self._no_op)  # invalid actions are the no-op
         s, column = self._action_stone[a], self._action_column[a]
-        slot3, slot12 = jnp.arange(MAX_STONES), jnp.arange(MAX_POTIONS)
-        stone = jnp.sum(jnp.where(slot3 == s, state.stones.astype(jnp.int32), 0))
-        p = jnp.clip(column, 0, MAX_POTIONS - 1)
-        potion = jnp.sum(jnp.where(slot12 == p, state.potions.astype(jnp.int32), 0))
+        stone_slots, potion_slots = jnp.arange(SPEC.max_stones), jnp.arange(SPEC.max_potions)
+        stone = jnp.sum(jnp.where(stone_slots == s, state.stones.astype(jnp.int32), 0))
+        p = jnp.clip(column, 0, SPEC.max_potions - 1)
+        potion = jnp.sum(jnp.where(potion_slots == p, state.potions.astype(jnp.int32), 0))
         touched = (column >= 0) & (stone >= 0)
-        cash = touched & (column == MAX_POTIONS)
-        dip = touched & (column < MAX_POTIONS) & (potion >= 0)
-        moved = self._trans[state.chem[2], jnp.maximum(stone, 0) * 6 + jnp.maximum(potion, 0)]
+        cash = touched & (column == SPEC.cauldron)
+        dip = touched & (column < SPEC.cauldron) & (potion >= 0)
+        moved = self._trans[
+            state.chem[SPEC.chem_graph], jnp.maximum(stone, 0) * SPEC.num_potion_types + jnp.maximum(potion, 0)
+        ]
         new_stone = jnp.where(cash, -1, jnp.where(dip, moved, stone))
-        stones = jnp.where(slot3 == s, new_stone.astype(jnp.int8), state.stones)
-        potions = jnp.where((slot12 == p) & dip, jnp.int8(-1), state.potions)
+        stones = jnp.where(stone_slots == s, new_stone.astype(jnp.int8), state.stones)
+        potions = jnp.where((potion_slots == p) & dip, jnp.int8(-1), state.potions)
         reward = jnp.where(cash, params.values[jnp.maximum(stone, 0)], 0.0).astype(jnp.float32)
         trial_reward = state.trial_reward + reward
         episode_return = state.episode_return + reward
         steps = state.steps + 1
-        trial_over = ((a == 0) & params.end_trial_action) | (steps >= params.max_steps_per_trial)
+        trial_over = (column == SPEC.end_trial) | (steps >= params.max_steps_per_trial)
         done = trial_over & (state.trial >= params.num_trials - 1)
         values = {
             "trial": state.trial,
@@ -376,22 +376,17 @@ class AlchemyJax:
         if params.fixed:
             following = (episode + params.episode_stride) % params.fixed_chemistries.shape[0]
         else:
-            following = jnp.int32(-1)
+            following = jnp.int32(SPEC.sampled)
         return self._chemistry(stream, following, params), following, _draw(stream, 5), _draw(stream, 6)
 
     def checked_step(self, key, state: EnvState, action, params: EnvParams | None = None):
         """:meth:`step` that raises ``ValueError`` on an invalid action (outside ``jit`` only)."""
         params = params or self.default_params
         try:
-            values = np.asarray(action)
+            values = check_actions(action, np.shape(action), SPEC.num_actions(params.end_trial_action))
         except jax.errors.TracerArrayConversionError:
             raise TypeError("checked_step checks concrete actions: call it outside jax.jit / vmap") from None
-        n = MAX_STONES * STONE_BLOCK + (2 if params.end_trial_action else 1)
-        if values.dtype.kind not in "iu":
-            raise ValueError(f"actions must be integers in 0..{n - 1}, got dtype {values.dtype}")
-        bad = values[(values < 0) | (values >= n)]
-        if bad.size:
-            raise ValueError(f"action {int(bad.reshape(-1)[0])} out of range: the action space is Discrete({n})")
+        action = values.astype(np.int32)  # in range: checked
         if values.ndim == 0:
             return jax.jit(self.step)(key, state, action, params)
         return jax.jit(jax.vmap(self.step, in_axes=(0, 0, 0, None)))(key, state, action, params)
@@ -402,15 +397,16 @@ class AlchemyJax:
         """The symbolic observation (§4.4): 39 floats, 24 without the used flags."""
         chem = state.chem
         stones, potions = state.stones.astype(jnp.int32), state.potions.astype(jnp.int32)
-        stone_index = (chem[1] * NUM_ROTATIONS + chem[3]) * 8 + stones
+        stone_map, rotation = chem[SPEC.chem_stone_map], chem[SPEC.chem_rotation]
+        stone_index = (stone_map * SPEC.num_rotations + rotation) * SPEC.num_latent_stones + stones
         stone_obs = self._stone_rows[jnp.where(stones >= 0, stone_index, self._stone_rows.shape[0] - 1)]
-        potion_index = chem[0] * 6 + potions
+        potion_index = chem[SPEC.chem_potion_map] * SPEC.num_potion_types + potions
         potion_obs = self._potion_rows[jnp.where(potions >= 0, potion_index, self._potion_rows.shape[0] - 1)]
         return jnp.concatenate([stone_obs.reshape(-1), potion_obs.reshape(-1)])
 
     def ground_truth(self, state: EnvState) -> jax.Array:
         """The ground-truth chemistry observation (§4.9): 28 floats (graph, potion map, stone map, rotation)."""
-        return jnp.concatenate([self._ground_truth[e][state.chem[_CHEM_COLUMN[e.name]]] for e in ALL_ELEMENTS])
+        return jnp.concatenate([self._ground_truth[e][state.chem[CHEM_COLUMN[e]]] for e in ALL_ELEMENTS])
 
     def belief_state(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         """The belief-state chemistry observation (§4.9): 28 floats, the core's ``"belief_state"`` content
@@ -423,18 +419,3 @@ class AlchemyJax:
     def is_terminal(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         """Always False for a state returned by :meth:`step` (it is already the next episode's)."""
         return jnp.bool_(False)
-
-
-#: Column of each chemistry element in ``EnvState.chem``, and how many indices it has.
-_CHEM_COLUMN = {"POTION_MAP": 0, "STONE_MAP": 1, "GRAPH": 2, "ROTATION": 3}
-_CHEM_SIZE = {"POTION_MAP": NUM_POTION_MAPS, "STONE_MAP": NUM_STONE_MAPS, "GRAPH": graphs.FULL_GRAPH + 1, "ROTATION": 4}
-
-
-def _ground_truth_tables() -> dict:
-    """Every element's ground-truth vector for every index, from the core's tables."""
-    out = {}
-    for element in ALL_ELEMENTS:
-        chem = np.zeros((_CHEM_SIZE[element.name], 4), dtype=np.int64)
-        chem[:, _CHEM_COLUMN[element.name]] = np.arange(_CHEM_SIZE[element.name])
-        out[element] = ground_truth_rows(chem, element)
-    return out
