@@ -152,7 +152,7 @@ def test_a_subscription_selects_by_name(client):
         ("(" * 1000, "at most 256"),
         ("(" * 200, "nested more than 16 deep"),
         ("(?<=a)b", "group extensions"),
-        ("x" * 300_000, "has 300000 characters: at most 256"),
+        ("x" * 60_000, "has 60000 characters: at most 256"),
     ],
 )
 def test_patterns_outside_the_safe_subset_get_invalid_argument(client, pattern, fragment):
@@ -171,7 +171,7 @@ def test_patterns_outside_the_safe_subset_get_invalid_argument(client, pattern, 
 @pytest.mark.parametrize(
     "settings, fragment",
     [
-        ({"levelName": "x" * 3_900_00}, "'levelName' has 390000 characters: at most 256"),
+        ({"levelName": "x" * 60_000}, "'levelName' has 60000 characters: at most 256"),
         ({"levelName": "alchemy/" + "y" * 200}, "unknown Alchemy level 'alchemy/yyy"),
         ({"seed": "7"}, "must be an integer scalar"),
         ({"seed": np.zeros((4, 4), np.int64)}, "shape [4, 4]"),
@@ -195,7 +195,7 @@ def test_a_huge_shape_is_refused_before_it_is_unpacked(client):
 
 
 def test_many_unknown_settings_are_named_briefly(client):
-    settings = {**REQUIRED, **{f"bogus_{i}_" + "z" * 5000: tensor_utils.pack_tensor(1) for i in range(50)}}
+    settings = {**REQUIRED, **{f"bogus_{i}_" + "z" * 1000: tensor_utils.pack_tensor(1) for i in range(50)}}
     error = client.error(pb.CreateWorldRequest(settings=settings))
     assert error.code == code_pb2.INVALID_ARGUMENT
     assert "unknown CreateWorld setting(s)" in error.message and "and 47 more" in error.message
@@ -230,13 +230,13 @@ def test_the_largest_allowed_picture_is_served(client):
 
 def test_a_huge_world_name_is_not_echoed(client):
     for request in (
-        pb.JoinWorldRequest(world_name="w" * 500_000),
-        pb.ResetWorldRequest(world_name="w" * 500_000),
-        pb.DestroyWorldRequest(world_name="w" * 500_000),
+        pb.JoinWorldRequest(world_name="w" * 60_000),
+        pb.ResetWorldRequest(world_name="w" * 60_000),
+        pb.DestroyWorldRequest(world_name="w" * 60_000),
     ):
         error = client.error(request)
         assert error.code == code_pb2.INVALID_ARGUMENT
-        assert "world_name has 500000 characters" in error.message and len(error.message) < 200
+        assert "world_name has 60000 characters" in error.message and len(error.message) < 200
 
 
 # -------------------------------------------------------------------------------- worlds
