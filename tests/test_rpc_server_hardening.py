@@ -635,6 +635,7 @@ def test_short_texts():
 
 def test_the_serve_log_keeps_its_start_up_line_after_a_flood_of_garbage(tmp_path):
     from alchemy_gym.rpc.launchers import LocalBinaryLauncher
+    from alchemy_gym.rpc.names import token_metadata
     from tests.rpc_fixtures import PYTHON, SERVER_ARGS
 
     launcher = LocalBinaryLauncher(PYTHON, SERVER_ARGS)
@@ -646,7 +647,8 @@ def test_the_serve_log_keeps_its_start_up_line_after_a_flood_of_garbage(tmp_path
             request_serializer=lambda b: b,
             response_deserializer=pb.EnvironmentResponse.FromString,
         )
-        responses = list(stub(iter([b"\xff\xfe garbage %d" % i for i in range(1000)]), timeout=60))
+        garbage = iter([b"\xff\xfe garbage %d" % i for i in range(1000)])
+        responses = list(stub(garbage, timeout=60, metadata=token_metadata(launcher.token)))
         channel.close()
         assert len(responses) == 1000
         assert {r.error.code for r in responses} == {code_pb2.INVALID_ARGUMENT}

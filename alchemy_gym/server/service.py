@@ -95,8 +95,15 @@ from __future__ import annotations
 import sys
 
 from alchemy_gym.rpc.names import EVENT_NAMES
+from alchemy_gym.server.auth import TokenError, TokenSet, read_token_file
 from alchemy_gym.server.background import BackgroundServer, make_server
 from alchemy_gym.server.cli import DEFAULT_PORT, main
+from alchemy_gym.server.clients import (
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_PICTURE_BUILDS_PER_MINUTE,
+    DEFAULT_REQUEST_RATE,
+    Limits,
+)
 from alchemy_gym.server.observations import (
     OBS_DISCOUNT,
     OBS_EVENTS,
@@ -110,8 +117,12 @@ from alchemy_gym.server.servicer import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     IDLE_CLOSED,
+    MADE_ROOM,
     SERVER_FULL,
+    SHUTTING_DOWN,
+    UNAUTHENTICATED,
     AlchemyServicer,
+    LoopStats,
     check_idle_timeout,
     log,
     start_server,
@@ -122,24 +133,39 @@ from alchemy_gym.server.settings import (
     DEFAULT_WIDTH,
     MAX_PICTURE_PIXELS,
     MAX_PICTURE_SIDE,
+    MAX_REQUESTED_OBSERVATIONS,
+    MAX_SETTINGS,
     MAX_STRING_SETTING,
     MAX_WORLD_NAME,
     subscribed_events,
 )
-from alchemy_gym.server.world import DEFAULT_MAX_WORLDS_PER_CONNECTION, MAX_WORLDS
+from alchemy_gym.server.world import (
+    DEFAULT_MAX_WORLDS_PER_CLIENT,
+    DEFAULT_MAX_WORLDS_PER_CONNECTION,
+    KEEP_SLOT_SECONDS,
+    MAX_WORLDS,
+)
 
 __all__ = [
     "ACTION_UID",
     "DEFAULT_HEIGHT",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_CLIENT",
     "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_MAX_WORLDS_PER_CLIENT",
     "DEFAULT_MAX_WORLDS_PER_CONNECTION",
+    "DEFAULT_PICTURE_BUILDS_PER_MINUTE",
     "DEFAULT_PORT",
+    "DEFAULT_REQUEST_RATE",
     "DEFAULT_WIDTH",
     "EVENT_NAMES",
     "IDLE_CLOSED",
+    "KEEP_SLOT_SECONDS",
+    "MADE_ROOM",
     "MAX_PICTURE_PIXELS",
     "MAX_PICTURE_SIDE",
+    "MAX_REQUESTED_OBSERVATIONS",
+    "MAX_SETTINGS",
     "MAX_STRING_SETTING",
     "MAX_WORLDS",
     "MAX_WORLD_NAME",
@@ -150,13 +176,20 @@ __all__ = [
     "OBS_SCORE",
     "OBS_SYMBOLIC",
     "SERVER_FULL",
+    "SHUTTING_DOWN",
+    "UNAUTHENTICATED",
     "AlchemyServicer",
     "BackgroundServer",
+    "Limits",
+    "LoopStats",
     "ServerError",
+    "TokenError",
+    "TokenSet",
     "check_idle_timeout",
     "log",
     "main",
     "make_server",
+    "read_token_file",
     "start_server",
     "subscribed_events",
 ]

@@ -106,7 +106,9 @@ class LoopStats:
                 self.longest_kind = "join_world (before its painter build)"
             else:
                 kind = response.WhichOneof("payload")
-                self.longest_kind = kind if kind != "error" else f"error ({len(data)} bytes: {response.error.message[:60]})"
+                self.longest_kind = (
+                    kind if kind != "error" else f"error ({len(data)} bytes: {response.error.message[:60]})"
+                )
 
 
 class AlchemyServicer:
@@ -449,11 +451,15 @@ class AlchemyServicer:
         request = pb().EnvironmentRequest
         settings = {
             "seed": tensor_utils.pack_tensor(0),
-            "levelName": tensor_utils.pack_tensor("alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"),
+            "levelName": tensor_utils.pack_tensor(
+                "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
+            ),
             "EventSubscriptionRegex": tensor_utils.pack_tensor(".*"),
         }
         try:
-            name = session.handle(request(create_world=pb().CreateWorldRequest(settings=settings))).create_world.world_name
+            name = session.handle(
+                request(create_world=pb().CreateWorldRequest(settings=settings))
+            ).create_world.world_name
             session.handle(request(join_world=pb().JoinWorldRequest(world_name=name)))
             for action in (0, 1, 5, 13, 0):
                 step = pb().StepRequest(
