@@ -132,7 +132,7 @@ def probe(address: str, timeout: float, token: str | None = None) -> str | None:
                 raise ServerFull(f"the dm_env_rpc server at {address} refused the connection: {details}") from None
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 details = exc.details()
-                given = "the token given" if token is not None else "no token (pass token=...)"
+                given = "the token given" if token is not None else "no token"
                 raise Unauthenticated(
                     f"the dm_env_rpc server at {address} refused the connection with {given}: {details}"
                 ) from None

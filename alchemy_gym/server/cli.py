@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import logging
 import signal
@@ -12,6 +13,7 @@ from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.rpc.names import TOKEN_ENV, TOKEN_FILE_ENV
 from alchemy_gym.server.auth import TokenError, tokens_from
 from alchemy_gym.server.clients import (
+    DEFAULT_LOOP_SHARE,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_PICTURE_BUILDS_PER_MINUTE,
     DEFAULT_REQUEST_RATE,
@@ -90,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
         f"{DEFAULT_PICTURE_BUILDS_PER_MINUTE})",
     )
     add(
+        "--loop-share",
+        type=float,
+        default=DEFAULT_LOOP_SHARE,
+        metavar="F",
+        help=f"share of the server's time one client may take while others wait (default {DEFAULT_LOOP_SHARE:g}; "
+        "1: no limit)",
+    )
+    add(
         "--max-request-bytes",
         type=int,
         default=DEFAULT_MAX_REQUEST_BYTES,
@@ -138,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-request-bytes must be >= 1024, got {args.max_request_bytes}")
     if not 0 <= args.request_rate < float("inf"):  # also NaN
         parser.error(f"--request-rate must be >= 0 requests a second (0: no limit), got {args.request_rate:g}")
+    if not 0 < args.loop_share <= 1:  # also NaN
+        parser.error(f"--loop-share must be in (0, 1] (1: no limit), got {args.loop_share:g}")
     if not args.idle_timeout >= 0:  # also NaN
         parser.error(f"--idle-timeout must be >= 0 seconds (0: never), got {args.idle_timeout:g}")
     idle_timeout = args.idle_timeout or None
@@ -169,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
                 max_worlds_per_connection=args.max_worlds_per_connection,
                 request_rate=args.request_rate,
                 picture_builds_per_minute=args.picture_builds_per_minute,
+                loop_share=args.loop_share,
             )
         except OSError as exc:
             print(f"alchemy-gym serve: {exc}", file=sys.stderr, flush=True)
             return 1
+        # what start-up made (modules, tables, the warm-up) is never garbage: keep the collector from walking
+        # it again and again, which would hold the event loop for tens of milliseconds at each full collection
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -191,6 +208,16 @@ def main(argv: list[str] | None = None) -> int:
             await server.servicer.shutdown()
             await server.stop(1.0)
             server.servicer.flush_logs()
+            stats = server.servicer.stats
+            logging.getLogger("alchemy_gym.server.service").info(
+                "served %d requests; the longest held the event loop %.2f ms (%s); %d painter builds off the loop; "
+                "%d streams closed to make room",
+                stats.requests,
+                stats.longest_hold * 1e3,
+                stats.longest_kind or "-",
+                stats.offloaded,
+                stats.evicted,
+            )
         return 0
 
     return asyncio.run(serve())

@@ -10,6 +10,9 @@ counted per client, not per stream, so opening more streams gains nothing:
 * worlds: at most ``max_worlds_per_client`` (:class:`~alchemy_gym.server.world.WorldRegistry`);
 * requests: at most ``request_rate`` a second (a token bucket holding one second's worth); a
   request beyond it waits until its turn, without holding the event loop;
+* the event loop's time: while other clients are active (a request in the last
+  :data:`ACTIVE_WINDOW` seconds), at most ``loop_share`` of it (a bucket of 50 ms); a client over
+  its share waits before its next request. Alone on the server a client may use all of it;
 * new picture sizes (each builds a renderer, about 0.1 s of CPU at 640×480, off the event loop):
   at most ``picture_builds_per_minute``; more are refused with RESOURCE_EXHAUSTED.
 
@@ -35,6 +38,11 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 32
 DEFAULT_REQUEST_RATE = 10_000.0
 DEFAULT_PICTURE_BUILDS_PER_MINUTE = 10
+DEFAULT_LOOP_SHARE = 0.5
+#: Seconds of loop time a client may take at once beyond its share.
+LOOP_BURST = 0.05
+#: A client with a request this recently is active (its requests compete with others').
+ACTIVE_WINDOW = 0.1
 #: Seconds a stream without a world is safe from being closed to make room for a new one.
 EVICTION_GRACE = 1.0
 #: Clients without connections or worlds remembered (with their rate buckets) at most.
@@ -59,6 +67,7 @@ class Limits:
         max_worlds_per_connection: worlds one stream may hold at once.
         request_rate: requests a second per client (0: no limit).
         picture_builds_per_minute: picture sizes not yet cached that one client may ask for a minute.
+        loop_share: the share of the event loop's time one client may take while others are active (1: no limit).
         idle_timeout: seconds without a request after which a stream is ended (``None``: never).
     """
 
@@ -69,6 +78,7 @@ class Limits:
     max_worlds_per_connection: int = DEFAULT_MAX_WORLDS_PER_CONNECTION
     request_rate: float = DEFAULT_REQUEST_RATE
     picture_builds_per_minute: int = DEFAULT_PICTURE_BUILDS_PER_MINUTE
+    loop_share: float = DEFAULT_LOOP_SHARE
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
@@ -84,6 +94,9 @@ class Limits:
         rate = self.request_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < math.inf:
             raise ValueError(f"request_rate must be a number >= 0 (0: no limit), got {rate!r}")
+        share = self.loop_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ValueError(f"loop_share must be a number in (0, 1] (1: no limit), got {share!r}")
         idle = self.idle_timeout
         if idle is not None:
             number = isinstance(idle, (int, float)) and not isinstance(idle, bool)
@@ -148,6 +161,11 @@ class Client:
         self.requests = TokenBucket(rate, max(rate, 1.0), clock)
         builds = limits.picture_builds_per_minute
         self.picture_builds = TokenBucket(builds / 60.0, builds, clock)
+        share = limits.loop_share
+        #: seconds of the event loop's time (charged after each request)
+        self.loop_time = TokenBucket(0.0 if share >= 1 else share, LOOP_BURST, clock)
+        #: when its last request arrived
+        self.last_request = -math.inf
 
     @property
     def connections(self) -> int:
@@ -270,6 +288,11 @@ class ClientTable:
                 best, best_key = stream, key
         return best
 
+    def others_active(self, client: Client) -> bool:
+        """Whether a client other than ``client`` sent a request in the last :data:`ACTIVE_WINDOW` seconds."""
+        since = self._clock() - ACTIVE_WINDOW
+        return any(s.client is not client and s.client.last_request >= since for s in self.streams)
+
     def idle(self, timeout: float) -> list[Stream]:
         """The streams without a request for ``timeout`` seconds (not yet being closed)."""
         deadline = self._clock() - timeout
@@ -277,6 +300,8 @@ class ClientTable:
 
 
 __all__ = [
+    "ACTIVE_WINDOW",
+    "DEFAULT_LOOP_SHARE",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_CONNECTIONS_PER_CLIENT",
     "DEFAULT_PICTURE_BUILDS_PER_MINUTE",

@@ -24,6 +24,7 @@ from concurrent import futures
 
 from alchemy_gym.server.auth import TokenSet
 from alchemy_gym.server.clients import (
+    DEFAULT_LOOP_SHARE,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_PICTURE_BUILDS_PER_MINUTE,
@@ -131,8 +132,8 @@ class AlchemyServicer:
         max_worlds_per_connection: worlds one stream may hold at once.
         idle_timeout: seconds without a request after which a stream is ended (DEADLINE_EXCEEDED)
             and its worlds destroyed; ``None`` (the default) never ends a stream for idleness.
-        max_connections_per_client, max_worlds_per_client, request_rate, picture_builds_per_minute:
-            the per-client limits of :class:`~alchemy_gym.server.clients.Limits`.
+        max_connections_per_client, max_worlds_per_client, request_rate, picture_builds_per_minute,
+            loop_share: the per-client limits of :class:`~alchemy_gym.server.clients.Limits`.
         tokens: the tokens it accepts (``None``: every stream is served).
     """
 
@@ -147,6 +148,7 @@ class AlchemyServicer:
         max_worlds_per_client: int | None = None,
         request_rate: float = DEFAULT_REQUEST_RATE,
         picture_builds_per_minute: int = DEFAULT_PICTURE_BUILDS_PER_MINUTE,
+        loop_share: float = DEFAULT_LOOP_SHARE,
         tokens: TokenSet | None = None,
     ) -> None:
         self.idle_timeout = check_idle_timeout(idle_timeout)
@@ -160,6 +162,7 @@ class AlchemyServicer:
             max_worlds_per_connection=max_worlds_per_connection,
             request_rate=request_rate,
             picture_builds_per_minute=picture_builds_per_minute,
+            loop_share=loop_share,
             idle_timeout=self.idle_timeout,
         )
         self.tokens = tokens
@@ -331,16 +334,17 @@ class AlchemyServicer:
 
         eof = grpc.aio.EOF
         stats = self.stats
-        bucket = stream.client.requests
+        client = stream.client
+        requests, loop_time = client.requests, client.loop_time
         thread_time = time.thread_time
         monotonic = time.monotonic
         while True:
             data = await context.read()
             if data is eof:
                 return
-            stream.last = monotonic()
+            stream.last = client.last_request = monotonic()
             stream.busy = True
-            wait = bucket.take()
+            wait = requests.take()
             if wait > 0:  # over the client's request rate: its turn comes later
                 await asyncio.sleep(wait)
             start = thread_time()
@@ -356,6 +360,9 @@ class AlchemyServicer:
             if held > stats.longest_hold:
                 stats.record(held, data, response)
             await context.write(payload)
+            wait = loop_time.take(held)
+            if wait > 0 and self.clients.others_active(client):  # over its share of the loop: others first
+                await asyncio.sleep(wait)
             stream.last = monotonic()
             stream.busy = False
 
