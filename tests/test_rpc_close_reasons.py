@@ -64,6 +64,7 @@ def test_an_env_idle_past_the_servers_timeout_gets_its_reason(idle_server):
             env.reset(seed=i)
             env.step(1)
             assert wait_until(lambda n=i: _log_count(idle_server, "closed the connection from") > n, timeout=30)
+            time.sleep(0.2)  # the user's pause goes on a little after the server's log line
             with pytest.raises(RpcEnvError) as info:
                 env.step(2)
             message = str(info.value)

@@ -219,6 +219,31 @@ def test_the_env_presents_its_token_and_says_when_it_is_refused(servers):
         gym.make("Alchemy/AllFixed-v0", address=address, token="has space")
 
 
+def test_a_plain_dm_env_rpc_client_passes_the_token_as_call_metadata(servers):
+    """The recipe of the docs: dm_env_rpc's own connection and DmEnvAdaptor, with the token in the metadata."""
+    from dm_env_rpc.v1 import connection as dm_connection
+    from dm_env_rpc.v1 import dm_env_adaptor
+
+    server = servers(tokens=TOKENS)
+    connection = dm_connection.create_secure_channel_and_connect(
+        f"127.0.0.1:{server.port}", grpc.local_channel_credentials(), metadata=[("authorization", f"Bearer {BOB}")]
+    )
+    try:
+        env, _world = dm_env_adaptor.create_and_join_world(
+            connection, create_world_settings={"seed": 1, "levelName": "alchemy/all_fixed"}, join_world_settings={}
+        )
+        assert env.reset().first()
+        assert env.step({"action": 3}).discount == 1.0
+        env.close()
+    finally:
+        connection.close()
+    refused = dm_connection.create_secure_channel_and_connect(f"127.0.0.1:{server.port}")
+    with pytest.raises(grpc.RpcError) as info:
+        dm_env_adaptor.create_and_join_world(refused, create_world_settings={"seed": 1}, join_world_settings={})
+    refused.close()
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 # ------------------------------------------------------------------------------- identities
 
 
@@ -357,7 +382,8 @@ def test_a_stream_without_a_world_makes_room_for_a_newcomer(servers, clients, mo
             c.send(pb.StepRequest())
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert exc.details() == f"{MADE_ROOM} to make room for a new one: all 3 connections of the server were in use"
+            expected = f"{MADE_ROOM} to make room for a new one: all 3 connections of the server were in use"
+            assert exc.details() == expected
             closed += 1
         except dm_error.DmEnvRpcError:
             pass
@@ -426,6 +452,24 @@ def test_a_picture_size_is_built_once_off_the_loop_and_shared(servers, clients):
             c.send(pb.LeaveWorldRequest())
     assert painters.builds - before == 2  # 640 and 639, once each, for both clients
     assert server.servicer.stats.offloaded == 2
+
+
+def test_a_failed_painter_build_is_an_internal_error_on_a_stream_that_stays(servers, clients, monkeypatch):
+    def broken(size):
+        raise MemoryError("no room for a painter")
+
+    server = servers()
+    monkeypatch.setattr(server.servicer.painters, "build", broken)
+    c = clients(server.port)
+    world = c.create()
+    error = c.error(
+        pb.JoinWorldRequest(
+            world_name=world, settings={"width": tensor_utils.pack_tensor(320), "height": tensor_utils.pack_tensor(240)}
+        )
+    )
+    assert error.code == code_pb2.INTERNAL and "MemoryError: no room for a painter" in error.message
+    c.join(world)  # the cached default size: served
+    assert c.send(pb.StepRequest()).state == pb.EnvironmentStateType.RUNNING
 
 
 def test_new_picture_sizes_are_limited_per_client(servers, clients):

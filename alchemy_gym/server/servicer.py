@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent import futures
 
-from alchemy_gym.server.auth import TokenSet
+from alchemy_gym.server.auth import METADATA_KEY, TokenSet
 from alchemy_gym.server.clients import (
     DEFAULT_LOOP_SHARE,
     DEFAULT_MAX_CONNECTIONS,
@@ -35,8 +35,8 @@ from alchemy_gym.server.clients import (
     Stream,
 )
 from alchemy_gym.server.observations import PainterCache
-from alchemy_gym.server.protocol import ServerError, codes, pb
-from alchemy_gym.server.ratelimit import RateLimitedLog
+from alchemy_gym.server.protocol import ServerError, codes, error_response, pb
+from alchemy_gym.server.ratelimit import RateLimitedLog, shorten
 from alchemy_gym.server.session import Offload, Session
 from alchemy_gym.server.settings import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from alchemy_gym.server.world import (
@@ -228,8 +228,9 @@ class AlchemyServicer:
             limit = self.limits.max_connections_per_client
             return (
                 f"{SERVER_FULL} for this client ({client.label}): a client may have at most {limit} connections "
-                "open at once and all of this client's hold a world; close one, or start the server with a "
-                "larger --max-connections-per-client (clients with tokens of their own count apart)"
+                "open at once, and none of this client's can be closed to make room (each holds a world or is "
+                "new); close one, or start the server with a larger --max-connections-per-client (clients with "
+                "tokens of their own count apart)"
             )
         return (
             f"{SERVER_FULL}: it serves at most {self.max_connections} connections at once and all are in use; "
@@ -289,7 +290,7 @@ class AlchemyServicer:
             metadata = context.invocation_metadata()
             token_label = self.tokens.match(metadata)
             if token_label is None:
-                presented = any(key == "authorization" for key, _ in metadata or ())
+                presented = any(key == METADATA_KEY for key, _ in metadata or ())
                 self.auth_log.warning(
                     "refused a stream from %s: %s", context.peer(), "wrong token" if presented else "no token"
                 )
@@ -351,9 +352,16 @@ class AlchemyServicer:
             response = session.handle_bytes(data)
             if type(response) is Offload:
                 stats.record(thread_time() - start, data)
-                result = await self._offload(response)
+                try:
+                    result = await self._offload(response)
+                except Exception as exc:  # a bug or no memory: report it, keep serving
+                    text = f"{type(exc).__name__}: {shorten(exc, 200)}"
+                    self.internal_log.error("internal error in off-loop work %s: %s", response.key, text, exc_info=exc)
+                    result = None
+                    response = error_response(codes().INTERNAL, f"internal error handling join_world: {text}")
                 start = thread_time()
-                response = response.finish(result)
+                if result is not None:
+                    response = response.finish(result)
             payload = response.SerializeToString()
             held = thread_time() - start
             stats.requests += 1
