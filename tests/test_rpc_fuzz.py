@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import random
-import threading
 
-import numpy as np
 import pytest
 
 pytest.importorskip("dm_env_rpc")
@@ -23,17 +21,15 @@ from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
 from google.rpc import code_pb2  # noqa: E402
 
-from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
-from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E402
+from alchemy_gym.rpc.connection import is_server_full  # noqa: E402
 from alchemy_gym.rpc.launchers import LocalBinaryLauncher  # noqa: E402
 from alchemy_gym.rpc.names import token_metadata  # noqa: E402
 from alchemy_gym.server.service import (  # noqa: E402
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_MAX_REQUEST_BYTES,
-    EVENT_NAMES,
     MADE_ROOM,
 )
-from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS  # noqa: E402
+from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS, GoodClient, rss_mb  # noqa: E402
 
 NUM_HOSTILE_REQUESTS = 3000
 RSS_GROWTH_LIMIT_MB = 200
@@ -60,14 +56,6 @@ HOSTILE_PATTERNS = [
     "((((((((((.*)*)*)*)*)*)*)*)*)*)*Q",
 ]
 METACHARACTERS = "()[]{}|*+?.^$\\aZ/:-,0123456789DeT "
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 class RawStream:
@@ -187,81 +175,6 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 # ----------------------------------------------------------------------------------- clients
-
-
-class GoodClient(threading.Thread):
-    """Plays episodes on its own world until told to stop, comparing every step with the in-process env."""
-
-    def __init__(self, address: str, pid: int, token: str, max_episodes: int | None = None) -> None:
-        super().__init__(name="fuzz-good-client", daemon=True)
-        self.max_episodes = max_episodes
-        self.channel = grpc.insecure_channel(address)
-        self.connection = RpcConnection(self.channel, metadata=token_metadata(token), timeout=120)
-        self.pid = pid
-        self.stop = threading.Event()
-        self.steps = 0
-        self.episodes = 0
-        self.peak_rss = 0.0
-        self.error: BaseException | None = None
-        settings = {
-            "seed": tensor_utils.pack_tensor(12345),
-            "levelName": tensor_utils.pack_tensor(LEVEL),
-            "EventSubscriptionRegex": tensor_utils.pack_tensor("DeepMind/.*"),
-        }
-        self.world = self.connection.send(pb.CreateWorldRequest(settings=settings)).world_name
-        specs = self.connection.send(pb.JoinWorldRequest(world_name=self.world)).specs
-        self.uids = {spec.name: uid for uid, spec in specs.observations.items()}
-
-    def _observe(self, response):
-        obs = tensor_utils.unpack_tensor(response.observations[self.uids["symbolic_obs"]])
-        score = float(tensor_utils.unpack_tensor(response.observations[self.uids["Score"]]))
-        names = [_event_name(a) for a in response.observations[self.uids["events"]].protos.array]
-        assert set(names) <= set(EVENT_NAMES)
-        return obs, score
-
-    def run(self) -> None:
-        try:
-            self._play()
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def _play(self) -> None:
-        rng = np.random.default_rng(7)
-        reference = SymbolicAlchemyEnv(LEVEL)
-        requested = [self.uids["symbolic_obs"], self.uids["Score"], self.uids["events"]]
-        while not self.stop.is_set() and self.episodes != self.max_episodes:
-            expected = reference.reset(seed=12345)[0] if self.episodes == 0 else reference.reset()[0]
-            obs, score = self._observe(self.connection.send(pb.StepRequest(requested_observations=requested)))
-            np.testing.assert_array_equal(obs, expected)
-            assert score == 0.0
-            total, terminated = 0.0, False
-            while not terminated:
-                action = int(rng.integers(0, 40))
-                expected, reward, terminated, _, _ = reference.step(action)
-                response = self.connection.send(
-                    pb.StepRequest(actions={1: tensor_utils.pack_tensor(action)}, requested_observations=requested)
-                )
-                obs, score = self._observe(response)
-                total += reward
-                np.testing.assert_array_equal(obs, expected)
-                assert score == pytest.approx(total)
-                assert (response.state == pb.EnvironmentStateType.TERMINATED) == terminated
-                self.steps += 1
-                if self.steps % 100 == 0:
-                    self.peak_rss = max(self.peak_rss, _rss_mb(self.pid))
-            self.episodes += 1
-
-    def close(self) -> None:
-        self.connection.close()
-        self.channel.close()
-
-
-def _event_name(packed) -> str:
-    from alchemy_gym.rpc.events import messages
-
-    event = messages().WorldEvent()
-    event.ParseFromString(packed.value)
-    return event.name
 
 
 class HostileClient:
@@ -393,8 +306,8 @@ def test_a_hostile_client_cannot_crash_stall_or_corrupt_the_server():
     try:
         address = launcher.start(timeout=60)
         pid = launcher.process.pid
-        good = GoodClient(address, pid, launcher.token)
-        baseline = _rss_mb(pid)
+        good = GoodClient(address, launcher.token, pid=pid)
+        baseline = rss_mb(pid)
         good.start()
         hostile = HostileClient(address, good.world, seed=2024, token=launcher.token)
         for i in range(NUM_HOSTILE_REQUESTS):
@@ -409,10 +322,10 @@ def test_a_hostile_client_cannot_crash_stall_or_corrupt_the_server():
         assert not good.is_alive()
         if good.error is not None:
             raise good.error
-        final_rss = _rss_mb(pid)
+        final_rss = rss_mb(pid)
         assert launcher.alive()
         # a new client is served as before
-        fresh = GoodClient(address, pid, launcher.token, max_episodes=1)
+        fresh = GoodClient(address, launcher.token, pid=pid, max_episodes=1)
         fresh.run()
         fresh.close()
         if fresh.error is not None:

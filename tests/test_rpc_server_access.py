@@ -18,7 +18,6 @@ from dm_env_rpc.v1 import error as dm_error  # noqa: E402
 from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from google.rpc import code_pb2  # noqa: E402
 
-from alchemy_gym.rpc.connection import RpcConnection  # noqa: E402
 from alchemy_gym.rpc.names import token_metadata  # noqa: E402
 from alchemy_gym.server import clients as clients_module  # noqa: E402
 from alchemy_gym.server.auth import TokenError, TokenSet, read_token_file, tokens_from  # noqa: E402
@@ -33,40 +32,12 @@ from alchemy_gym.server.service import (  # noqa: E402
     make_server,
 )
 from alchemy_gym.server.world import WorldRegistry  # noqa: E402
-from tests.rpc_fixtures import LEVEL, wait_until  # noqa: E402
+from tests.rpc_fixtures import LEVEL, Client, create_settings, wait_until  # noqa: E402
 
 ALICE = "alice-" + "a" * 26
 BOB = "bob-" + "b" * 28
 MALLORY = "mallory-" + "m" * 24
 TOKENS = TokenSet([("alice", ALICE), ("bob", BOB), ("mallory", MALLORY)])
-
-
-class Client:
-    """One stream on its own channel, presenting ``token``; ``send`` raises DmEnvRpcError on an error status."""
-
-    def __init__(self, port: int, token: str | None = None) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.connection = RpcConnection(self.channel, metadata=token_metadata(token))
-
-    def send(self, request):
-        return self.connection.send(request)
-
-    def error(self, request):
-        with pytest.raises(dm_error.DmEnvRpcError) as info:
-            self.send(request)
-        return info.value
-
-    def create(self, seed: int = 3) -> str:
-        settings = {"seed": tensor_utils.pack_tensor(seed), "levelName": tensor_utils.pack_tensor(LEVEL)}
-        return self.send(pb.CreateWorldRequest(settings=settings)).world_name
-
-    def join(self, world: str, **settings):
-        packed = {k: tensor_utils.pack_tensor(v) for k, v in settings.items()}
-        return self.send(pb.JoinWorldRequest(world_name=world, settings=packed)).specs
-
-    def close(self) -> None:
-        self.connection.close()
-        self.channel.close()
 
 
 @pytest.fixture
@@ -282,16 +253,12 @@ def test_worlds_are_counted_per_client_over_all_its_connections(servers, clients
     for c in streams[:2]:
         c.create(seed=1)
         c.create(seed=2)
-    error = streams[2].error(pb.CreateWorldRequest(settings=_create_settings()))
+    error = streams[2].error(pb.CreateWorldRequest(settings=create_settings()))
     assert error.code == code_pb2.RESOURCE_EXHAUSTED
     assert "a client (mallory at 127.0.0.1) may hold at most 4 worlds over all its connections" in error.message
     alice = clients(server.port, ALICE)
     assert all(alice.create(seed=s) for s in range(4))  # another token: another client
     assert server.servicer.num_worlds == 8
-
-
-def _create_settings(seed: int = 1) -> dict:
-    return {"seed": tensor_utils.pack_tensor(seed), "levelName": tensor_utils.pack_tensor(LEVEL)}
 
 
 def test_connections_are_counted_per_client(servers, clients):
@@ -316,10 +283,10 @@ def test_a_world_recreated_by_its_owner_keeps_its_slot(servers, clients):
     mallory = clients(server.port, MALLORY)
     mallory.create(seed=1)
     mallory.create(seed=2)
-    assert mallory.error(pb.CreateWorldRequest(settings=_create_settings())).code == code_pb2.RESOURCE_EXHAUSTED
+    assert mallory.error(pb.CreateWorldRequest(settings=create_settings())).code == code_pb2.RESOURCE_EXHAUSTED
     for seed in range(5):  # the 3D env's reset(seed=...): destroy, then create
         alice.send(pb.DestroyWorldRequest(world_name=mine))
-        error = mallory.error(pb.CreateWorldRequest(settings=_create_settings()))  # the slot is kept for alice
+        error = mallory.error(pb.CreateWorldRequest(settings=create_settings()))  # the slot is kept for alice
         assert error.code == code_pb2.RESOURCE_EXHAUSTED and "at most 3 worlds" in error.message
         mine = alice.create(seed=seed)
     assert server.servicer.num_worlds == 3
@@ -360,7 +327,7 @@ def test_an_env_reset_with_a_seed_keeps_its_world_on_a_full_server(servers):
         for seed in range(4):  # each destroys the world and creates another
             env.reset(seed=seed)
             env.step(1)
-            assert mallory.error(pb.CreateWorldRequest(settings=_create_settings())).code == code_pb2.RESOURCE_EXHAUSTED
+            assert mallory.error(pb.CreateWorldRequest(settings=create_settings())).code == code_pb2.RESOURCE_EXHAUSTED
     finally:
         env.close()
         mallory.close()
@@ -417,7 +384,7 @@ def test_requested_observations_are_bounded(servers, clients):
 def test_settings_are_bounded(servers, clients):
     server = servers()
     c = clients(server.port)
-    settings = {**_create_settings(), **{f"s{i}": tensor_utils.pack_tensor(1) for i in range(MAX_SETTINGS)}}
+    settings = {**create_settings(), **{f"s{i}": tensor_utils.pack_tensor(1) for i in range(MAX_SETTINGS)}}
     error = c.error(pb.CreateWorldRequest(settings=settings))
     assert error.code == code_pb2.INVALID_ARGUMENT
     assert error.message.startswith(f"CreateWorld has 66 settings: at most {MAX_SETTINGS} are allowed")

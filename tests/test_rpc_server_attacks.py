@@ -14,7 +14,6 @@ import gc
 import threading
 import time
 
-import numpy as np
 import pytest
 
 pytest.importorskip("dm_env_rpc")
@@ -26,13 +25,10 @@ from dm_env_rpc.v1 import error as dm_error  # noqa: E402
 from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from google.rpc import code_pb2  # noqa: E402
 
-from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
-from alchemy_gym.rpc.connection import RpcConnection  # noqa: E402
-from alchemy_gym.rpc.names import token_metadata  # noqa: E402
 from alchemy_gym.server import clients as clients_module  # noqa: E402
 from alchemy_gym.server.auth import TokenSet  # noqa: E402
 from alchemy_gym.server.service import MADE_ROOM, MAX_REQUESTED_OBSERVATIONS, SERVER_FULL, make_server  # noqa: E402
-from tests.rpc_fixtures import LEVEL, wait_until  # noqa: E402
+from tests.rpc_fixtures import Client, GoodClient, create_settings, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -46,83 +42,12 @@ HOLD_LIMIT = 0.020
 
 
 def _create(seed: int):
-    return pb.CreateWorldRequest(
-        settings={"seed": tensor_utils.pack_tensor(seed), "levelName": tensor_utils.pack_tensor(LEVEL)}
-    )
+    return pb.CreateWorldRequest(settings=create_settings(seed))
 
 
 def _join(world: str, width: int, height: int):
     settings = {"width": tensor_utils.pack_tensor(width), "height": tensor_utils.pack_tensor(height)}
     return pb.JoinWorldRequest(world_name=world, settings=settings)
-
-
-class Connection:
-    """One stream on its own channel presenting ``token``."""
-
-    def __init__(self, port: int, token: str | None) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.connection = RpcConnection(self.channel, metadata=token_metadata(token), timeout=120)
-
-    def send(self, request):
-        return self.connection.send(request)
-
-    def close(self) -> None:
-        self.connection.close()
-        self.channel.close()
-
-
-class GoodClient(threading.Thread):
-    """Plays its world until stopped, every observation checked against the in-process env."""
-
-    def __init__(self, port: int, token: str | None, seed: int = 12345) -> None:
-        super().__init__(name="good-client", daemon=True)
-        self.connection = Connection(port, token)
-        self.seed = seed
-        self.stop = threading.Event()
-        self.steps = 0
-        self.worst = 0.0  # wall-clock seconds of its slowest step (printed, not asserted)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._play()
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def _play(self) -> None:
-        send = self.connection.send
-        world = send(_create(self.seed)).world_name
-        specs = send(pb.JoinWorldRequest(world_name=world)).specs
-        uid = next(u for u, s in specs.observations.items() if s.name == "symbolic_obs")
-        reference = SymbolicAlchemyEnv(LEVEL)
-        rng = np.random.default_rng(0)
-        episode = 0
-        while not self.stop.is_set():
-            expected = reference.reset(seed=self.seed)[0] if episode == 0 else reference.reset()[0]
-            response = send(pb.StepRequest(requested_observations=[uid]))
-            np.testing.assert_array_equal(tensor_utils.unpack_tensor(response.observations[uid]), expected)
-            terminated = False
-            while not terminated and not self.stop.is_set():
-                action = int(rng.integers(0, 40))
-                expected, _, terminated, _, _ = reference.step(action)
-                start = time.perf_counter()
-                response = send(
-                    pb.StepRequest(actions={1: tensor_utils.pack_tensor(action)}, requested_observations=[uid])
-                )
-                self.worst = max(self.worst, time.perf_counter() - start)
-                np.testing.assert_array_equal(tensor_utils.unpack_tensor(response.observations[uid]), expected)
-                assert (response.state == pb.EnvironmentStateType.TERMINATED) == terminated
-                self.steps += 1
-            episode += 1
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.join(120)
-        self.connection.close()
-        assert not self.is_alive()
-        if self.error is not None:
-            raise self.error
-        assert self.steps > 0
 
 
 @pytest.fixture
@@ -165,6 +90,7 @@ def _attack(target, workers: int, *args) -> list:
 
 def _report(name: str, server, good: GoodClient) -> None:
     stats = server.servicer.stats
+    assert good.steps > 0
     print(
         f"\n{name}: longest hold {stats.longest_hold * 1e3:.2f} ms ({stats.longest_kind}) over {stats.requests} "
         f"requests; good client {good.steps} steps, worst {good.worst * 1e3:.1f} ms wall clock"
@@ -182,7 +108,7 @@ def test_many_connections_cannot_take_the_worlds_of_others(server):
     import alchemy_gym  # noqa: F401
 
     s = server(max_worlds=64)
-    streams = [Connection(s.port, MALLORY) for _ in range(8)]
+    streams = [Client(s.port, MALLORY) for _ in range(8)]
     stop = threading.Event()
     taken, refused = [0], [0]
 
@@ -200,7 +126,7 @@ def test_many_connections_cannot_take_the_worlds_of_others(server):
     for t in grabbers:
         t.start()
     env = gym.make("Alchemy/AllFixed-v0", address=f"127.0.0.1:{s.port}", token=ALICE, observations=["symbolic_obs"])
-    good = GoodClient(s.port, ALICE)
+    good = GoodClient(f"127.0.0.1:{s.port}", ALICE)
     good.start()
     try:
         assert wait_until(lambda: refused[0] > 0, timeout=60)
@@ -208,7 +134,7 @@ def test_many_connections_cannot_take_the_worlds_of_others(server):
             env.reset(seed=seed)
             for action in range(5):
                 env.step(action)
-        carol = Connection(s.port, CAROL)
+        carol = Client(s.port, CAROL)
         assert carol.send(_create(1)).world_name  # a newcomer is served
         carol.close()
     finally:
@@ -229,7 +155,7 @@ def test_keep_alive_streams_cannot_hold_every_connection(server, monkeypatch):
     s = server(max_connections=64)
     held, refused = [], 0
     for _ in range(64):
-        stream = Connection(s.port, MALLORY)
+        stream = Client(s.port, MALLORY)
         try:
             assert stream.send(pb.LeaveWorldRequest()) is not None  # a no-op keep-alive
             held.append(stream)
@@ -238,7 +164,7 @@ def test_keep_alive_streams_cannot_hold_every_connection(server, monkeypatch):
             refused += 1
             stream.close()
     assert len(held) == 32 and refused == 32
-    good = GoodClient(s.port, ALICE)
+    good = GoodClient(f"127.0.0.1:{s.port}", ALICE)
     good.start()
     try:
         for _ in range(3):  # keep-alive rounds
@@ -246,7 +172,7 @@ def test_keep_alive_streams_cannot_hold_every_connection(server, monkeypatch):
             for stream in held:
                 stream.send(pb.LeaveWorldRequest())
         # a newcomer of mallory's own client takes the place of one of its streams without a world
-        newcomer = Connection(s.port, MALLORY)
+        newcomer = Client(s.port, MALLORY)
         newcomer.send(_create(2))
         newcomer.close()
         lost = 0
@@ -270,12 +196,12 @@ def test_keep_alive_streams_cannot_hold_every_connection(server, monkeypatch):
 def test_alternating_picture_sizes_do_not_stall_the_loop(server):
     """4 streams join at 640x480 and 639x480 in turn, 25 times each, stepping a picture each time."""
     s = server()
-    good = GoodClient(s.port, ALICE)
+    good = GoodClient(f"127.0.0.1:{s.port}", ALICE)
     good.start()
     before = s.servicer.painters.builds
 
     def attack(i: int) -> int:
-        stream = Connection(s.port, MALLORY)
+        stream = Client(s.port, MALLORY)
         world = stream.send(_create(i)).world_name
         pictures = 0
         for k in range(50):
@@ -296,12 +222,12 @@ def test_alternating_picture_sizes_do_not_stall_the_loop(server):
 def test_new_picture_sizes_are_built_off_the_loop_and_limited(server):
     """4 streams ask for 30 new picture sizes each: a few are built in the worker thread, the rest refused."""
     s = server(picture_builds_per_minute=4)
-    good = GoodClient(s.port, ALICE)
+    good = GoodClient(f"127.0.0.1:{s.port}", ALICE)
     good.start()
     before = s.servicer.painters.builds
 
     def attack(i: int) -> int:
-        stream = Connection(s.port, MALLORY)
+        stream = Client(s.port, MALLORY)
         world = stream.send(_create(i)).world_name
         refused = 0
         for k in range(30):
@@ -323,11 +249,11 @@ def test_new_picture_sizes_are_built_off_the_loop_and_limited(server):
 def test_long_observation_lists_do_not_stall_the_loop(server):
     """4 streams send 100 Steps each listing as many ids as fit in a request, and some that do not fit."""
     s = server()
-    good = GoodClient(s.port, ALICE)
+    good = GoodClient(f"127.0.0.1:{s.port}", ALICE)
     good.start()
 
     def attack(i: int) -> tuple[int, int]:
-        stream = Connection(s.port, MALLORY)
+        stream = Client(s.port, MALLORY)
         world = stream.send(_create(i)).world_name
         stream.send(pb.JoinWorldRequest(world_name=world))
         refused = ended = 0
@@ -339,7 +265,7 @@ def test_long_observation_lists_do_not_stall_the_loop(server):
                     assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in exc.details()
                     ended += 1
                 stream.close()
-                stream = Connection(s.port, MALLORY)
+                stream = Client(s.port, MALLORY)
                 stream.send(pb.JoinWorldRequest(world_name=stream.send(_create(i)).world_name))
                 continue
             try:
@@ -360,10 +286,10 @@ def test_long_observation_lists_do_not_stall_the_loop(server):
 def test_a_full_server_still_refuses_with_its_reason_under_attack(server):
     """The server's own limit, reached by several clients, is reported as before."""
     s = server(max_connections=4, max_connections_per_client=2)
-    streams = [Connection(s.port, token) for token in (MALLORY, MALLORY, CAROL, CAROL)]
+    streams = [Client(s.port, token) for token in (MALLORY, MALLORY, CAROL, CAROL)]
     for i, stream in enumerate(streams):
         stream.send(_create(i))  # each holds a world
-    extra = Connection(s.port, ALICE)
+    extra = Client(s.port, ALICE)
     with pytest.raises(grpc.RpcError) as info:
         extra.send(_create(9))
     extra.close()

@@ -15,17 +15,16 @@ pytest.importorskip("grpc")
 
 import grpc  # noqa: E402
 from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb  # noqa: E402
-from dm_env_rpc.v1 import error as dm_error  # noqa: E402
 from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from google.rpc import code_pb2  # noqa: E402
 
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
-from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E402
+from alchemy_gym.rpc.connection import is_server_full  # noqa: E402
 from alchemy_gym.server import service as server_module  # noqa: E402
 from alchemy_gym.server.ratelimit import RateLimitedLog, short_repr, shorten  # noqa: E402
 from alchemy_gym.server.service import EVENT_NAMES, IDLE_CLOSED, SERVER_FULL, make_server  # noqa: E402
 from alchemy_gym.server.session import Session  # noqa: E402
-from tests.rpc_fixtures import LEVEL  # noqa: E402
+from tests.rpc_fixtures import LEVEL, Client  # noqa: E402
 
 SEED = {"seed": tensor_utils.pack_tensor(7)}
 REQUIRED = {**SEED, "levelName": tensor_utils.pack_tensor(LEVEL)}
@@ -36,36 +35,6 @@ def server():
     server, _port = make_server("127.0.0.1", 0, max_connections=16)
     yield server
     server.stop(grace=0.5).wait(5)
-
-
-class Client:
-    """One connection (its own channel): ``send`` raises DmEnvRpcError on an error status."""
-
-    def __init__(self, port: int) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.connection = RpcConnection(self.channel)
-
-    def send(self, request):
-        return self.connection.send(request)
-
-    def error(self, request):
-        """The error status a request gets (fails if it succeeds)."""
-        with pytest.raises(dm_error.DmEnvRpcError) as info:
-            self.send(request)
-        return info.value
-
-    def create(self, seed=3, level=LEVEL, **settings) -> str:
-        packed = {"seed": tensor_utils.pack_tensor(seed), "levelName": tensor_utils.pack_tensor(level)}
-        packed.update({k: tensor_utils.pack_tensor(v) for k, v in settings.items()})
-        return self.send(pb.CreateWorldRequest(settings=packed)).world_name
-
-    def join(self, world: str, **settings):
-        packed = {k: tensor_utils.pack_tensor(v) for k, v in settings.items()}
-        return self.send(pb.JoinWorldRequest(world_name=world, settings=packed)).specs
-
-    def close(self) -> None:
-        self.connection.close()
-        self.channel.close()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.rpc.names import TOKEN_ENV, TOKEN_FILE_ENV
 from alchemy_gym.server.auth import TokenError, tokens_from
 from alchemy_gym.server.clients import (
+    COUNT_LIMITS,
     DEFAULT_LOOP_SHARE,
     DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     DEFAULT_PICTURE_BUILDS_PER_MINUTE,
@@ -133,14 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} out of range: allowed 0..65535")
-    for name in (
-        "max_connections",
-        "max_connections_per_client",
-        "max_worlds",
-        "max_worlds_per_client",
-        "max_worlds_per_connection",
-        "picture_builds_per_minute",
-    ):
+    for name in COUNT_LIMITS:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")

@@ -49,6 +49,17 @@ EVICTION_GRACE = 1.0
 _REMEMBERED_CLIENTS = 1024
 
 
+#: The limits of :class:`Limits` that are counts (positive ints).
+COUNT_LIMITS = (
+    "max_connections",
+    "max_connections_per_client",
+    "max_worlds",
+    "max_worlds_per_client",
+    "max_worlds_per_connection",
+    "picture_builds_per_minute",
+)
+
+
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -82,14 +93,7 @@ class Limits:
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_connections",
-            "max_connections_per_client",
-            "max_worlds",
-            "max_worlds_per_client",
-            "max_worlds_per_connection",
-            "picture_builds_per_minute",
-        ):
+        for name in COUNT_LIMITS:
             _positive_int(name, getattr(self, name))
         rate = self.request_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < math.inf:
@@ -301,6 +305,7 @@ class ClientTable:
 
 __all__ = [
     "ACTIVE_WINDOW",
+    "COUNT_LIMITS",
     "DEFAULT_LOOP_SHARE",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_CONNECTIONS_PER_CLIENT",
