@@ -137,11 +137,13 @@ class TokenBucket:
         self._clock = clock
         self._last = clock()
 
-    def take(self, cost: float = 1.0) -> float:
-        """Take ``cost``; returns the seconds to wait before acting (0.0: at once)."""
+    def take(self, cost: float = 1.0, now: float | None = None) -> float:
+        """Take ``cost`` (at ``now``, default the clock's time); returns the seconds to wait before acting
+        (0.0: at once)."""
         if not self.rate:
             return 0.0
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         tokens = min(self.burst, self.tokens + (now - self._last) * self.rate) - cost
         self._last = now
         self.tokens = tokens
@@ -189,7 +191,7 @@ class Stream:
         self.session = None
         self.task = task
         self.opened = now
-        #: when its last request arrived or was answered
+        #: when its last request arrived
         self.last = now
         #: a request is being handled (the stream is not idle, however long that takes)
         self.busy = False

@@ -343,9 +343,9 @@ class AlchemyServicer:
             data = await context.read()
             if data is eof:
                 return
-            stream.last = client.last_request = monotonic()
+            now = stream.last = client.last_request = monotonic()
             stream.busy = True
-            wait = requests.take()
+            wait = requests.take(1.0, now)
             if wait > 0:  # over the client's request rate: its turn comes later
                 await asyncio.sleep(wait)
             start = thread_time()
@@ -368,10 +368,9 @@ class AlchemyServicer:
             if held > stats.longest_hold:
                 stats.record(held, data, response)
             await context.write(payload)
-            wait = loop_time.take(held)
+            wait = loop_time.take(held, now)
             if wait > 0 and self.clients.others_active(client):  # over its share of the loop: others first
                 await asyncio.sleep(wait)
-            stream.last = monotonic()
             stream.busy = False
 
     async def _offload(self, offload: Offload):
