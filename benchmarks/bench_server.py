@@ -241,9 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             if _events:
                 continue
             print(f"read loop, {label:44s} {read_loop(uids, args.steps, args.passes):6.1f} us/request")
-        print(
-            f"read loop, {'every observation (+ RGB 96x72), no events':44s} {read_loop([1, 2, 3, 5, 6], args.steps, args.passes):6.1f} us/request"
-        )
+        label = "every observation (+ RGB 96x72), no events"
+        print(f"read loop, {label:44s} {read_loop([1, 2, 3, 5, 6], args.steps, args.passes):6.1f} us/request")
         return 0
     if args.served:
         import statistics
