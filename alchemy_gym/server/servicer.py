@@ -132,8 +132,12 @@ class AlchemyServicer:
         max_worlds_per_connection: worlds one stream may hold at once.
         idle_timeout: seconds without a request after which a stream is ended (DEADLINE_EXCEEDED)
             and its worlds destroyed; ``None`` (the default) never ends a stream for idleness.
-        max_connections_per_client, max_worlds_per_client, request_rate, picture_builds_per_minute,
-            loop_share: the per-client limits of :class:`~alchemy_gym.server.clients.Limits`.
+        max_connections_per_client: streams one client may have open (default 32, or half of
+            ``max_connections`` if more; :class:`~alchemy_gym.server.clients.Limits` has the others' meaning).
+        max_worlds_per_client: worlds one client may hold (default 32, or half of ``max_worlds`` if more).
+        request_rate: requests a second per client (0: no limit).
+        picture_builds_per_minute: picture sizes new to the server one client may ask for a minute.
+        loop_share: the share of the event loop's time one client may take while others are active.
         tokens: the tokens it accepts (``None``: every stream is served).
     """
 
