@@ -7,6 +7,7 @@ as coroutines on a ``grpc.aio`` stream); :class:`RpcAlchemyEnv` runs one on a pr
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import weakref
 from collections.abc import Mapping, Sequence
@@ -124,9 +125,13 @@ class RpcEnvConfig(Settings):
         None, "``host:port`` of a running server (no Docker; the vector env: one, or one per sub-env)", _check_address
     )
     binary: str | None = setting(None, "a local server program, or a dm_alchemy Unity build directory", _optional_str)
-    token: str | None = setting(
-        None, "the server's token (default: the launcher makes one for a server it starts that checks tokens)",
-        _check_token, shown="None",
+    token: str | None = dataclasses.field(  # a setting() kept out of the config's repr
+        default=None,
+        repr=False,
+        metadata=setting(
+            None, "the server's token (default: the launcher makes one for a server it starts that checks tokens)",
+            _check_token, shown="None",
+        ).metadata,
     )  # fmt: skip
     binary_args: Sequence[str] | None = setting(
         (), "its arguments (``{port}`` is replaced by the port; Unity's by default)",
