@@ -9,6 +9,12 @@
 # The entry point chooses gRPC's faster loopback transport (alchemy_gym/rpc/tuning.py) unless the
 # container is given GRPC_EXPERIMENTS.
 #
+# Access: the server serves only clients that present its token when the container is given one:
+# ALCHEMY_GYM_TOKEN=TOKEN, or a token file mounted read-only and named by ALCHEMY_GYM_TOKEN_FILE
+# (e.g. -v $PWD/tokens:/run/secrets/alchemy-gym-tokens:ro -e ALCHEMY_GYM_TOKEN_FILE=/run/secrets/alchemy-gym-tokens).
+# The label below tells alchemy-gym's Docker launcher that this image checks tokens, and in which
+# variable it takes one: the launcher gives each container a fresh random token of its own.
+#
 # The build context must hold ./wheels with the alchemy-gym wheel and the wheels of its
 # dependencies for the base image's Python: nothing is downloaded during the build.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -24,6 +30,8 @@ COPY wheels/ /tmp/wheels/
 RUN python3 -m pip install --no-index --no-cache-dir --find-links /tmp/wheels alchemy-gym dm-env-rpc grpcio \
     && rm -rf /tmp/wheels \
     && python3 -c "import alchemy_gym.server.service"
+
+LABEL alchemy-gym.token-env="ALCHEMY_GYM_TOKEN"
 
 # an unprivileged user (numeric: minimal base images have no useradd)
 USER 10001:10001

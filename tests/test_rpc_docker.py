@@ -159,3 +159,71 @@ def test_remove_stale_containers_spares_live_owners(docker_image):
         launcher.close()
         launcher.close()
     assert launcher.container.id not in {c.id for c in our_containers(client)}
+
+
+def test_our_image_gets_a_token_of_its_own_and_refuses_others(docker_image):
+    from alchemy_gym.rpc.launchers import Unauthenticated, probe
+    from alchemy_gym.rpc.names import TOKEN_ENV
+
+    client, image = docker_image
+    launcher = DockerLauncher(image)
+    try:
+        address = launcher.start(timeout=60)
+        token = launcher.token
+        assert token and len(token) >= 32  # labelled image: a fresh random token
+        assert f"{TOKEN_ENV}={token}" in launcher.container.attrs["Config"]["Env"]
+        with pytest.raises(Unauthenticated, match="with no token"):
+            probe(address, timeout=10)
+        with pytest.raises(Unauthenticated, match="with the token given"):
+            probe(address, timeout=10, token="q" * 40)
+        assert probe(address, timeout=10, token=token) is None
+        env = gym.make("Alchemy/AllFixed-v0", address=address, token=token, observations=["symbolic_obs"])
+        env.reset(seed=0)
+        env.step(1)
+        env.close()
+        log = launcher.log_tail(lines=50)
+        assert "1 token(s) from $ALCHEMY_GYM_TOKEN" in log and "refused a stream" in log
+        assert token not in log
+    finally:
+        launcher.close()
+
+
+def test_our_image_takes_a_mounted_token_file(docker_image, tmp_path):
+    client, image = docker_image
+    alice, bob = "alice-" + "a" * 30, "bob-" + "b" * 30
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"alice {alice}\nbob {bob}\n")
+    tokens.chmod(0o644)  # the container's user (10001) must read it
+    secret = "/run/secrets/alchemy-gym-tokens"
+    env = gym.make(
+        "Alchemy/AllFixed-v0",
+        image=image,
+        token=alice,
+        environment={"ALCHEMY_GYM_TOKEN_FILE": secret},
+        docker_kwargs={"run_kwargs": {"volumes": {str(tokens): {"bind": secret, "mode": "ro"}}}},
+        observations=["symbolic_obs"],
+    )
+    try:
+        env.reset(seed=0)
+        launcher = env.unwrapped.launcher
+        # bob's token is only in the file: the server read the file
+        other = gym.make("Alchemy/AllFixed-v0", address=launcher.address, token=bob, observations=["symbolic_obs"])
+        other.reset(seed=1)
+        other.close()
+        with pytest.raises(RpcEnvError, match="refused the connection with the token given"):
+            gym.make("Alchemy/AllFixed-v0", address=launcher.address, token="c" * 36, connect_timeout=60)
+        log = launcher.log_tail(lines=50)
+        assert f"2 token(s) from token file {secret}" in log and "may be read by every user" in log
+        assert alice not in log and bob not in log
+    finally:
+        env.close()
+
+
+def test_an_image_without_the_label_gets_no_token(docker_image):
+    """The Unity image does not check tokens: the launcher sends none unless asked (a local stand-in)."""
+    client, image = docker_image
+    launcher = DockerLauncher(image)
+    assert launcher._token_environment(type("Image", (), {"labels": {}})()) == {} and launcher.token is None
+    launcher = DockerLauncher(image, token="given-" + "g" * 20)
+    assert launcher._token_environment(type("Image", (), {"labels": None})()) == {}
+    assert launcher.token == "given-" + "g" * 20  # sent, but not given to the container

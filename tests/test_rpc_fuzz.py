@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import random
-import threading
 
-import numpy as np
 import pytest
 
 pytest.importorskip("dm_env_rpc")
@@ -23,11 +21,15 @@ from dm_env_rpc.v1 import tensor_utils  # noqa: E402
 from google.protobuf import any_pb2  # noqa: E402
 from google.rpc import code_pb2  # noqa: E402
 
-from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv  # noqa: E402
-from alchemy_gym.rpc.connection import RpcConnection, is_server_full  # noqa: E402
+from alchemy_gym.rpc.connection import is_server_full  # noqa: E402
 from alchemy_gym.rpc.launchers import LocalBinaryLauncher  # noqa: E402
-from alchemy_gym.server.service import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, EVENT_NAMES  # noqa: E402
-from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS  # noqa: E402
+from alchemy_gym.rpc.names import token_metadata  # noqa: E402
+from alchemy_gym.server.service import (  # noqa: E402
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_MAX_REQUEST_BYTES,
+    MADE_ROOM,
+)
+from tests.rpc_fixtures import LEVEL, PYTHON, SERVER_ARGS, GoodClient, rss_mb  # noqa: E402
 
 NUM_HOSTILE_REQUESTS = 3000
 RSS_GROWTH_LIMIT_MB = 200
@@ -56,25 +58,17 @@ HOSTILE_PATTERNS = [
 METACHARACTERS = "()[]{}|*+?.^$\\aZ/:-,0123456789DeT "
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 class RawStream:
     """A ``Process`` stream of raw bytes: ``send`` returns the response, or raises grpc.RpcError once it ended."""
 
-    def __init__(self, channel) -> None:
+    def __init__(self, channel, token: str | None = None) -> None:
         self.requests: queue.SimpleQueue = queue.SimpleQueue()
         stub = channel.stream_stream(
             "/dm_env_rpc.v1.Environment/Process",
             request_serializer=lambda b: b,
             response_deserializer=pb.EnvironmentResponse.FromString,
         )
-        self.responses = stub(iter(self.requests.get, None), timeout=600)
+        self.responses = stub(iter(self.requests.get, None), timeout=600, metadata=token_metadata(token))
 
     def send(self, data: bytes):
         self.requests.put(data)
@@ -183,90 +177,16 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 # ----------------------------------------------------------------------------------- clients
 
 
-class GoodClient(threading.Thread):
-    """Plays episodes on its own world until told to stop, comparing every step with the in-process env."""
-
-    def __init__(self, address: str, pid: int, max_episodes: int | None = None) -> None:
-        super().__init__(name="fuzz-good-client", daemon=True)
-        self.max_episodes = max_episodes
-        self.channel = grpc.insecure_channel(address)
-        self.connection = RpcConnection(self.channel, timeout=120)
-        self.pid = pid
-        self.stop = threading.Event()
-        self.steps = 0
-        self.episodes = 0
-        self.peak_rss = 0.0
-        self.error: BaseException | None = None
-        settings = {
-            "seed": tensor_utils.pack_tensor(12345),
-            "levelName": tensor_utils.pack_tensor(LEVEL),
-            "EventSubscriptionRegex": tensor_utils.pack_tensor("DeepMind/.*"),
-        }
-        self.world = self.connection.send(pb.CreateWorldRequest(settings=settings)).world_name
-        specs = self.connection.send(pb.JoinWorldRequest(world_name=self.world)).specs
-        self.uids = {spec.name: uid for uid, spec in specs.observations.items()}
-
-    def _observe(self, response):
-        obs = tensor_utils.unpack_tensor(response.observations[self.uids["symbolic_obs"]])
-        score = float(tensor_utils.unpack_tensor(response.observations[self.uids["Score"]]))
-        names = [_event_name(a) for a in response.observations[self.uids["events"]].protos.array]
-        assert set(names) <= set(EVENT_NAMES)
-        return obs, score
-
-    def run(self) -> None:
-        try:
-            self._play()
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def _play(self) -> None:
-        rng = np.random.default_rng(7)
-        reference = SymbolicAlchemyEnv(LEVEL)
-        requested = [self.uids["symbolic_obs"], self.uids["Score"], self.uids["events"]]
-        while not self.stop.is_set() and self.episodes != self.max_episodes:
-            expected = reference.reset(seed=12345)[0] if self.episodes == 0 else reference.reset()[0]
-            obs, score = self._observe(self.connection.send(pb.StepRequest(requested_observations=requested)))
-            np.testing.assert_array_equal(obs, expected)
-            assert score == 0.0
-            total, terminated = 0.0, False
-            while not terminated:
-                action = int(rng.integers(0, 40))
-                expected, reward, terminated, _, _ = reference.step(action)
-                response = self.connection.send(
-                    pb.StepRequest(actions={1: tensor_utils.pack_tensor(action)}, requested_observations=requested)
-                )
-                obs, score = self._observe(response)
-                total += reward
-                np.testing.assert_array_equal(obs, expected)
-                assert score == pytest.approx(total)
-                assert (response.state == pb.EnvironmentStateType.TERMINATED) == terminated
-                self.steps += 1
-                if self.steps % 100 == 0:
-                    self.peak_rss = max(self.peak_rss, _rss_mb(self.pid))
-            self.episodes += 1
-
-    def close(self) -> None:
-        self.connection.close()
-        self.channel.close()
-
-
-def _event_name(packed) -> str:
-    from alchemy_gym.rpc.events import messages
-
-    event = messages().WorldEvent()
-    event.ParseFromString(packed.value)
-    return event.name
-
-
 class HostileClient:
     """Sends generated requests on one raw stream (a new one whenever the server ends it)."""
 
-    def __init__(self, address: str, victim: str, seed: int) -> None:
+    def __init__(self, address: str, victim: str, seed: int, token: str) -> None:
+        self.token = token
         self.address = address
         self.victim = victim
         self.rng = random.Random(seed)
         self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 8 << 20)])
-        self.stream = RawStream(self.channel)
+        self.stream = RawStream(self.channel, self.token)
         self.own: list[str] = []
         self.sent = 0
         self.codes: dict[int, int] = {}
@@ -278,11 +198,12 @@ class HostileClient:
         self.sent += 1
         try:
             response = self.stream.send(data)
-        except grpc.RpcError as exc:  # only an oversized message may end a stream
-            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in exc.details(), exc
+        except grpc.RpcError as exc:  # only an oversized message (or room for a new stream) may end a stream
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+            assert "larger than max" in exc.details() or exc.details().startswith(MADE_ROOM), exc
             self.ended_streams += 1
             self.own = []  # the stream's worlds went with it
-            self.stream = RawStream(self.channel)
+            self.stream = RawStream(self.channel, self.token)
             return None
         if response.WhichOneof("payload") == "error":
             code = response.error.code
@@ -350,23 +271,24 @@ class HostileClient:
             )
             self._send(request.SerializeToString())
         elif roll < 0.995:
-            name = "n" * rng.randrange(100_000, DEFAULT_MAX_REQUEST_BYTES - 100)  # large, but under the limit
+            # large, but under the limit
+            name = "n" * rng.randrange(DEFAULT_MAX_REQUEST_BYTES // 2, DEFAULT_MAX_REQUEST_BYTES - 100)
             self._send(pb.EnvironmentRequest(join_world=pb.JoinWorldRequest(world_name=name)).SerializeToString())
         else:
             self._send(b"\x0a" + b"\xff" * (DEFAULT_MAX_REQUEST_BYTES + 10))  # over the limit: ends the stream
 
     def flood_streams(self) -> None:
-        """Open more streams than the server serves: the extra ones are refused at once, saying why."""
+        """Open more streams than a client may: the extra ones are refused at once, saying why."""
         streams = []
-        for _ in range(DEFAULT_MAX_CONNECTIONS + 4):
-            stream = RawStream(self.channel)
+        for _ in range(DEFAULT_MAX_CONNECTIONS_PER_CLIENT + 4):
+            stream = RawStream(self.channel, self.token)
             try:
                 response = stream.send(pb.EnvironmentRequest(step=pb.StepRequest()).SerializeToString())
                 assert response.error.code == code_pb2.FAILED_PRECONDITION  # "not joined": served
                 streams.append(stream)
             except grpc.RpcError as exc:
                 assert is_server_full(exc.code(), exc.details()), exc
-                assert f"at most {DEFAULT_MAX_CONNECTIONS} connections" in exc.details()
+                assert f"at most {DEFAULT_MAX_CONNECTIONS_PER_CLIENT} connections" in exc.details()
                 self.refused_streams += 1
                 stream.close()
         for stream in streams:
@@ -384,10 +306,10 @@ def test_a_hostile_client_cannot_crash_stall_or_corrupt_the_server():
     try:
         address = launcher.start(timeout=60)
         pid = launcher.process.pid
-        good = GoodClient(address, pid)
-        baseline = _rss_mb(pid)
+        good = GoodClient(address, launcher.token, pid=pid)
+        baseline = rss_mb(pid)
         good.start()
-        hostile = HostileClient(address, good.world, seed=2024)
+        hostile = HostileClient(address, good.world, seed=2024, token=launcher.token)
         for i in range(NUM_HOSTILE_REQUESTS):
             hostile.one()
             if i == NUM_HOSTILE_REQUESTS // 2:
@@ -400,10 +322,10 @@ def test_a_hostile_client_cannot_crash_stall_or_corrupt_the_server():
         assert not good.is_alive()
         if good.error is not None:
             raise good.error
-        final_rss = _rss_mb(pid)
+        final_rss = rss_mb(pid)
         assert launcher.alive()
         # a new client is served as before
-        fresh = GoodClient(address, pid, max_episodes=1)
+        fresh = GoodClient(address, launcher.token, pid=pid, max_episodes=1)
         fresh.run()
         fresh.close()
         if fresh.error is not None:

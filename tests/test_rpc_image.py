@@ -39,6 +39,14 @@ def test_the_repository_dockerfile_runs_the_server_as_non_root_on_10000():
     assert '"--host", "0.0.0.0", "--port", "10000"' in text
 
 
+def test_the_image_is_labelled_as_one_that_checks_tokens():
+    """The Docker launcher gives a token only to images with this label (the Unity image has none)."""
+    from alchemy_gym.rpc.names import TOKEN_ENV, TOKEN_IMAGE_LABEL
+
+    text = (image._SOURCE_ROOT / "Dockerfile").read_text()
+    assert f'LABEL {TOKEN_IMAGE_LABEL}="{TOKEN_ENV}"' in text
+
+
 def test_the_image_gets_the_sources_with_the_kernels_only_for_the_same_python(tmp_path):
     """The server image installs our wheel on its own Python: with setup.py (the compiled game and search
     kernels) when that Python is this one's version, else a pure-Python copy; never built extension files."""

@@ -7,6 +7,7 @@ as coroutines on a ``grpc.aio`` stream); :class:`RpcAlchemyEnv` runs one on a pr
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import weakref
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from alchemy_gym.envs.info import rpc_info, step_info
 from alchemy_gym.envs.settings import Settings, setting
 from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
 from alchemy_gym.rpc import DEFAULT_IMAGE
-from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, is_server_full
+from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, is_refused
 from alchemy_gym.rpc.events import WorldEvent, decode_event
 from alchemy_gym.rpc.spaces import SpecSpaces, check_action_value, pack_value, specs_to_spaces, unpack_value
 
@@ -73,6 +74,14 @@ def _optional_str(name: str, value):
     return value
 
 
+def _check_token(name: str, value):
+    if value is not None and (
+        not isinstance(value, str) or not value or not all(33 <= ord(c) <= 126 for c in value)
+    ):  # the message never shows the token
+        raise ValueError(f"{name} must be None or a str of printable ASCII characters without spaces")
+    return value
+
+
 def _check_address(name: str, value):
     if value is None or isinstance(value, str):
         return value
@@ -118,6 +127,14 @@ class RpcEnvConfig(Settings):
         None, "``host:port`` of a running server (no Docker; the vector env: one, or one per sub-env)", _check_address
     )
     binary: str | None = setting(None, "a local server program, or a dm_alchemy Unity build directory", _optional_str)
+    token: str | None = dataclasses.field(  # a setting() kept out of the config's repr
+        default=None,
+        repr=False,
+        metadata=setting(
+            None, "the server's token (default: the launcher makes one for a server it starts that checks tokens)",
+            _check_token, shown="None",
+        ).metadata,
+    )  # fmt: skip
     binary_args: Sequence[str] | None = setting(
         (), "its arguments (``{port}`` is replaced by the port; Unity's by default)",
         lambda n, v: None if v is None else tuple(str(a) for a in v),
@@ -169,15 +186,18 @@ class RpcEnvConfig(Settings):
         from alchemy_gym.rpc import launchers
 
         if address is not None:
-            return launchers.AddressLauncher(address)
+            return launchers.AddressLauncher(address, token=self.token)
         if self.binary is not None:
             binary_args = self.binary_args
             return launchers.LocalBinaryLauncher(
                 self.binary,
                 None if binary_args is None else list(binary_args) or None,
                 environment=self.environment,
+                token=self.token,
             )
-        return launchers.DockerLauncher(self.image, environment=self.environment, **self.docker_kwargs)
+        return launchers.DockerLauncher(
+            self.image, environment=self.environment, **{"token": self.token, **self.docker_kwargs}
+        )
 
 
 # -------------------------------------------------------------------------- one env's server
@@ -247,21 +267,24 @@ class RpcWorldClient:
     def start_server(self) -> str:
         """Make and start a new launcher (blocking until the server answers); returns its address.
 
-        A server that refuses the connection because it is full raises :class:`RpcEnvError` at once.
+        A server that refuses the connection because it is full, or refuses the token, raises
+        :class:`RpcEnvError` at once.
         """
-        from alchemy_gym.rpc.launchers import ServerFull
+        from alchemy_gym.rpc.launchers import ServerRefused
 
         self.launcher = self.config.make_launcher(self.address)
         try:
             return self.launcher.start(timeout=self.config.connect_timeout)
-        except ServerFull as exc:
+        except ServerRefused as exc:
             raise RpcEnvError(str(exc)) from None  # the vector env names the sub-env itself
 
     async def connect(self) -> None:
         """Open the stream to the started server and create a world with a random seed."""
         from alchemy_gym.rpc.connection import AioTransport
 
-        self._connection = AioTransport(self.launcher.address, timeout=self.config.request_timeout)
+        self._connection = AioTransport(
+            self.launcher.address, timeout=self.config.request_timeout, token=self.launcher.token
+        )
         seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         await self._create_world(self._episode_level(self.config.fixed_episode), seed)
 
@@ -312,14 +335,17 @@ class RpcWorldClient:
             raise await self._dead(exc) from None
 
     def _refused_as_full(self, exc) -> str | None:
-        """The message to raise if ``exc`` is a full server refusing the stream, else None."""
+        """The message to raise if ``exc`` is the server refusing the stream (full, or the token), else None."""
         if isinstance(exc, StreamClosed):
             code, details = exc.code, exc.details
         elif isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
             code, details = exc.code(), exc.details()
         else:
             return None
-        if not is_server_full(code, details):
+        code = getattr(code, "name", code)
+        if code == "UNAUTHENTICATED":
+            details = f"UNAUTHENTICATED: {details}"
+        if not is_refused(code, details):
             return None
         what = self.launcher.describe() if self.launcher is not None else "dm_env_rpc server"
         return f"the {what} refused the connection: {details}"
@@ -331,13 +357,24 @@ class RpcWorldClient:
         return RpcEnvError(f"{self._prefix()}the env has no server (a previous failure). {self.recovery}")
 
     async def _dead(self, exc) -> RpcEnvError:
+        launcher = self.launcher
+        if (
+            isinstance(exc, StreamClosed)
+            and exc.code is not None
+            and (launcher is None or launcher.alive() is not False)
+        ):
+            # the server ended the stream itself (idle, made room, shutting down …): its own reason
+            await self._drop_connection()
+            what = launcher.describe() if launcher else "server"
+            return RpcEnvError(
+                f"{self._prefix()}the {what} closed the connection: {exc.code}: {exc.details}. {self.recovery}"
+            )
         if isinstance(exc, RequestTimeout):
             detail = f"{exc}; request_timeout={self.config.request_timeout:g}"
         elif isinstance(exc, grpc.RpcError):
             detail = f"{exc.code().name}: {exc.details()}"
         else:
             detail = str(exc) or type(exc).__name__
-        launcher = self.launcher
         state = ""
         if launcher is not None and hasattr(launcher, "status"):
             state = f"; container state: {launcher.status()}"
@@ -656,6 +693,7 @@ class RpcAlchemyEnv(gym.Env):
     | image | the Unity image | Docker image to run |
     | address | None | ``host:port`` of a running server (no Docker; the vector env: one, or one per sub-env) |
     | binary | None | a local server program, or a dm_alchemy Unity build directory |
+    | token | None | the server's token (default: the launcher makes one for a server it starts that checks tokens) |
     | binary_args | () | its arguments (``{port}`` is replaced by the port; Unity's by default) |
     | environment | None | environment variables for the container / process |
     | width | 96 | ``RGB_INTERLEAVED`` width |

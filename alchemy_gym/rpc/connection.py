@@ -29,12 +29,29 @@ deadline plus the wake-up latency of the thread or loop (milliseconds), well wit
 ``timeout``, not up to a whole period late; it is never cancelled early. The tests check the
 computation step by step on a simulated clock, and once against a server that never answers.
 
-## A full server
+## A full server, a wrong token
 
 A server that refuses a stream because it serves its limit of connections ends it at once with
 RESOURCE_EXHAUSTED; :func:`is_server_full` recognizes that status (ours says ``alchemy-gym server
 is full: it serves at most N connections …``, plain gRPC ``Concurrent RPC limit exceeded``), and
-the launchers and envs raise at once, saying so, instead of retrying.
+the launchers and envs raise at once, saying so, instead of retrying. So do they for a stream
+refused with UNAUTHENTICATED (a server that needs a token: :func:`is_refused`).
+
+## Tokens
+
+A connection made with ``token`` presents it on its stream as the call metadata
+``authorization: Bearer TOKEN`` (:func:`alchemy_gym.rpc.names.token_metadata`), which our server
+checks; servers without tokens (the Unity one) ignore it.
+
+## The server's own reason
+
+A server may end a stream while the client is between requests (idle, closed to make room, shut
+down). An env's event loop runs only inside its calls, so the stream's status may not have reached
+the call yet when the next request goes out, and gRPC would then report the write's failure as
+"INTERNAL: Internal error from Core" instead of the status. After a pause between requests
+(:data:`PAUSE` or more) :meth:`AsyncRpcConnection.send` therefore turns the loop a few times
+first, which delivers a status that arrived meanwhile (two turns, measured), and the request
+fails with the server's reason (:class:`StreamClosed`). Back-to-back requests do not pay for it.
 """
 
 from __future__ import annotations
@@ -47,6 +64,10 @@ import weakref
 
 _END = None
 _monotonic = time.monotonic  # the clock of the timeout checks (replaced in tests)
+#: Seconds between an answer and the next request after which ``send`` first lets a status that
+#: arrived meanwhile reach the call (see *The server's own reason*), and the loop turns it allows.
+PAUSE = 0.002
+_STATUS_TURNS = 4
 
 
 class RequestTimeout(TimeoutError):
@@ -80,6 +101,12 @@ def is_server_full(code, details: str | None) -> bool:
     name = getattr(code, "name", code)
     details = details or ""
     return name == "RESOURCE_EXHAUSTED" and ("server is full" in details or "Concurrent RPC limit" in details)
+
+
+def is_refused(code, details: str | None) -> bool:
+    """Whether a stream's status says the server refused it: full (:func:`is_server_full`) or UNAUTHENTICATED
+    (no token, or not one of the server's)."""
+    return getattr(code, "name", code) == "UNAUTHENTICATED" or is_server_full(code, details)
 
 
 class _Watchdog:
@@ -238,6 +265,7 @@ class AsyncRpcConnection:
         self._lost: str | None = None  # why the stream can no longer be used
         self._status: tuple[str | None, str | None] = (None, None)  # the ended stream's code name, details
         self._started: float | None = None  # when the request in flight went out
+        self._answered = time.monotonic()  # when the last answer came (see *The server's own reason*)
         self._watch = None
         if timeout is not None:
             self._period = check_period(timeout)
@@ -266,10 +294,15 @@ class AsyncRpcConnection:
         if self._timed_out:
             raise RequestTimeout(f"an earlier request got no answer within {self.timeout:g} s; the stream is closed")
         environment_request, field_name = self._pack(request)
-        # one turn of the loop first: what gRPC delivered while the loop was not running (the server ending
+        # turns of the loop first: what gRPC delivered while the loop was not running (the server ending
         # the stream, e.g. for idleness) is seen, so that the stream's own status is reported, not the
-        # generic "Internal error from Core" of a write on an ended stream
+        # generic "Internal error from Core" of a write on an ended stream (module docstring)
         await asyncio.sleep(0)
+        if time.monotonic() - self._answered >= PAUSE:
+            for _ in range(_STATUS_TURNS):
+                if call.done():
+                    break
+                await asyncio.sleep(0)
         self._started = _monotonic()
         try:
             await call.write(environment_request)
@@ -284,8 +317,19 @@ class AsyncRpcConnection:
             raise
         except asyncio.InvalidStateError:  # the call had already ended: report its status
             raise await self._ended() from None
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if callable(code) and code().name == "INTERNAL" and "Internal error from Core" in (exc.details() or ""):
+                # the write met a stream the server had ended, whose status never reached this call
+                self._lost = (
+                    "the server had ended the stream before this request, and its status did not reach the "
+                    "client (gRPC reports INTERNAL: Internal error from Core)"
+                )
+                raise StreamClosed(self._lost) from None
+            raise
         finally:
             self._started = None
+        self._answered = time.monotonic()
         if response is self._eof:
             raise await self._ended()
         return self._unpack(response, field_name)
@@ -405,13 +449,15 @@ class AioTransport:
     """A ``grpc.aio`` stream (:class:`AsyncRpcConnection`) on its own channel to ``address``: what an env uses.
 
     Make it, and use it, on one loop (it opens the channel, which binds to the running loop).
+    ``token``: presented to the server on the stream (module docstring, *Tokens*).
     """
 
-    def __init__(self, address: str, timeout: float | None = None) -> None:
+    def __init__(self, address: str, timeout: float | None = None, token: str | None = None) -> None:
         from alchemy_gym.rpc.launchers import open_aio_channel
+        from alchemy_gym.rpc.names import token_metadata
 
         self._channel = open_aio_channel(address)
-        self._connection = AsyncRpcConnection(self._channel, timeout=timeout)
+        self._connection = AsyncRpcConnection(self._channel, metadata=token_metadata(token), timeout=timeout)
 
     async def send(self, request):
         """Send one request and return the matching response message."""

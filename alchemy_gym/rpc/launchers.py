@@ -20,13 +20,28 @@ Readiness is a real dm_env_rpc exchange (an empty ``StepRequest``, to which a
 live server answers with an error status) retried with backoff until a bounded
 timeout; on failure the error carries the tail of the server's log. A server that
 refuses the stream because all its connections are in use raises :class:`ServerFull`
-at once (no retries).
+at once (no retries); one that refuses the token, :class:`Unauthenticated`.
+
+## Tokens
+
+``launcher.token`` is what the env presents to the server (``authorization: Bearer TOKEN``
+in the call metadata; :mod:`alchemy_gym.server.auth` checks it). ``token=`` sets it; otherwise:
+
+* :class:`DockerLauncher` makes a fresh random token for an image labelled
+  :data:`~alchemy_gym.rpc.names.TOKEN_IMAGE_LABEL` (our server's image), passed to the
+  container in the environment variable the label names; other images (the Unity one) get none;
+* :class:`LocalBinaryLauncher` makes one for any program other than a Unity build and passes it
+  in ``ALCHEMY_GYM_TOKEN`` (our server reads it; a program that does not ignores it);
+* :class:`AddressLauncher` has none unless given (the server's operator gives it out).
+
+A token made by a launcher lives as long as its server: nothing else can use that server.
 """
 
 from __future__ import annotations
 
 import abc
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -37,6 +52,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 
 from alchemy_gym.rpc import CONTAINER_PORT, DEFAULT_IMAGE
+from alchemy_gym.rpc.names import TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_IMAGE_LABEL, token_metadata
 
 #: Label put on every container we start (value ``"1"``); more labels say who started it.
 LABEL = "alchemy-gym.managed"
@@ -50,8 +66,21 @@ class LaunchError(RuntimeError):
     """The server could not be started or never became ready (the message carries its log's tail)."""
 
 
-class ServerFull(LaunchError):
+class ServerRefused(LaunchError):
+    """The server answered, but refused the connection (the message gives the server's reason)."""
+
+
+class ServerFull(ServerRefused):
     """The server answered, but refused the connection: it serves its limit of connections (the message says it)."""
+
+
+class Unauthenticated(ServerRefused):
+    """The server answered, but refused the connection's token (none, or not one of the server's)."""
+
+
+def new_token() -> str:
+    """A fresh random token (32 random bytes, URL-safe text)."""
+    return secrets.token_urlsafe(32)
 
 
 def open_channel(address: str):
@@ -76,9 +105,10 @@ def open_aio_channel(address: str):
 _CHANNEL_OPTIONS = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
-def probe(address: str, timeout: float) -> str | None:
+def probe(address: str, timeout: float, token: str | None = None) -> str | None:
     """One readiness check: ``None`` if a dm_env_rpc server answered at ``address`` within ``timeout``
-    seconds, else a short reason; :class:`ServerFull` if it refused the stream for being full."""
+    seconds, else a short reason; :class:`ServerFull` if it refused the stream for being full,
+    :class:`Unauthenticated` if it refused ``token``."""
     import grpc
     from dm_env_rpc.v1 import dm_env_rpc_pb2 as pb
     from dm_env_rpc.v1 import dm_env_rpc_pb2_grpc
@@ -94,12 +124,18 @@ def probe(address: str, timeout: float) -> str | None:
         stub = dm_env_rpc_pb2_grpc.EnvironmentStub(channel)
         request = pb.EnvironmentRequest(step=pb.StepRequest())
         try:
-            responses = stub.Process(iter([request]), timeout=timeout)
+            responses = stub.Process(iter([request]), timeout=timeout, metadata=token_metadata(token))
             response = next(responses)
         except grpc.RpcError as exc:
             if is_server_full(exc.code(), exc.details()):
                 details = exc.details()
                 raise ServerFull(f"the dm_env_rpc server at {address} refused the connection: {details}") from None
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                details = exc.details()
+                given = "the token given" if token is not None else "no token"
+                raise Unauthenticated(
+                    f"the dm_env_rpc server at {address} refused the connection with {given}: {details}"
+                ) from None
             return f"gRPC error from {address}: {exc.code().name}: {exc.details()}"
         except StopIteration:
             return f"{address} closed the stream without answering"
@@ -121,6 +157,8 @@ class Launcher(abc.ABC):
     """Starts (or finds) one dm_env_rpc server and stops it again."""
 
     address: str | None = None
+    #: the token to present to the server (module docstring, *Tokens*)
+    token: str | None = None
 
     @abc.abstractmethod
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> str:
@@ -154,7 +192,7 @@ class Launcher(abc.ABC):
             if remaining <= 0:
                 break
             attempt += 1
-            reason = probe(address, timeout=min(max(remaining, 0.05), 2.0))
+            reason = probe(address, timeout=min(max(remaining, 0.05), 2.0), token=self.token)
             if reason is None:
                 return
             time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
@@ -177,15 +215,19 @@ def _tail_text(tail: str) -> str:
 
 
 class AddressLauncher(Launcher):
-    """A server that already runs at ``address`` (``"host:port"``): nothing is started or stopped."""
+    """A server that already runs at ``address`` (``"host:port"``): nothing is started or stopped.
 
-    def __init__(self, address: str) -> None:
+    ``token``: the server's token, if it needs one.
+    """
+
+    def __init__(self, address: str, token: str | None = None) -> None:
         if not isinstance(address, str) or ":" not in address:
             raise ValueError(f"address must be 'host:port', got {address!r}")
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"address must be 'host:port' with a port in 1..65535, got {address!r}")
         self.address = address
+        self.token = _check_token(token)
 
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> str:
         self._wait_ready(self.address, timeout)
@@ -238,6 +280,8 @@ class LocalBinaryLauncher(Launcher):
         environment: extra environment variables for the process.
         port: the port to use (default: a free one).
         host: where to connect (default 127.0.0.1).
+        token: the token to give the program in ``ALCHEMY_GYM_TOKEN`` and to present (default: a fresh
+            random one; none for a Unity build, which does not check tokens).
     """
 
     def __init__(
@@ -248,6 +292,7 @@ class LocalBinaryLauncher(Launcher):
         environment: Mapping[str, str] | None = None,
         port: int | None = None,
         host: str = "127.0.0.1",
+        token: str | None = None,
     ) -> None:
         binary = os.fspath(binary)
         env_extra = dict(environment or {})
@@ -265,6 +310,9 @@ class LocalBinaryLauncher(Launcher):
             if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
                 raise ValueError(f"binary {binary!r} is not an executable file (nor a dm_alchemy directory)")
             executable, default_args = binary, ()
+            token = _check_token(token) or env_extra.get(TOKEN_ENV) or new_token()
+            env_extra[TOKEN_ENV] = token
+        self.token = _check_token(token)
         self.executable = executable
         self.args = tuple(str(a) for a in (default_args if args is None else args))
         self.environment = {str(k): str(v) for k, v in env_extra.items()}
@@ -282,6 +330,8 @@ class LocalBinaryLauncher(Launcher):
         fd, self._log_path = tempfile.mkstemp(prefix="alchemy-gym-server-", suffix=".log")
         log_file = os.fdopen(fd, "wb")
         env = {**os.environ, **self.environment}
+        if TOKEN_ENV in self.environment:  # our token, not a token file the caller's environment may name
+            env.pop(TOKEN_FILE_ENV, None)
         try:
             self.process = subprocess.Popen(
                 argv,
@@ -369,6 +419,9 @@ class DockerLauncher(Launcher):
         client: a ``docker.DockerClient`` (default ``docker.from_env()``).
         labels: extra container labels.
         run_kwargs: extra ``containers.run`` arguments (e.g. ``cpuset_cpus``, ``mem_limit``).
+        token: the token to present (and to give the container, if its image checks tokens); default: a
+            fresh random one for an image labelled :data:`~alchemy_gym.rpc.names.TOKEN_IMAGE_LABEL` (ours),
+            none for other images (the Unity one).
     """
 
     def __init__(
@@ -382,6 +435,7 @@ class DockerLauncher(Launcher):
         labels: Mapping[str, str] | None = None,
         container_port: int = CONTAINER_PORT,
         run_kwargs: Mapping[str, object] | None = None,
+        token: str | None = None,
     ) -> None:
         if not isinstance(image, str) or not image:
             raise ValueError(f"image must be a non-empty image name, got {image!r}")
@@ -396,6 +450,7 @@ class DockerLauncher(Launcher):
         self.labels = {LABEL: "1", LABEL_PID: str(os.getpid()), LABEL_HOST: socket.gethostname(), **(labels or {})}
         self.container_port = container_port
         self.run_kwargs = dict(run_kwargs or {})
+        self.token = _check_token(token)
         self.container = None
         self._finalizer = None
 
@@ -405,12 +460,12 @@ class DockerLauncher(Launcher):
             self._client = docker_client()
         return self._client
 
-    def _ensure_image(self) -> None:
+    def _ensure_image(self):
+        """The image (pulled if absent and allowed)."""
         import docker
 
         try:
-            self.client.images.get(self.image)
-            return
+            return self.client.images.get(self.image)
         except docker.errors.ImageNotFound:
             pass
         except docker.errors.APIError as exc:
@@ -418,25 +473,35 @@ class DockerLauncher(Launcher):
         if not self.pull:
             raise LaunchError(f"Docker image {self.image!r} is not present and pull=False")
         try:
-            self.client.images.pull(self.image)
+            return self.client.images.pull(self.image)
         except docker.errors.APIError as exc:
             raise LaunchError(
                 f"Docker image {self.image!r} is not present locally and could not be pulled: "
                 f"{getattr(exc, 'explanation', None) or exc}"
             ) from None
 
+    def _token_environment(self, image) -> dict[str, str]:
+        """The container's environment: the caller's, plus the token if the image checks tokens (its label
+        names the variable; a token is made if none was given)."""
+        environment = dict(self.environment)
+        variable = ((getattr(image, "labels", None) or {}).get(TOKEN_IMAGE_LABEL) or "").strip()
+        if variable:
+            self.token = self.token or environment.get(variable) or new_token()
+            environment[variable] = self.token
+        return environment
+
     def start(self, timeout: float = DEFAULT_TIMEOUT) -> str:
         import docker
 
         if self.container is not None:
             raise RuntimeError("this launcher was already started")
-        self._ensure_image()
+        environment = self._token_environment(self._ensure_image())
         try:
             self.container = self.client.containers.run(
                 self.image,
                 detach=True,
                 ports={f"{self.container_port}/tcp": ("127.0.0.1", self.port)},
-                environment=self.environment,
+                environment=environment,
                 labels=self.labels,
                 **self.run_kwargs,
             )
@@ -520,6 +585,15 @@ class DockerLauncher(Launcher):
     def close(self) -> None:
         if self._finalizer is not None:
             self._finalizer()
+
+
+def _check_token(token):
+    """``token`` if it can be sent as a bearer token (a non-empty str of printable ASCII without spaces), or None."""
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token or not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError("token must be a non-empty str of printable ASCII characters without spaces, or None")
+    return token
 
 
 def remove_stale_containers(client=None, *, only_dead_owners: bool = True) -> list[str]:

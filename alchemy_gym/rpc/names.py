@@ -55,3 +55,26 @@ EVENT_NAMES = (
 
 #: A stone's ``roundness`` in the events by perceived coordinate -1, 0, +1 (task spec §2.4).
 ROUNDNESS = (0.0, 0.5, 1.0)
+
+# ------------------------------------------------------------------------------- access
+
+#: The call metadata key that carries a client's token, as ``Bearer TOKEN`` (gRPC keys are lower case).
+TOKEN_METADATA_KEY = "authorization"
+#: The environment variables our server reads its token from (``alchemy-gym serve`` without
+#: ``--token-file``): the token itself, or the path of a token file.
+TOKEN_ENV = "ALCHEMY_GYM_TOKEN"
+TOKEN_FILE_ENV = "ALCHEMY_GYM_TOKEN_FILE"
+#: The Docker image label that says an image's server checks tokens; its value names the environment
+#: variable the token goes in (our image: :data:`TOKEN_ENV`). The Docker launcher gives such an image
+#: a fresh random token of its own; images without it (the Unity one) get none.
+TOKEN_IMAGE_LABEL = "alchemy-gym.token-env"
+
+
+def bearer(token: str) -> str:
+    """The metadata value that presents ``token``: ``Bearer TOKEN``."""
+    return f"Bearer {token}"
+
+
+def token_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    """The call metadata that presents ``token`` (``None`` without a token)."""
+    return None if token is None else ((TOKEN_METADATA_KEY, bearer(token)),)

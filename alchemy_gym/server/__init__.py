@@ -11,7 +11,10 @@ speaks the protocol of :mod:`alchemy_gym.rpc` (the client side).
 * :mod:`~alchemy_gym.server.observations` — the specs and a step's observations as tensors.
 * :mod:`~alchemy_gym.server.world` — worlds, and the registry that owns them and counts them against the limits.
 * :mod:`~alchemy_gym.server.session` — one client stream's state and its requests.
-* :mod:`~alchemy_gym.server.servicer` — the ``Environment`` service and its connection limits; ``start_server``.
+* :mod:`~alchemy_gym.server.auth` — the server's tokens: read from a file or the environment, checked in constant time.
+* :mod:`~alchemy_gym.server.clients` — who the clients are (a token at an address) and their quotas and rates.
+* :mod:`~alchemy_gym.server.servicer` — the ``Environment`` service: admission, the read loop, closes with a
+  reason, off-loop work, loop statistics; ``start_server``.
 * :mod:`~alchemy_gym.server.background` — the server on a background thread (``make_server``).
 * :mod:`~alchemy_gym.server.cli` — ``alchemy-gym serve``.
 * :mod:`~alchemy_gym.server.protocol` — dm_env_rpc's messages and status codes; ``ServerError``.

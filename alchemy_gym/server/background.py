@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import threading
 
+from alchemy_gym.server.auth import TokenSet
 from alchemy_gym.server.servicer import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     AlchemyServicer,
+    check_idle_timeout,
     start_server,
 )
 
@@ -74,6 +76,7 @@ class BackgroundServer:
     async def _shutdown(self, grace: float | None) -> None:
         try:
             if self._server is not None:
+                await self._server.servicer.shutdown()  # every stream gets the server's reason
                 await self._server.stop(grace)
         finally:
             self._loop.stop()
@@ -97,13 +100,25 @@ def make_server(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     idle_timeout: float | None = None,
+    tokens: TokenSet | None = None,
+    **limits,
 ):
     """A started server of :class:`AlchemyServicer` on a background thread; returns ``(server, bound_port)``.
 
     The server is a :class:`BackgroundServer` (``server.stop(grace)``, ``server.servicer``); see
-    :func:`start_server` for the arguments. ``alchemy-gym serve`` runs the same server on its main thread.
+    :func:`start_server` for the arguments (``tokens``, and ``limits``: ``max_connections_per_client``,
+    ``max_worlds_per_client``, ``request_rate`` …). ``alchemy-gym serve`` runs the same server on its
+    main thread.
     """
+    # checked here, before the thread starts (ValueError naming the argument)
+    check_idle_timeout(idle_timeout)
     server = BackgroundServer(
-        host, port, max_connections, max_request_bytes=max_request_bytes, idle_timeout=idle_timeout
+        host,
+        port,
+        max_connections,
+        max_request_bytes=max_request_bytes,
+        idle_timeout=idle_timeout,
+        tokens=tokens,
+        **limits,
     )
     return server, server.port

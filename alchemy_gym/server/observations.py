@@ -3,9 +3,17 @@
 The observation names come from :mod:`alchemy_gym.rpc.names` (the clients read the same), each
 with its uid here. :class:`Pictures` paints a game's trial at one size
 (:class:`~alchemy_gym.render.TrialPainter`) and keeps the last picture's tensor.
+
+A painter is costly to build (its masks: about 0.1 s of CPU at 640×480), so the server builds
+one per picture size, off its event loop, and keeps the last :data:`MAX_CACHED_SIZES` sizes in a
+:class:`PainterCache`; each stream paints with a cheap copy of the cached one.
 """
 
 from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -50,12 +58,58 @@ def make_specs(num_actions: int, observe_used: bool, width: int, height: int):
     return specs
 
 
+#: Picture sizes whose painters a server keeps (the least recently used one is dropped first).
+MAX_CACHED_SIZES = 16
+
+
+class PainterCache:
+    """Painters by picture size, the :data:`MAX_CACHED_SIZES` (``max_sizes``) most recently used.
+
+    The cached painters are templates: they are copied (:class:`Pictures`), never painted with.
+    :meth:`build` may run in a worker thread; the cache is safe to use from threads.
+    """
+
+    def __init__(self, max_sizes: int = MAX_CACHED_SIZES) -> None:
+        self.max_sizes = max_sizes
+        self._painters: OrderedDict[tuple[int, int], TrialPainter] = OrderedDict()
+        self._lock = threading.Lock()
+        #: painters built so far
+        self.builds = 0
+
+    def get(self, size: tuple[int, int]) -> TrialPainter | None:
+        """The painter of ``size`` (``(width, height)``) if cached."""
+        with self._lock:
+            painter = self._painters.get(size)
+            if painter is not None:
+                self._painters.move_to_end(size)
+            return painter
+
+    def build(self, size: tuple[int, int]) -> TrialPainter:
+        """Build the painter of ``size`` and cache it (the slow part: run it off the event loop)."""
+        painter = TrialPainter(*size)
+        with self._lock:
+            self.builds += 1
+            self._painters[size] = painter
+            self._painters.move_to_end(size)
+            while len(self._painters) > self.max_sizes:
+                self._painters.popitem(last=False)
+        return painter
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._painters)
+
+
 class Pictures:
     """The ``RGB_INTERLEAVED`` tensors of a game's trial at one size; the last one is reused while the
-    painter returns the same picture."""
+    painter returns the same picture.
 
-    def __init__(self, width: int, height: int) -> None:
-        self.painter = TrialPainter(width, height)
+    ``painter``: a cached painter of that size (:class:`PainterCache`) to copy instead of building one.
+    """
+
+    def __init__(self, width: int, height: int, painter: TrialPainter | None = None) -> None:
+        # a shallow copy shares the template's masks and background and keeps its own last picture
+        self.painter = copy.copy(painter) if painter is not None else TrialPainter(width, height)
         self._last: tuple[np.ndarray, object] | None = None
 
     @property

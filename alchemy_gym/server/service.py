@@ -14,6 +14,8 @@ Protocol (dm_env_rpc v1, interface spec §2):
   hex digits.
 * ``JoinWorld``: settings ``width``, ``height`` (ints 1..1024, at most 640×480 pixels in all;
   default 96×72) → the specs below.
+* Every stream presents ``authorization: Bearer TOKEN`` in its call metadata when the server has
+  tokens (``alchemy-gym serve --token-file``).
 * ``Step``: the first step after joining, after ``Reset`` or after an episode ended starts a new
   episode and ignores its actions; later steps play ``action`` (a no-op when absent).
 * ``Reset``: the next step starts a new episode (continuing the world's random stream).
@@ -43,8 +45,9 @@ are echoed cut to 80 characters).
 
 ## Serving many clients, some of them hostile
 
-Every request is handled to its end on the server's one event loop, so nothing a client sends
-may cost more than a bounded amount of work, and no client may touch another's worlds:
+Every request is handled on the server's one event loop, so nothing a client sends may hold it
+for more than a few milliseconds, no client may touch another's worlds, and no client may take
+what the others need:
 
 * *Event subscriptions.* A client's pattern never reaches Python's backtracking ``re``: it is
   parsed by :mod:`alchemy_gym.server.eventfilter`, a linear-time subset (literals, ``.``, classes,
@@ -52,23 +55,27 @@ may cost more than a bounded amount of work, and no client may touch another's w
   else, e.g. ``{m,n}`` or back-references, is INVALID_ARGUMENT naming what is allowed) run once at
   ``CreateWorld`` over the server's eight event names (:data:`EVENT_NAMES`). A step then only
   looks names up in that set. ``DeepMind/.*`` and ``.*``, what the 3D clients send, work as before.
-* *Settings.* Every setting is checked (type and shape before its value is unpacked, string
-  lengths, ranges, picture size) and refused with INVALID_ARGUMENT (:mod:`alchemy_gym.server.settings`).
+* *Sizes.* Every setting is checked (type and shape before its value is unpacked, string
+  lengths, ranges, picture size; at most :data:`MAX_SETTINGS` settings and
+  :data:`MAX_REQUESTED_OBSERVATIONS` requested observation ids) and refused with
+  INVALID_ARGUMENT naming the bound (:mod:`alchemy_gym.server.settings`); a request message has at
+  most ``max_request_bytes`` (64 KiB; a larger one ends its stream with RESOURCE_EXHAUSTED).
+* *Pictures.* A picture size's painter is built once, in a worker thread, and the last 16 sizes
+  are kept (:class:`~alchemy_gym.server.observations.PainterCache`); a client may ask for at most
+  ``picture_builds_per_minute`` new sizes.
 * *Worlds belong to their creator.* Other connections get PERMISSION_DENIED for ``JoinWorld``,
   ``ResetWorld`` and ``DestroyWorld`` unless the world was created with ``shareable=True``;
   world names are random, and a NOT_FOUND error lists only the caller's own worlds
   (:class:`~alchemy_gym.server.world.WorldRegistry`).
-* *Limits.* At most :data:`MAX_WORLDS` worlds in all and ``max_worlds_per_connection`` (8) per
-  connection (RESOURCE_EXHAUSTED); requests of at most ``max_request_bytes`` (1 MiB; a larger one
-  ends its stream with RESOURCE_EXHAUSTED); at most ``max_connections`` streams at once: one
-  more is refused at once with RESOURCE_EXHAUSTED ``alchemy-gym server is full: …``, which the
-  clients (:mod:`alchemy_gym.rpc.launchers`, :class:`~alchemy_gym.envs.rpc.RpcAlchemyEnv`) turn
-  into an immediate error saying so, with the limit.
-* *Idle streams.* With ``idle_timeout`` (``alchemy-gym serve --idle-timeout SECONDS``; off by
-  default), a stream that sends no request for that long is ended with DEADLINE_EXCEEDED
-  ``alchemy-gym server closed an idle connection: …`` and its worlds are destroyed, so that
-  clients which connect and then go quiet cannot hold every connection for ever. Leave it off
-  when clients may pause between steps for longer (a notebook, a debugger).
+* *Fair shares* (:mod:`alchemy_gym.server.clients`). Limits count per client (a token at an
+  address), not per connection: connections, worlds, requests a second, the share of the loop's
+  time while others wait, new picture sizes. A world destroyed by its owner keeps its slot for
+  :data:`KEEP_SLOT_SECONDS` (a reset re-creates it); a stream without a world gives way to a
+  newcomer when all connections are in use.
+* *Access* (:mod:`alchemy_gym.server.auth`). With tokens, a stream without one of them is ended
+  with UNAUTHENTICATED before any world exists; tokens never appear in logs or errors.
+* *Closes say why.* Idle (``idle_timeout``), made room, full, shutting down, unauthenticated:
+  each is a status with the server's reason, which the clients report.
 * *Malformed messages* (bytes that do not parse as an ``EnvironmentRequest``) get
   INVALID_ARGUMENT on a stream that stays open. They, refused streams and internal errors are
   logged one short line each, at most 5 lines a minute per kind and then a count of the
@@ -83,7 +90,9 @@ image's) and gathers its public names; the work is done in one module per job:
 * :mod:`~alchemy_gym.server.observations` — the specs and a step's observations as tensors;
 * :mod:`~alchemy_gym.server.world` — worlds and the registry that owns them and counts them against the limits;
 * :mod:`~alchemy_gym.server.session` — one stream's state and its requests;
-* :mod:`~alchemy_gym.server.servicer` — the ``Environment`` service, its connection limits, ``start_server``;
+* :mod:`~alchemy_gym.server.auth` — tokens;
+* :mod:`~alchemy_gym.server.clients` — clients, their quotas and rates;
+* :mod:`~alchemy_gym.server.servicer` — the ``Environment`` service, admission and closes, ``start_server``;
 * :mod:`~alchemy_gym.server.background` — the server on a background thread (``make_server``);
 * :mod:`~alchemy_gym.server.cli` — ``alchemy-gym serve``.
 
@@ -95,8 +104,15 @@ from __future__ import annotations
 import sys
 
 from alchemy_gym.rpc.names import EVENT_NAMES
+from alchemy_gym.server.auth import TokenError, TokenSet, read_token_file
 from alchemy_gym.server.background import BackgroundServer, make_server
 from alchemy_gym.server.cli import DEFAULT_PORT, main
+from alchemy_gym.server.clients import (
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    DEFAULT_PICTURE_BUILDS_PER_MINUTE,
+    DEFAULT_REQUEST_RATE,
+    Limits,
+)
 from alchemy_gym.server.observations import (
     OBS_DISCOUNT,
     OBS_EVENTS,
@@ -110,8 +126,12 @@ from alchemy_gym.server.servicer import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     IDLE_CLOSED,
+    MADE_ROOM,
     SERVER_FULL,
+    SHUTTING_DOWN,
+    UNAUTHENTICATED,
     AlchemyServicer,
+    LoopStats,
     check_idle_timeout,
     log,
     start_server,
@@ -122,24 +142,39 @@ from alchemy_gym.server.settings import (
     DEFAULT_WIDTH,
     MAX_PICTURE_PIXELS,
     MAX_PICTURE_SIDE,
+    MAX_REQUESTED_OBSERVATIONS,
+    MAX_SETTINGS,
     MAX_STRING_SETTING,
     MAX_WORLD_NAME,
     subscribed_events,
 )
-from alchemy_gym.server.world import DEFAULT_MAX_WORLDS_PER_CONNECTION, MAX_WORLDS
+from alchemy_gym.server.world import (
+    DEFAULT_MAX_WORLDS_PER_CLIENT,
+    DEFAULT_MAX_WORLDS_PER_CONNECTION,
+    KEEP_SLOT_SECONDS,
+    MAX_WORLDS,
+)
 
 __all__ = [
     "ACTION_UID",
     "DEFAULT_HEIGHT",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_CONNECTIONS_PER_CLIENT",
     "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_MAX_WORLDS_PER_CLIENT",
     "DEFAULT_MAX_WORLDS_PER_CONNECTION",
+    "DEFAULT_PICTURE_BUILDS_PER_MINUTE",
     "DEFAULT_PORT",
+    "DEFAULT_REQUEST_RATE",
     "DEFAULT_WIDTH",
     "EVENT_NAMES",
     "IDLE_CLOSED",
+    "KEEP_SLOT_SECONDS",
+    "MADE_ROOM",
     "MAX_PICTURE_PIXELS",
     "MAX_PICTURE_SIDE",
+    "MAX_REQUESTED_OBSERVATIONS",
+    "MAX_SETTINGS",
     "MAX_STRING_SETTING",
     "MAX_WORLDS",
     "MAX_WORLD_NAME",
@@ -150,13 +185,20 @@ __all__ = [
     "OBS_SCORE",
     "OBS_SYMBOLIC",
     "SERVER_FULL",
+    "SHUTTING_DOWN",
+    "UNAUTHENTICATED",
     "AlchemyServicer",
     "BackgroundServer",
+    "Limits",
+    "LoopStats",
     "ServerError",
+    "TokenError",
+    "TokenSet",
     "check_idle_timeout",
     "log",
     "main",
     "make_server",
+    "read_token_file",
     "start_server",
     "subscribed_events",
 ]

@@ -3,6 +3,10 @@
 A :class:`Session` lives as long as its ``Process`` stream. It turns each request into a response
 (an error status for a bad request, never an exception), joins at most one world of the
 server's :class:`~alchemy_gym.server.world.WorldRegistry` at a time and steps it.
+
+Every request is handled in a bounded, small time on the event loop, except a ``JoinWorld`` at a
+picture size whose painter is not cached: for it :meth:`Session.handle` returns an
+:class:`Offload`, whose ``work`` the servicer runs in a worker thread before ``finish`` answers.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from alchemy_gym.server.protocol import (
 )
 from alchemy_gym.server.ratelimit import shorten
 from alchemy_gym.server.settings import (
+    check_requested,
     check_reset,
     parse_action,
     parse_create_world,
@@ -30,25 +35,44 @@ from alchemy_gym.server.settings import (
 )
 
 if TYPE_CHECKING:
+    from alchemy_gym.server.clients import Client
     from alchemy_gym.server.servicer import AlchemyServicer
     from alchemy_gym.server.world import World
+
+
+class Offload(Exception):
+    """A request that needs slow work first: ``work()`` (run it off the event loop; ``key`` names it, so that
+    streams waiting for the same work share it), then ``finish(result)`` on the loop gives the response."""
+
+    def __init__(self, key, work, finish) -> None:
+        super().__init__(key)
+        self.key = key
+        self.work = work
+        self.finish = finish
+
+    def run(self):
+        """Both steps at once, for callers without an event loop: the response."""
+        return self.finish(self.work())
 
 
 class Session:
     """The state of one ``Process`` stream (one client connection).
 
     Args:
-        servicer: the server: its worlds (``servicer.worlds``) and log lines (``malformed_log``,
-            ``internal_log``).
+        servicer: the server: its worlds (``servicer.worlds``), painters (``servicer.painters``) and
+            log lines (``malformed_log``, ``internal_log``).
         peer: the client's address, for the log.
+        client: the stream's client (:class:`~alchemy_gym.server.clients.Client`), whose quotas its worlds
+            count against; ``None``: the session is a client of its own.
     """
 
     RUNNING, NEW_EPISODE = "running", "new_episode"
 
-    def __init__(self, servicer: AlchemyServicer, peer: str = "?") -> None:
+    def __init__(self, servicer: AlchemyServicer, peer: str = "?", client: Client | None = None) -> None:
         self.servicer = servicer
         self.worlds = servicer.worlds
         self.peer = peer
+        self.client = client
         self.world: World | None = None
         self.state = self.NEW_EPISODE
         self.specs = None
@@ -72,8 +96,9 @@ class Session:
             )
         return self.handle(request)
 
-    def handle(self, request):
-        """The response to one request."""
+    def handle(self, request, prepared=None):
+        """The response to one request, or an :class:`Offload` (whose ``finish`` calls this again with
+        ``prepared``, the result of its work)."""
         payload = request.WhichOneof("payload")
         response = pb().EnvironmentResponse()
         try:
@@ -82,7 +107,7 @@ class Session:
             elif payload == "create_world":
                 response.create_world.CopyFrom(self.create_world(request.create_world))
             elif payload == "join_world":
-                response.join_world.CopyFrom(self.join_world(request.join_world))
+                response.join_world.CopyFrom(self.join_world(request.join_world, prepared))
             elif payload == "reset":
                 response.reset.CopyFrom(self.reset(request.reset))
             elif payload == "reset_world":
@@ -99,6 +124,8 @@ class Session:
                 raise ServerError(codes().UNIMPLEMENTED, f"{payload} requests are not supported by this server")
         except ServerError as exc:
             response = error_response(exc.code, exc.message)
+        except Offload as offload:
+            return Offload(offload.key, offload.work, lambda result: self.handle(request, result))
         except Exception as exc:  # a bug: report it, keep serving
             text = f"{type(exc).__name__}: {shorten(exc, 200)}"
             self.servicer.internal_log.error("internal error handling %s: %s", payload, text, exc_info=exc)
@@ -108,20 +135,35 @@ class Session:
     # -- worlds
     def create_world(self, request):
         settings = parse_create_world(request.settings)
+        client = self.client
         name = self.worlds.create(
-            settings.level_name, settings.seed, settings.subscribed, self, shareable=settings.shareable
+            settings.level_name,
+            settings.seed,
+            settings.subscribed,
+            self,
+            shareable=settings.shareable,
+            client=client,
+            client_label=client.label if client is not None else "",
         )
         return pb().CreateWorldResponse(world_name=name)
 
-    def join_world(self, request):
+    def join_world(self, request, painter=None):
         if self.world is not None:
             raise precondition(f"already joined to world {self.world.name!r}: send LeaveWorld first")
         width, height = parse_join_world(request.settings)
+        size = (width, height)
+        new_size = self.pictures is None or self.pictures.size != size
+        if new_size and painter is None:
+            painter = self.servicer.painters.get(size)
+            if painter is None:
+                self.worlds.get(request.world_name, self, "join")  # may it join? (before any work)
+                self.servicer.charge_picture_build(self.client, size)
+                raise Offload(("painter", size), lambda: self.servicer.painters.build(size), None)
         world = self.worlds.join(request.world_name, self)
         self.world = world
         self.state = self.NEW_EPISODE
-        if self.pictures is None or self.pictures.size != (width, height):
-            self.pictures = Pictures(width, height)
+        if new_size:
+            self.pictures = Pictures(width, height, painter)
         else:
             self.pictures.forget()
         self.specs = make_specs(world.num_actions, world.game.observe_used, width, height)
@@ -156,11 +198,7 @@ class Session:
         if world is None:
             raise precondition("not joined to a world: send CreateWorld and JoinWorld before Step")
         requested = request.requested_observations
-        obs_specs = self._obs_specs
-        for uid in requested:
-            if uid not in obs_specs:
-                known = ", ".join(f"{u} ({s.name})" for u, s in sorted(obs_specs.items()))
-                raise invalid(f"requested observation uid {uid} is unknown: known uids are {known}")
+        check_requested(requested, self._obs_specs)
         recorder = world.recorder
         if self.state == self.NEW_EPISODE:
             if recorder is not None:
@@ -177,6 +215,10 @@ class Session:
                 self.state = self.NEW_EPISODE
         response.state = TERMINATED if terminated else RUNNING
         fill_observations(response.observations, requested, world, self.pictures, reward, terminated)
+
+    def holds_world(self) -> bool:
+        """Whether the session has joined a world or owns one (or a destroyed world's kept slot)."""
+        return self.world is not None or self.worlds.owned(self) > 0
 
     def close(self) -> None:
         """The stream ended: leave the world and drop the worlds this session owns."""

@@ -29,6 +29,10 @@ MAX_STRING_SETTING = 256
 MAX_WORLD_NAME = 64
 #: The uid of the one action, ``action``.
 ACTION_UID = 1
+#: Most settings a request may carry, and most uids a ``Step`` may list in ``requested_observations``
+#: (there are six observations): a longer list is refused before it is read.
+MAX_SETTINGS = 64
+MAX_REQUESTED_OBSERVATIONS = 64
 
 #: The settings each request takes.
 CREATE_WORLD_SETTINGS = ("seed", "levelName", "episodeId", "EventSubscriptionRegex", "shareable")
@@ -126,6 +130,20 @@ def check_world_name(name: str) -> None:
         raise invalid(f"world_name has {len(name)} characters: world names have at most {MAX_WORLD_NAME}")
 
 
+def check_requested(requested, known) -> None:
+    """INVALID_ARGUMENT unless every uid of a ``Step``'s ``requested_observations`` is in ``known`` (a mapping
+    uid → spec), and there are at most :data:`MAX_REQUESTED_OBSERVATIONS` of them."""
+    if len(requested) > MAX_REQUESTED_OBSERVATIONS:
+        raise invalid(
+            f"requested_observations lists {len(requested)} uids: at most {MAX_REQUESTED_OBSERVATIONS} are allowed "
+            f"(the observations are uids {', '.join(str(u) for u in sorted(known))})"
+        )
+    for uid in requested:
+        if uid not in known:
+            names = ", ".join(f"{u} ({s.name})" for u, s in sorted(known.items()))
+            raise invalid(f"requested observation uid {uid} is unknown: known uids are {names}")
+
+
 def parse_action(actions, num_actions: int) -> int:
     """The action of a ``Step``'s ``actions`` map: 0 (a no-op) when absent, else its one int scalar, checked."""
     if not actions:
@@ -190,7 +208,10 @@ def bool_setting(name: str, tensor) -> bool:
 
 
 def check_names(kind: str, settings, allowed: tuple[str, ...]) -> None:
-    """INVALID_ARGUMENT naming the unknown settings (the shortest first) and the allowed ones."""
+    """INVALID_ARGUMENT naming the unknown settings (the shortest first) and the allowed ones, or saying that
+    there are more than :data:`MAX_SETTINGS`."""
+    if len(settings) > MAX_SETTINGS:
+        raise invalid(f"{kind} has {len(settings)} settings: at most {MAX_SETTINGS} are allowed ({list(allowed)})")
     unknown = [n for n in settings if n not in allowed]
     if unknown:
         unknown.sort(key=lambda n: (len(n), n))
