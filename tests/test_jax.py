@@ -297,7 +297,7 @@ def test_unknown_ids_and_bad_options_raise_before_tracing():
         aj.make("Alchemy/SymbolicStandard-v0", max_steps_per_trial=0)
     with pytest.raises(TypeError, match="unknown symbolic env setting"):
         aj.make("Alchemy/SymbolicStandard-v0", trials=3)
-    with pytest.raises(ValueError, match="not options of the JAX env"):
+    with pytest.raises(ValueError, match="not settings of the JAX env"):
         aj.make("Alchemy/SymbolicStandard-v0", render_mode="rgb_array")
     env, params = aj.make("alchemy/all_fixed")  # dm_alchemy names too
     assert env.name == "Alchemy/SymbolicAllFixed-v0" and env.action_space(params).n == 40

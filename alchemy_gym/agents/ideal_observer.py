@@ -102,6 +102,7 @@ from alchemy_gym.core.items import (
     STONE_REWARD_INDICATOR,
 )
 from alchemy_gym.core.spec import HEADER_COMMAND, SPEC, c_header
+from alchemy_gym.levels import EVALUATION_PRIOR
 
 try:  # the C search kernel (built by setup.py when a C compiler is available)
     from alchemy_gym.agents import _search as _search_ext
@@ -907,7 +908,7 @@ class IdealObserver(SimplifiedActionAgent):
 
     def __init__(
         self,
-        level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck",
+        level: str = EVALUATION_PRIOR,
         *,
         bonus: float = 12.0,
         minimise_world_states: bool = False,
@@ -993,16 +994,12 @@ class IdealObserver(SimplifiedActionAgent):
         return encode_action(slot, potions.index(p), game.end_trial_action)
 
 
-def ideal_explorer(
-    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
-) -> IdealObserver:
+def ideal_explorer(level: str = EVALUATION_PRIOR, *, backend: Backend = "c") -> IdealObserver:
     """The ideal explorer: the ideal observer minimising the world states left at each trial's end."""
     return IdealObserver(level, minimise_world_states=True, backend=backend)
 
 
-def search_oracle(
-    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
-) -> IdealObserver:
+def search_oracle(level: str = EVALUATION_PRIOR, *, backend: Backend = "c") -> IdealObserver:
     """The search oracle: the ideal observer whose prior is the true chemistry."""
     return IdealObserver(level, oracle=True, backend=backend)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from alchemy_gym.core import graphs
-from alchemy_gym.core.chemistry import Chemistry, LevelRules, _thaw
+from alchemy_gym.core.chemistry import Chemistry, LevelRules
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_LATENT_STONES, NUM_POTION_TYPES
 from alchemy_gym.core.spec import ITEM_SLOTS, SPEC
 
@@ -116,7 +116,7 @@ class EpisodeSource:
     @cached_property
     def graph_cdf(self) -> np.ndarray:
         """float64 CDF that ``RandomState.choice(n, p=float32 prior)`` searches (§1.6)."""
-        prior = graphs.graph_prior([_thaw(c) for c in self.rules.constraints])
+        prior = self.rules.graph_prior
         return _frozen(np.array(graphs.prior_cdf(prior), dtype=np.float64))
 
     # -------------------------------------------------------------------- fixed

@@ -20,7 +20,13 @@ import numpy as np
 from alchemy_gym.core.episodes import EpisodeCursor, check_episode_index, reset_options
 from alchemy_gym.envs.info import rpc_info, step_info
 from alchemy_gym.envs.settings import Settings, setting
-from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
+from alchemy_gym.levels import (
+    DEFAULT_LEVEL,
+    EVALUATION_PREFIX,
+    NUM_EVALUATION_EPISODES,
+    find_level,
+    parse_evaluation_name,
+)
 from alchemy_gym.rpc import DEFAULT_IMAGE
 from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, is_refused
 from alchemy_gym.rpc.events import WorldEvent, decode_event
@@ -117,7 +123,7 @@ class RpcEnvConfig(Settings):
     owner = "RpcAlchemyEnv.__init__"
 
     level_name: str = setting(
-        "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck",
+        DEFAULT_LEVEL,
         "a 3D level (``alchemy/...``) or ``alchemy/evaluation_episodes[/i]``",
         _check_level,
         shown="the standard task",
@@ -732,7 +738,8 @@ class RpcAlchemyEnv(gym.Env):
         self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._client)
         self._start()
 
-    # read-only views of the configuration and of the world
+    # read-only views of the settings and of the world
+    settings = property(lambda self: self._config, doc="the env's settings (an :class:`RpcEnvConfig`)")
     width = property(lambda self: self._config.width)
     height = property(lambda self: self._config.height)
     num_action_repeats = property(lambda self: self._config.num_action_repeats)

@@ -254,6 +254,11 @@ class RpcAlchemyVectorEnv(VectorEnv):
         return self._batch(observations), rewards, terminated, truncated, infos
 
     @property
+    def settings(self) -> RpcEnvConfig:
+        """The settings every sub-env was made with (read-only)."""
+        return self._config
+
+    @property
     def last_events(self) -> list[list | None]:
         """Each sub-env's world events of the last reset or step (its reset's, after an autoreset; ``None``
         for a sub-env whose server sends no events)."""

@@ -13,7 +13,8 @@ from alchemy_gym.core.belief import ChemistryObserver
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
 from alchemy_gym.envs.info import EpisodeRecord, reset_info, step_info
-from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, SymbolicSettings, symbolic_obs_space
+from alchemy_gym.envs.symbolic_settings import SymbolicSettings, symbolic_obs_space
+from alchemy_gym.levels import DEFAULT_LEVEL
 from alchemy_gym.render import FRAME_SIZE, FramePainter
 
 
@@ -121,20 +122,20 @@ class SymbolicAlchemyEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
-        self.settings = options = SymbolicSettings.parse(level_name=level_name, **settings)
-        render_mode = options.render_mode
+        self.settings = settings = SymbolicSettings.parse(level_name=level_name, **settings)
+        render_mode = settings.render_mode
         self.render_mode = render_mode
         #: Size (width, height) of the ``rgb_array`` pictures (``render_scale`` times 240×180).
-        self.render_size = (FRAME_SIZE[0] * options.render_scale, FRAME_SIZE[1] * options.render_scale)
+        self.render_size = (FRAME_SIZE[0] * settings.render_scale, FRAME_SIZE[1] * settings.render_scale)
         self.level_name = level_name
-        self.reward_weights = options.reward_weights
-        self.rules = options.rules
-        self._evaluation = options.fixed
-        self.game = options.new_game()
+        self.reward_weights = settings.reward_weights
+        self.rules = settings.rules
+        self._evaluation = settings.fixed
+        self.game = settings.new_game()
         self._num_actions = self.game.num_actions
         self.action_space = spaces.Discrete(self._num_actions)
-        symbolic_space = symbolic_obs_space(options.observe_used)
-        self._chem_seen = options.see_chemistries
+        symbolic_space = symbolic_obs_space(settings.observe_used)
+        self._chem_seen = settings.see_chemistries
         if self._chem_seen:
             self.observation_space = spaces.Dict(
                 {"symbolic_obs": symbolic_space}

@@ -23,55 +23,39 @@ from alchemy_gym.core.checks import (
     check_int,
     check_reward_weights,
 )
-from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules, sampler_for
+from alchemy_gym.core.chemistry import Chemistry, LevelRules
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.gymnasium_version import AutoresetMode
 from alchemy_gym.envs.settings import Settings, setting
-from alchemy_gym.levels import EVALUATION_PREFIX, find_level
+from alchemy_gym.levels import (
+    DEFAULT_LEVEL,
+    EVALUATION_PREFIX,
+    check_level_name,
+    is_evaluation,
+    level_rules,
+    parse_evaluation_name,
+)
 from alchemy_gym.render import check_render_scale
 
 __all__ = [
-    "DEFAULT_LEVEL",
     "SymbolicSettings",
     "VectorSettings",
     "check_see_chemistries",
     "symbolic_obs_space",
 ]
 
-DEFAULT_LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
-#: Substrings that give a level name meaning (dm_alchemy's rules, spec §5.1). A symbolic level name
-#: must be a known level or combine some of these (e.g. ``perceptual_mapping_randomized_with_rotation``).
-LEVEL_TOKENS = (
-    "perceptual_mapping_randomized",
-    "random_bottleneck",
-    "bottleneck1",
-    "bottleneck2",
-    "bottleneck3",
-    "rotation",
-    "all_fixed",
-)
-#: The level whose rules describe the evaluation episodes' distribution.
-EVALUATION_RULES = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
-
-
-def _is_evaluation(level_name: str) -> bool:
-    return level_name.rstrip("/") in (EVALUATION_PREFIX, "evaluation_episodes")
-
 
 def _check_level_name(name: str, level_name) -> str:
     if not isinstance(level_name, str):
         raise TypeError(f"level_name must be a str, got {type(level_name).__name__}")
-    evaluation = _is_evaluation(level_name)
-    if not evaluation and level_name.startswith(EVALUATION_PREFIX):
-        find_level(level_name)  # validates the index
+    check_level_name(level_name)
+    if is_evaluation(level_name) and parse_evaluation_name(level_name.rstrip("/")) is not None:
         raise ValueError(
             f"{level_name!r}: use level_name={EVALUATION_PREFIX!r} and reset(options={{'episode': i}}) "
             "to play one evaluation episode"
         )
-    if not evaluation and not any(token in level_name for token in LEVEL_TOKENS):
-        find_level(level_name)  # raises, listing the known levels
     return level_name
 
 
@@ -222,7 +206,7 @@ class SymbolicSettings(Settings):
     @property
     def evaluation(self) -> bool:
         """The level is the packaged evaluation set."""
-        return _is_evaluation(self.level_name)
+        return is_evaluation(self.level_name)
 
     @property
     def fixed(self) -> bool:
@@ -232,12 +216,7 @@ class SymbolicSettings(Settings):
     @property
     def rules(self) -> LevelRules:
         """The level's rules (for the evaluation level: those of its distribution, for belief priors)."""
-        return LevelRules.from_level_name(EVALUATION_RULES if self.evaluation else self.level_name)
-
-    @property
-    def sampler(self) -> ChemistrySampler | None:
-        """The (shared) chemistry sampler of a random level; ``None`` for fixed episodes."""
-        return None if self.fixed else sampler_for(self.rules)
+        return level_rules(self.level_name)
 
     @property
     def config(self) -> GameConfig:

@@ -23,7 +23,8 @@ from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_se
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
 from alchemy_gym.envs.info import INFO_NAMES, EpisodeRecord, batched, snapshot
-from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, VectorSettings, symbolic_obs_space
+from alchemy_gym.envs.symbolic_settings import VectorSettings, symbolic_obs_space
+from alchemy_gym.levels import DEFAULT_LEVEL
 
 #: Sub-envs per thread when ``num_threads`` is chosen automatically.
 ROWS_PER_THREAD = 8192
@@ -101,20 +102,20 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         require_vector_api("the native symbolic vector env (SymbolicAlchemyVectorEnv)")
         num_envs = int(num_envs)
-        self.settings = opts = VectorSettings.parse(level_name=level_name, **settings)
+        self.settings = settings = VectorSettings.parse(level_name=level_name, **settings)
         self.level_name = level_name
         self.num_envs = num_envs
-        self.autoreset_mode = opts.autoreset_mode
-        self.metadata = {**self.metadata, "autoreset_mode": opts.autoreset_mode}
-        self.render_mode = opts.render_mode
-        self.copy = opts.copy
-        self._chem_seen = opts.see_chemistries
-        self.batch = GameBatch(num_envs, opts.config, opts.source, stride=num_envs, backend=opts.backend)
-        self.num_threads = self._threads(opts.num_threads)
-        self._fixed = opts.fixed
-        self._obs_size = opts.config.observation_size
-        self._n_actions = opts.config.num_actions
-        symbolic = symbolic_obs_space(opts.observe_used)
+        self.autoreset_mode = settings.autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": settings.autoreset_mode}
+        self.render_mode = settings.render_mode
+        self.copy = settings.copy
+        self._chem_seen = settings.see_chemistries
+        self.batch = GameBatch(num_envs, settings.config, settings.source, stride=num_envs, backend=settings.backend)
+        self.num_threads = self._threads(settings.num_threads)
+        self._fixed = settings.fixed
+        self._obs_size = settings.config.observation_size
+        self._n_actions = settings.config.num_actions
+        symbolic = symbolic_obs_space(settings.observe_used)
         if self._chem_seen:
             self.single_observation_space = spaces.Dict(
                 {"symbolic_obs": symbolic}

@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent import futures
 
+from alchemy_gym.levels import DEFAULT_LEVEL
 from alchemy_gym.server.auth import METADATA_KEY, TokenSet
 from alchemy_gym.server.clients import (
     DEFAULT_LOOP_SHARE,
@@ -469,9 +470,7 @@ class AlchemyServicer:
         request = pb().EnvironmentRequest
         settings = {
             "seed": tensor_utils.pack_tensor(0),
-            "levelName": tensor_utils.pack_tensor(
-                "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
-            ),
+            "levelName": tensor_utils.pack_tensor(DEFAULT_LEVEL),
             "EventSubscriptionRegex": tensor_utils.pack_tensor(".*"),
         }
         try:
