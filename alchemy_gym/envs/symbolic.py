@@ -176,10 +176,9 @@ class SymbolicAlchemyEnv(gym.Env):
             action = self._coerce_action(action)
         if not 0 <= action < self._num_actions:
             raise ValueError(f"action {action} out of range: the action space is Discrete({self._num_actions})")
-        game = self.game
         trial = self._trial
         try:
-            reward, terminated = game.step(action)
+            reward, ended, terminated = self.game.step_trial(action)
         except EpisodeOver:
             raise EpisodeOver(
                 "the episode is over (or was never started): call env.reset() before env.step()"
@@ -187,7 +186,6 @@ class SymbolicAlchemyEnv(gym.Env):
         self._last_reward = reward
         self._return += reward
         trial_reward = self._trial_reward + reward  # as the batch sums trial_rewards, in the same order
-        ended = terminated or game._trial[game.row] != trial
         info = step_info(trial, ended, trial_reward, self._return, self._episode, terminated)
         if ended:
             self._trial, self._trial_reward = trial + 1, 0.0
@@ -195,7 +193,7 @@ class SymbolicAlchemyEnv(gym.Env):
             self._trial_reward = trial_reward
         if self._chem_seen:
             return self._observation(), reward, terminated, False, info
-        return game.obs.copy(), reward, terminated, False, info
+        return self.game.obs.copy(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:
