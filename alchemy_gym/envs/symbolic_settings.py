@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
-from alchemy_gym.core.batch import BACKENDS, MAX_THREADS, GameConfig, observation_bounds
+from alchemy_gym.core.batch import MAX_THREADS, GameConfig, observation_bounds
 from alchemy_gym.core.belief import ChemistrySeen, ElementContent
 from alchemy_gym.core.checks import (
     MAX_STEPS_PER_TRIAL,
     MAX_TRIALS,
+    check_backend,
     check_bool,
     check_int,
     check_reward_weights,
@@ -28,7 +29,7 @@ from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.gymnasium_version import AutoresetMode
-from alchemy_gym.envs.settings import Settings, setting
+from alchemy_gym.envs.settings import Settings, render_mode_check, setting
 from alchemy_gym.levels import (
     DEFAULT_LEVEL,
     EVALUATION_PREFIX,
@@ -65,23 +66,6 @@ def _check_optional_trials(name: str, value):
 
 def _bounded(low: int, high: int | None = None):
     return lambda name, value: check_int(name, value, low, high)
-
-
-def check_backend(name: str, backend) -> str:
-    """The game backend: ``"auto"`` (the compiled kernel when built), ``"c"`` or ``"numpy"``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"{name} must be one of {list(BACKENDS)}, got {backend!r}")
-    return backend
-
-
-def _check_render_mode(allowed: tuple[str, ...]):
-    def check(name: str, value):
-        if value is not None and value not in allowed:
-            choices = " or ".join(repr(a) for a in allowed)
-            raise ValueError(f"render_mode {value!r} is not supported: allowed None, {choices}")
-        return value
-
-    return check
 
 
 def symbolic_obs_space(observe_used: bool) -> spaces.Box:
@@ -180,7 +164,7 @@ class SymbolicSettings(Settings):
     render_mode: str | None = setting(
         None,
         "``'ansi'`` (text) or ``'rgb_array'`` (picture of the trial)",
-        _check_render_mode(("ansi", "rgb_array")),
+        render_mode_check("ansi", "rgb_array"),
     )
     render_scale: int = setting(1, "``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8)", check_render_scale)
     backend: str = setting(
@@ -278,7 +262,7 @@ class VectorSettings(SymbolicSettings):
     owner = "SymbolicAlchemyVectorEnv.__init__"
 
     render_mode: str | None = setting(
-        None, "``'rgb_array'``: ``render()`` returns each sub-env's picture", _check_render_mode(("rgb_array",))
+        None, "``'rgb_array'``: ``render()`` returns each sub-env's picture", render_mode_check("rgb_array")
     )
     autoreset_mode: AutoresetMode = setting(
         AutoresetMode.NEXT_STEP,

@@ -19,6 +19,7 @@ from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from alchemy_gym.core.batch import MAX_THREADS, GameBatch
+from alchemy_gym.core.checks import check_count
 from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
@@ -98,10 +99,8 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
 
     def __init__(self, num_envs: int = 1, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        num_envs = check_count("num_envs", num_envs)
         require_vector_api("the native symbolic vector env (SymbolicAlchemyVectorEnv)")
-        num_envs = int(num_envs)
         self.settings = settings = VectorSettings.parse(level_name=level_name, **settings)
         self.level_name = level_name
         self.num_envs = num_envs
