@@ -439,10 +439,6 @@ class GameBatch:
             elif not isinstance(s, (int, np.integer)):
                 raise TypeError(f"a seed is an int, a numpy RandomState or None, got {type(s).__name__}")
 
-    def random_state(self, row: int) -> np.random.RandomState:
-        """A ``RandomState`` continuing ``row``'s stream (the batch's own stream is not advanced)."""
-        return rng.to_random_state(self._state.rng_key, self._state.rng_pos, row)
-
     # ---------------------------------------------------------------- episodes
 
     def reset(

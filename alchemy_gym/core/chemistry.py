@@ -172,12 +172,6 @@ def _thaw(constraint) -> graphs.Constraint:
     return [list(row) for row in constraint]
 
 
-@lru_cache(maxsize=64)
-def sampler_for(rules: LevelRules) -> ChemistrySampler:
-    """A shared sampler for some rules (samplers hold only immutable tables)."""
-    return ChemistrySampler(rules)
-
-
 class ChemistrySampler:
     """Samples chemistries with dm_alchemy's draw order from a ``numpy.random.RandomState``.
 

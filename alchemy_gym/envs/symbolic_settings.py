@@ -226,10 +226,6 @@ class SymbolicSettings(Settings):
             return evaluation_source()
         return EpisodeSource.sampled(self.rules)
 
-    def fixed_episodes(self) -> tuple[FixedEpisode, ...]:
-        """The episodes of a fixed level (the packaged evaluation set unless episodes were given)."""
-        return self.source.episodes
-
     def new_game(self) -> AlchemyGame:
         """A game playing these settings' episodes."""
         return AlchemyGame.from_config(self.config, self.source, self.backend)

@@ -450,12 +450,6 @@ class AlchemyServicer:
         if pool is not None:
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
 
-    def close_pool(self) -> None:
-        """Stop the worker thread (blocking; for a servicer used without :meth:`shutdown`)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
-
     def flush_logs(self) -> None:
         """Log the counts of suppressed lines (at shutdown)."""
         for rate_limited in (self.malformed_log, self.internal_log, self.refusal_log, self.idle_log, self.auth_log):
