@@ -183,7 +183,7 @@ class RpcEnvConfig(Settings):
     @property
     def evaluation(self) -> bool:
         """The level is the evaluation set."""
-        return find_level(self.level_name).name == EVALUATION_PREFIX
+        return find_level(self.level_name).is_evaluation
 
     @property
     def fixed_episode(self) -> int | None:
@@ -846,7 +846,7 @@ def _event_name(packed) -> str:
 def _rpc_levels():
     from alchemy_gym.levels import levels
 
-    return [lv for lv in levels() if lv.rpc_id and lv.name != EVALUATION_PREFIX]
+    return [lv for lv in levels() if lv.rpc_id and not lv.is_evaluation]
 
 
 RpcAlchemyEnv.__init__.__signature__ = RpcEnvConfig.signature(positional=("level_name",))
