@@ -12,6 +12,7 @@ import os
 import sys
 
 from alchemy_gym import __version__
+from alchemy_gym.levels import DEFAULT_LEVEL
 from alchemy_gym.usage import INTERRUPTED, ArgumentParser, integer, seed
 
 # subcommand → (module with a ``main(argv) -> int``, help)
@@ -21,7 +22,6 @@ _DELEGATED = {
     "build-image": ("alchemy_gym.server.image", "build the Docker image of the dm_env_rpc server"),
     "bench": ("alchemy_gym.bench", "speed and memory benchmarks of the symbolic env"),
 }
-DEFAULT_LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
 DEFAULT_EPISODES = 3
 
 

@@ -13,47 +13,29 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from alchemy_gym.agents import AGENT_NAMES, EVALUATION_PRIOR, Agent, make_agent, run_episode
-from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
+from alchemy_gym.agents import AGENT_NAMES, Agent, make_agent, run_episode
+from alchemy_gym.levels import (
+    EVALUATION_PREFIX,
+    NUM_EVALUATION_EPISODES,
+    Level,
+    parse_evaluation_name,
+    symbolic_level,
+)
 from alchemy_gym.usage import SEED_MAX, ArgumentParser, UsageError, attach_dash_values, integer, seed
 
 DEFAULT_RANDOM_EPISODES = 100
 
 
-@dataclass(frozen=True)
-class LevelSpec:
-    """A resolved level: the evaluation episodes or a randomly generated level."""
-
-    name: str  # dm_alchemy level name
-    evaluation: bool
-    single_episode: int | None = None
-
-    @property
-    def prior(self) -> str:
-        """The level whose prior an ideal observer assumes."""
-        return EVALUATION_PRIOR if self.evaluation else self.name
-
-
-def resolve_level(level: str) -> LevelSpec:
-    """A symbolic Gymnasium ID or dm_alchemy level name → :class:`LevelSpec` (``ValueError`` if unknown)."""
-    entry = find_level(level)
-    if entry.is_evaluation:
-        index = parse_evaluation_name(level) if not level.startswith("Alchemy/") else None
-        return LevelSpec(EVALUATION_PREFIX, True, index)
-    name = entry.name
-    if entry.symbolic_id is None:
-        if name == "alchemy/all_fixed_w_shaping":
-            name = "alchemy/all_fixed"  # shaping has no effect in symbolic Alchemy (§5.1)
-        else:
-            raise ValueError(
-                f"level {entry.name!r} has no symbolic version; symbolic levels are listed by `alchemy-gym levels`"
-            )
-    return LevelSpec(name, False)
+def resolve_level(level: str) -> Level:
+    """The symbolic :class:`~alchemy_gym.levels.Level` a symbolic Gymnasium ID or dm_alchemy level name plays
+    (``ValueError`` if unknown); ``alchemy/evaluation_episodes/i`` is the evaluation level (its episode:
+    :func:`~alchemy_gym.levels.parse_evaluation_name`)."""
+    return symbolic_level(level)
 
 
 #: Most episodes one run of a randomly generated level may ask for (episode ``i`` is seeded by ``i``).
@@ -67,22 +49,23 @@ EPISODES_HELP = (
 )
 
 
-def parse_episodes(text: str | None, level: LevelSpec) -> list[int]:
+def parse_episodes(text: str | None, level: Level, single_episode: int | None = None) -> list[int]:
     """Episode indices from ``--episodes`` (see :data:`EPISODES_HELP`); ``ValueError`` naming what is allowed.
 
     The accepted forms: ``N`` with ``1 <= N <= count`` (the first N), and ``START:STOP`` or ``START:STOP:STEP``
     with Python's slice meaning over the level's episodes ``0..count-1``, where START and STOP, when given, lie
     in ``-count..count`` and STEP is not 0. A random level (no count) takes non-negative START and STOP,
-    STOP given, positive STEP, at most :data:`MAX_RANDOM_EPISODES` episodes.
+    STOP given, positive STEP, at most :data:`MAX_RANDOM_EPISODES` episodes. ``single_episode``: the one
+    evaluation episode ``--level alchemy/evaluation_episodes/i`` names (``--episodes`` must then be absent).
     """
-    total = NUM_EVALUATION_EPISODES if level.evaluation else None
-    if level.single_episode is not None:
+    total = NUM_EVALUATION_EPISODES if level.is_evaluation else None
+    if single_episode is not None:
         if text is not None:
             raise ValueError(
-                f"the level names one evaluation episode ({level.single_episode}): drop --episodes, or use "
+                f"the level names one evaluation episode ({single_episode}): drop --episodes, or use "
                 f"--level {EVALUATION_PREFIX} --episodes START:STOP"
             )
-        return [level.single_episode]
+        return [single_episode]
     if text is None:
         return list(range(total if total is not None else DEFAULT_RANDOM_EPISODES))
     text = text.strip()
@@ -136,7 +119,7 @@ def parse_episodes(text: str | None, level: LevelSpec) -> list[int]:
 _WORKER_CACHE: dict = {}
 
 
-def _agent_for(spec: str, level: LevelSpec, seed: int) -> Agent:
+def _agent_for(spec: str, level: Level, seed: int) -> Agent:
     key = (spec, level, seed)
     agent = _WORKER_CACHE.get(key)
     if agent is None:
@@ -144,7 +127,7 @@ def _agent_for(spec: str, level: LevelSpec, seed: int) -> Agent:
     return agent
 
 
-def run_episodes(spec: str, level: LevelSpec, indices: Sequence[int], seed: int) -> list[tuple[int, list[float]]]:
+def run_episodes(spec: str, level: Level, indices: Sequence[int], seed: int) -> list[tuple[int, list[float]]]:
     """Play the given episodes with a fresh game; returns ``(index, trial rewards)`` pairs.
 
     Evaluation episode ``i`` is the fixed episode ``i``; episode ``i`` of a sampled level is drawn
@@ -155,11 +138,11 @@ def run_episodes(spec: str, level: LevelSpec, indices: Sequence[int], seed: int)
     from alchemy_gym.data import evaluation_source
 
     agent = _agent_for(spec, level, seed)
-    source = evaluation_source() if level.evaluation else EpisodeSource.sampled(level.name)
+    source = evaluation_source() if level.is_evaluation else EpisodeSource.sampled(level.name)
     game = AlchemyGame(source=source)
     out = []
     for i in indices:
-        if level.evaluation:
+        if level.is_evaluation:
             game.new_episode(i)
         else:
             game.seed(np.random.RandomState([seed & 0xFFFFFFFF, i]))
@@ -183,7 +166,7 @@ def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
 
 def evaluate(
     spec: str,
-    level: LevelSpec,
+    level: Level,
     indices: Sequence[int],
     *,
     seed: int = 0,
@@ -363,10 +346,10 @@ def plot(results: Sequence[AgentResult], path: str) -> None:
 # ----------------------------------------------------------------- CLI
 
 
-def _check_agent(spec: str, level: LevelSpec, indices: Sequence[int]) -> None:
+def _check_agent(spec: str, level: Level, indices: Sequence[int]) -> None:
     """Fail before any work if the agent cannot play these episodes."""
     if spec.startswith("replay:"):
-        if not level.evaluation:
+        if not level.is_evaluation:
             raise ValueError(
                 f"{spec} replays recorded evaluation episodes: use --level {EVALUATION_PREFIX} (got {level.name})"
             )
@@ -425,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         level = resolve_level(args.level)
-        indices = parse_episodes(args.episodes, level)
+        indices = parse_episodes(args.episodes, level, parse_evaluation_name(args.level))
         for spec in agents:
             _check_agent(spec, level, indices)
     except (ValueError, FileNotFoundError, KernelMissingError) as e:
@@ -488,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _evaluate_one(spec: str, level: LevelSpec, indices: Sequence[int], args) -> AgentResult:
+def _evaluate_one(spec: str, level: Level, indices: Sequence[int], args) -> AgentResult:
     import time
 
     from tqdm.auto import tqdm
@@ -506,10 +489,5 @@ def _evaluate_one(spec: str, level: LevelSpec, indices: Sequence[int], args) -> 
     return AgentResult(spec, level.name, list(indices), rows, {"seconds": seconds, "workers": args.workers})
 
 
-def iter_specs(specs: Iterable[str]) -> list[str]:  # pragma: no cover - tiny helper kept for API symmetry
-    return list(specs)
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-    os._exit(0)

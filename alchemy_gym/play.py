@@ -51,7 +51,7 @@ def play(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if episode is None and not level.startswith("Alchemy/"):
+    if episode is None:
         episode = parse_evaluation_name(level)
     env = gym.make(env_id(level), render_mode="ansi" if render else None)
     print(f"{env.spec.id} ({level}), baseline: cash every positive stone, then wait for the next trial")
@@ -257,7 +257,7 @@ def play_human(
     env = gym.make(env_id(level), render_mode="ansi")
     game = env.unwrapped.game
     if evaluation:
-        if episode is None and not level.startswith("Alchemy/"):
+        if episode is None:
             episode = parse_evaluation_name(level)  # alchemy/evaluation_episodes/i
         if episode is None:
             episode = secrets.randbelow(NUM_EVALUATION_EPISODES)

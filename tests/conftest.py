@@ -1,4 +1,4 @@
-"""Shared fixtures. Reference values cite ``alchemy-task.md`` sections as §n."""
+"""Shared fixtures. Reference values cite the sections of the task, ``docs/task.md``, as §n."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ import alchemy_gym  # noqa: F401
 from alchemy_gym.core.batch import GameBatch, GameConfig
 from alchemy_gym.core.checks import MAX_REWARD_WEIGHT, MAX_STEPS_PER_TRIAL, check_actions
 from alchemy_gym.core.chemistry import Chemistry
-from alchemy_gym.core.episodes import CHEMISTRY_CACHE_SIZE, EpisodeSource, chemistry_of
+from alchemy_gym.core.episodes import CHEMISTRY_CACHE_SIZE, EpisodeSource, chemistry_of, sub_env_seeds
+from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
 
 ENV = "Alchemy/SymbolicStandard-v0"
 STANDARD = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
@@ -187,3 +188,61 @@ def test_the_chemistry_cache_is_small_and_bounded():
     assert chemistry_of.cache_info().currsize <= CHEMISTRY_CACHE_SIZE <= 8192
     row = batch.chem[7].tolist()
     assert batch.chemistry(7) == Chemistry(*row) and batch.chemistry(7) is batch.chemistry(7)
+
+
+
+# ------------------------------------------------------------------------ seeds, counts, render modes
+
+
+def test_the_symbolic_vector_env_takes_its_seeds_in_any_array_form():
+    """``seed=S`` seeds sub-env ``i`` with ``S + i``; a list, a tuple, a 1-d array or a 0-d array (an info value)
+    give the same episodes."""
+    envs = _vector(3)
+    first, _ = envs.reset(seed=5)
+    for seed in ([5, 6, 7], (5, 6, 7), np.array([5, 6, 7], dtype=np.uint32), np.array(5)):
+        np.testing.assert_array_equal(envs.reset(seed=seed)[0], first)
+    with pytest.raises(ValueError, match=r"seed 4294967294 \+ 2 \(one seed per sub-env\) exceeds 2\*\*32-1"):
+        envs.reset(seed=2**32 - 2)
+    with pytest.raises(ValueError, match=r"seed must be an int in 0\.\.2\*\*32-1 \(numpy RandomState\), got -1"):
+        envs.reset(seed=[1, 2, -1])
+    envs.close()
+
+
+def test_sub_env_seeds_without_a_bound_take_any_non_negative_int():
+    assert sub_env_seeds(2**40, 2, high=None) == [2**40, 2**40 + 1]
+    assert sub_env_seeds([2**40, None], 2, high=None) == [2**40, None]
+    for bad in (-1, True, 1.5, "1", [1, "2"]):
+        with pytest.raises(ValueError, match="seed must be a non-negative int"):
+            sub_env_seeds(bad, 2, high=None)
+    with pytest.raises(ValueError, match="seed list has 1 entries, num_envs is 2"):
+        sub_env_seeds([1], 2, high=None)
+
+
+def _rpc_settings(**settings):
+    pytest.importorskip("dm_env_rpc")
+    from alchemy_gym.envs.rpc import RpcEnvConfig
+
+    return RpcEnvConfig.parse(STANDARD, address="127.0.0.1:1", **settings)  # checked before anything starts
+
+
+@pytest.mark.parametrize(
+    ("make", "allowed"),
+    [
+        (SymbolicAlchemyEnv, "None, 'ansi' or 'rgb_array'"),
+        (_vector, "None or 'rgb_array'"),
+        (_rpc_settings, "None or 'rgb_array'"),
+    ],
+    ids=["single", "vector", "3D"],
+)
+def test_every_env_family_checks_its_render_modes_alike(make, allowed):
+    with pytest.raises(ValueError, match=f"render_mode 'bogus' is not supported: allowed {allowed}"):
+        make(render_mode="bogus")
+    assert make(render_mode="rgb_array").render_mode == "rgb_array"
+
+
+@pytest.mark.parametrize("count", [0, -1, True, 2.0, "2"])
+def test_counts_of_games_and_envs_are_checked_alike(count):
+    with pytest.raises(ValueError, match=f"num_games must be a positive int, got {count!r}"):
+        GameBatch(count)
+    with pytest.raises(ValueError, match=f"num_envs must be a positive int, got {count!r}"):
+        _vector(count)

@@ -11,7 +11,7 @@ import pytest
 from alchemy_gym.core import rng
 from alchemy_gym.core.batch import STATE_ARRAYS, GameBatch, GameConfig
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
-from alchemy_gym.core.game import AlchemyGame
+from alchemy_gym.core.game import AlchemyGame, EpisodeOver
 from alchemy_gym.levels import LEVELS
 from tests.reference_game import ReferenceGame
 
@@ -25,7 +25,7 @@ except ImportError:
 BACKENDS = ["numpy", pytest.param("c", marks=pytest.mark.skipif(not HAVE_KERNEL, reason="C kernel not built"))]
 SAMPLED_LEVELS = [level.name for level in LEVELS if level.symbolic_id and not level.is_evaluation]
 STANDARD = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
-OPTIONS = [
+SETTINGS = [
     {},
     {"end_trial_action": True},
     {"observe_used": False},
@@ -121,11 +121,11 @@ def test_any_randomstate_can_be_continued_in_a_row():
 # --------------------------------------------------------------------- the game vs the reference
 
 
-def _play_against_reference(level: str, options: dict, backend: str, n: int = 4, episodes: int = 3, seed: int = 101):
+def _play_against_reference(level: str, settings: dict, backend: str, n: int = 4, episodes: int = 3, seed: int = 101):
     """n rows seeded seed+i, random actions, autoresets: every output and state equal to n reference games."""
-    config = GameConfig(**options)
+    config = GameConfig(**settings)
     batch = GameBatch(n, config, EpisodeSource.sampled(level), stride=n, backend=backend)
-    refs = [ReferenceGame(level, seed + i, **options) for i in range(n)]
+    refs = [ReferenceGame(level, seed + i, **settings) for i in range(n)]
     batch.reset(None, [seed + i for i in range(n)])
     for ref in refs:
         ref.new_episode()
@@ -160,16 +160,16 @@ def test_every_sampled_level_plays_exactly_as_the_reference_game(level, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("options", OPTIONS[1:], ids=["end_trial_action", "no_used_flags", "all_options"])
-def test_game_options_play_exactly_as_the_reference_game(options, backend):
-    _play_against_reference(STANDARD, options, backend)
+@pytest.mark.parametrize("settings", SETTINGS[1:], ids=["end_trial_action", "no_used_flags", "all_settings"])
+def test_game_settings_play_exactly_as_the_reference_game(settings, backend):
+    _play_against_reference(STANDARD, settings, backend)
 
 
 @pytest.mark.skipif(not HAVE_KERNEL, reason="C kernel not built")
-@pytest.mark.parametrize("options", OPTIONS, ids=["default", "end_trial_action", "no_used_flags", "all_options"])
-def test_both_backends_hold_identical_state_after_every_step(options):
+@pytest.mark.parametrize("settings", SETTINGS, ids=["default", "end_trial_action", "no_used_flags", "all_settings"])
+def test_both_backends_hold_identical_state_after_every_step(settings):
     n = 300
-    config = GameConfig(**options)
+    config = GameConfig(**settings)
     batches = [GameBatch(n, config, EpisodeSource.sampled(STANDARD), stride=n, backend=b) for b in ("numpy", "c")]
     for b in batches:
         b.reset(None, list(range(n)))
@@ -275,6 +275,29 @@ def test_a_game_view_steps_only_its_row():
     np.testing.assert_array_equal(batch.obs[[0, 2]], others)
     with pytest.raises(IndexError, match="row 3 out of range"):
         AlchemyGame.view(batch, 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("listened", [False, True], ids=["plain", "listened"])
+def test_step_trial_says_which_steps_end_a_trial(backend, listened):
+    """``step_trial`` is ``step`` plus whether the step ended a trial, with and without listeners."""
+    source = EpisodeSource.sampled(STANDARD)
+    game, twin = (AlchemyGame(num_trials=3, max_steps_per_trial=7, source=source, backend=backend) for _ in range(2))
+    heard = []
+    if listened:
+        game.add_listener(lambda kind, *args: heard.append(kind))
+    game.new_episode(seed=9)
+    twin.new_episode(seed=9)
+    ends = []
+    for action in np.random.default_rng(2).integers(0, 40, size=21).tolist():  # the episode's 3 x 7 steps
+        trial = twin.trial_number
+        reward, over = twin.step(action)
+        assert game.step_trial(action) == (reward, over or twin.trial_number != trial, over)
+        ends.append(over or twin.trial_number != trial)
+    assert over and ends.count(True) == 3 and ends[6] and ends[13] and ends[20]
+    assert heard.count("trial_end") == (3 if listened else 0)
+    with pytest.raises(EpisodeOver):
+        game.step_trial(0)
 
 
 def test_memory_per_game_stays_under_one_kilobyte_beyond_the_rng():

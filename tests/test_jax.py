@@ -22,7 +22,7 @@ from alchemy_gym.levels import LEVELS  # noqa: E402
 stats = pytest.importorskip("scipy.stats")
 
 SAMPLED = [level for level in LEVELS if level.symbolic_id and not level.is_evaluation]
-OPTIONS = [
+SETTINGS = [
     {},
     {"end_trial_action": True, "observe_used": False},
     {"num_trials": 3, "max_steps_per_trial": 9, "reward_weights": ((1.0, 2.0, -1.0), 0.5, 4.0)},
@@ -41,12 +41,12 @@ def sampled_episodes(level_name: str, count: int, seed: int, trials: int = 10) -
     ]
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=["default", "end_trial_no_used", "short_weighted"])
+@pytest.mark.parametrize("settings", SETTINGS, ids=["default", "end_trial_no_used", "short_weighted"])
 @pytest.mark.parametrize("level", SAMPLED, ids=[lv.symbolic_id for lv in SAMPLED])
-def test_same_chemistry_and_items_give_the_cores_observations_rewards_and_ends(level, options):
-    episodes = sampled_episodes(level.name, 4, seed=31, trials=options.get("num_trials", 10))
-    env, params = aj.make(level.symbolic_id, episodes=episodes, **options)
-    single = gym.make(level.symbolic_id, episodes=episodes, **options)
+def test_same_chemistry_and_items_give_the_cores_observations_rewards_and_ends(level, settings):
+    episodes = sampled_episodes(level.name, 4, seed=31, trials=settings.get("num_trials", 10))
+    env, params = aj.make(level.symbolic_id, episodes=episodes, **settings)
+    single = gym.make(level.symbolic_id, episodes=episodes, **settings)
     step = jax.jit(env.step)
     obs, state = env.reset(jax.random.key(0), params, episode=0)
     want, _ = single.reset()
@@ -163,15 +163,15 @@ def test_jit_vmap_and_scan_run_whole_episodes():
     assert env.observation_space(params).contains(env.get_obs(jax.tree_util.tree_map(lambda x: x[0], state), params))
 
 
-@pytest.mark.parametrize("options", [{}, {"end_trial_action": True}], ids=["default", "end_trial"])
+@pytest.mark.parametrize("settings", [{}, {"end_trial_action": True}], ids=["default", "end_trial"])
 @pytest.mark.parametrize("level", [*SAMPLED, "evaluation"], ids=[lv.symbolic_id for lv in SAMPLED] + ["evaluation"])
-def test_belief_state_is_the_cores_step_for_step(level, options):
+def test_belief_state_is_the_cores_step_for_step(level, settings):
     if level == "evaluation":
         env_id, given = "Alchemy/SymbolicEvaluation-v0", {}
     else:
         env_id, given = level.symbolic_id, {"episodes": sampled_episodes(level.name, 3, seed=31)}
-    env, params = aj.make(env_id, belief_state=True, **given, **options)
-    single = gym.make(env_id, see_chemistries={"belief": "belief_state"}, **given, **options)
+    env, params = aj.make(env_id, belief_state=True, **given, **settings)
+    single = gym.make(env_id, see_chemistries={"belief": "belief_state"}, **given, **settings)
     step, belief_of = jax.jit(env.step), jax.jit(env.belief_state)
     _, state = env.reset(jax.random.key(0), params, episode=0)
     want, _ = single.reset(options={"episode": 0} if not given else None)
@@ -206,19 +206,19 @@ def test_belief_state_needs_the_option_and_checks_it():
 ALL_SYMBOLIC = [level.symbolic_id for level in LEVELS if level.symbolic_id]
 
 
-@pytest.mark.parametrize("options", [{}, {"end_trial_action": True}], ids=["default", "end_trial"])
+@pytest.mark.parametrize("settings", [{}, {"end_trial_action": True}], ids=["default", "end_trial"])
 @pytest.mark.parametrize("env_id", ALL_SYMBOLIC)
-def test_vmapped_steps_are_each_envs_own_steps_through_autoresets(env_id, options):
+def test_vmapped_steps_are_each_envs_own_steps_through_autoresets(env_id, settings):
     """Under vmap the next trial and the autoreset are computed only on steps where some env needs them
     (where_any). Every env must still step exactly as it does alone (whose steps are the core's, above),
     through two autoresets, with trials that end at different steps (the end-trial action), the belief
     included; on the standard task also under a vmap of a vmap."""
-    env, params = aj.make(env_id, belief_state=True, **options)
+    env, params = aj.make(env_id, belief_state=True, **settings)
     n, steps = 6, 450
     _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(3), n), params)
     rng = np.random.default_rng(5)
     actions = rng.integers(0, env.num_actions, size=(steps, n)).astype(np.int32)
-    if options:
+    if settings:
         actions[rng.random((steps, n)) < 0.08] = 0  # frequent trial ends, at different steps in each env
     key = jax.random.key(9)
 
@@ -238,9 +238,9 @@ def test_vmapped_steps_are_each_envs_own_steps_through_autoresets(env_id, option
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:, i], err_msg=f"env {i}: {what}")
     ends, dones = np.asarray(batched[3]), np.asarray(batched[2])
     assert dones.sum(axis=0).min() >= 2  # every env went through two autoresets
-    if options:
+    if settings:
         assert (ends.any(axis=1) != ends.all(axis=1)).any()  # trials ended at different steps
-    if env_id == "Alchemy/SymbolicStandard-v0" and options:  # a vmap of a vmap (2 x 3) gives the same steps
+    if env_id == "Alchemy/SymbolicStandard-v0" and settings:  # a vmap of a vmap (2 x 3) gives the same steps
         nested_state = jax.tree_util.tree_map(lambda x: x.reshape(2, 3, *x.shape[1:]), state)
         nested = jax.jit(partial(play, jax.vmap(vmapped[0], in_axes=(None, 0, 0, None)), jax.vmap(vmapped[1])))
         for got, want in zip(nested(nested_state, jnp.asarray(actions.reshape(steps, 2, 3))), batched):
@@ -288,7 +288,7 @@ def test_invalid_actions_are_no_ops_under_jit_and_errors_in_checked_steps():
     assert env.checked_step(key, state, 2, params)[2] == 0.0
 
 
-def test_unknown_ids_and_bad_options_raise_before_tracing():
+def test_unknown_ids_and_bad_settings_raise_before_tracing():
     with pytest.raises(ValueError, match="no symbolic version"):
         aj.make("Alchemy/AllFixedShaping-v0")
     with pytest.raises(ValueError, match="unknown Alchemy level"):
@@ -297,7 +297,7 @@ def test_unknown_ids_and_bad_options_raise_before_tracing():
         aj.make("Alchemy/SymbolicStandard-v0", max_steps_per_trial=0)
     with pytest.raises(TypeError, match="unknown symbolic env setting"):
         aj.make("Alchemy/SymbolicStandard-v0", trials=3)
-    with pytest.raises(ValueError, match="not options of the JAX env"):
+    with pytest.raises(ValueError, match="not settings of the JAX env"):
         aj.make("Alchemy/SymbolicStandard-v0", render_mode="rgb_array")
     env, params = aj.make("alchemy/all_fixed")  # dm_alchemy names too
     assert env.name == "Alchemy/SymbolicAllFixed-v0" and env.action_space(params).n == 40

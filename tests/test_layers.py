@@ -1,7 +1,7 @@
 """Imports point one way: each part of the package imports only parts below it (or itself).
 
-core, levels      the game and the table of levels (numpy only; checked in test_core)
-usage             command-line argument handling (standard library only)
+core, usage       the game (numpy only; checked in test_core); command-line argument handling (standard library)
+levels            the table of levels and what a level name means (reads the core's rules)
 data              the packaged evaluation data
 render, rpc       pictures of a game; the dm_env_rpc protocol and its client side
 envs, agents      the Gymnasium envs; the agents that play the game
@@ -20,7 +20,8 @@ import alchemy_gym
 
 PACKAGE = Path(alchemy_gym.__file__).parent
 LAYERS = [
-    {"alchemy_gym.core", "alchemy_gym.levels", "alchemy_gym.usage"},
+    {"alchemy_gym.core", "alchemy_gym.usage"},
+    {"alchemy_gym.levels"},
     {"alchemy_gym.data"},
     {"alchemy_gym.render", "alchemy_gym.rpc"},
     {"alchemy_gym.envs", "alchemy_gym.agents"},

@@ -109,3 +109,62 @@ def test_custom_combinations_of_level_substrings_follow_dm_alchemy_rules():
 
     rules = SymbolicAlchemyEnv("alchemy/perceptual_mapping_randomized_with_rotation").rules
     assert rules.randomize_maps and rules.rotation and len(rules.graph_masks) == 1
+
+
+# ------------------------------------------------------------------ one home for level knowledge
+
+
+def test_the_default_and_evaluation_levels_are_named_once():
+    from alchemy_gym import cli
+    from alchemy_gym.agents import ideal_observer
+    from alchemy_gym.envs.rpc import RpcEnvConfig
+    from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
+    from alchemy_gym.envs.vector import SymbolicAlchemyVectorEnv
+    from alchemy_gym.levels import DEFAULT_LEVEL, EVALUATION_PRIOR
+
+    assert DEFAULT_LEVEL == STANDARD == find_level("Alchemy/SymbolicStandard-v0").name
+    for default in (
+        SymbolicAlchemyEnv.__init__.__signature__.parameters["level_name"].default,
+        SymbolicAlchemyVectorEnv.__init__.__signature__.parameters["level_name"].default,
+        RpcEnvConfig.level_name,
+        cli.DEFAULT_LEVEL,
+    ):
+        assert default is DEFAULT_LEVEL
+    assert EVALUATION_PRIOR == find_level("Alchemy/SymbolicNoRotation-v0").name
+    assert ideal_observer.IdealObserver.__init__.__defaults__[0] is EVALUATION_PRIOR
+    evaluation = find_level("Alchemy/SymbolicEvaluation-v0")
+    assert evaluation.prior == EVALUATION_PRIOR and find_level("alchemy/all_fixed").prior == "alchemy/all_fixed"
+    assert evaluation.rules == find_level(EVALUATION_PRIOR).rules
+    rules = evaluation.rules
+    assert not rules.rotation and rules.randomize_maps and len(rules.graph_masks) == 109
+
+
+@pytest.mark.parametrize(
+    ("name", "evaluation", "prior"),
+    [
+        ("alchemy/evaluation_episodes", True, "alchemy/perceptual_mapping_randomized_with_random_bottleneck"),
+        ("evaluation_episodes/7", True, "alchemy/perceptual_mapping_randomized_with_random_bottleneck"),
+        ("Alchemy/Evaluation-v0", True, "alchemy/perceptual_mapping_randomized_with_random_bottleneck"),
+        ("Alchemy/SymbolicAllFixedBottleneck2-v0", False, "alchemy/all_fixed_bottleneck2"),
+        ("perceptual_mapping_randomized_with_rotation", False, "perceptual_mapping_randomized_with_rotation"),
+    ],
+)
+def test_a_names_prior_is_the_evaluation_prior_or_itself(name, evaluation, prior):
+    from alchemy_gym.levels import is_evaluation, prior_level
+
+    assert is_evaluation(name) == evaluation and prior_level(name) == prior
+
+
+def test_an_id_as_level_name_plays_that_levels_rules():
+    """Before, an ID (which no level-name substring matches) passed the name check and played all_fixed."""
+    env = gym.make("Alchemy/SymbolicAllFixed-v0", level_name="Alchemy/SymbolicStandard-v0")
+    rules = env.unwrapped.rules
+    assert rules.randomize_maps and rules.rotation and len(rules.graph_masks) == 109
+    evaluation = gym.make("Alchemy/SymbolicAllFixed-v0", level_name="Alchemy/SymbolicEvaluation-v0")
+    assert evaluation.unwrapped.settings.fixed and evaluation.reset(options={"episode": 3})[1]["episode_index"] == 3
+
+
+def test_one_evaluation_episode_without_alchemy_prefix_points_to_the_episode_option():
+    """Before, ``evaluation_episodes/4`` (no ``alchemy/``) was taken and played all_fixed's random episodes."""
+    with pytest.raises(ValueError, match=r"reset\(options=\{'episode': i\}\)"):
+        gym.make("Alchemy/SymbolicAllFixed-v0", level_name="evaluation_episodes/4")

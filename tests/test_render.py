@@ -216,7 +216,7 @@ def test_render_scale_is_not_a_jax_option():
     pytest.importorskip("jax")
     import alchemy_gym.jax as aj
 
-    with pytest.raises(ValueError, match=r"\['render_scale'\] are not options of the JAX env"):
+    with pytest.raises(ValueError, match=r"\['render_scale'\] are not settings of the JAX env"):
         aj.make("Alchemy/SymbolicStandard-v0", render_scale=2)
 
 

@@ -6,7 +6,6 @@ be exactly the in-process env's, and the server process's memory and log must st
 
 from __future__ import annotations
 
-import os
 import queue
 import random
 
@@ -99,7 +98,7 @@ def _tensor(rng: random.Random):
         return tensor
     if roll < 0.8:
         tensor = pb.Tensor(protos=pb.Tensor.ProtoArray())
-        tensor.protos.array.add(type_url="x/y", value=os.urandom(rng.randrange(50)))
+        tensor.protos.array.add(type_url="x/y", value=rng.randbytes(rng.randrange(50)))
         return tensor
     if roll < 0.9:
         return pb.Tensor(int32s=pb.Tensor.Int32Array(array=[rng.randrange(-5, 5) for _ in range(rng.randrange(5))]))
@@ -139,7 +138,7 @@ def _world_name(rng: random.Random, victim: str, own: list[str]) -> str:
     if roll < 0.3 and own:
         return rng.choice(own)
     if roll < 0.6:
-        return "world_" + os.urandom(8).hex()
+        return "world_" + rng.randbytes(8).hex()
     return rng.choice(["", "world_1", "world_0", victim[:-1] + "0", "w" * rng.choice([10, 1000, 400_000])])
 
 
@@ -218,7 +217,7 @@ class HostileClient:
         rng = self.rng
         roll = rng.random()
         if roll < 0.12:
-            self._send(os.urandom(rng.randrange(0, 3000)))
+            self._send(rng.randbytes(rng.randrange(0, 3000)))
         elif roll < 0.25:
             template = rng.choice([_create(rng, True), _join(rng, self.victim), _step(rng)])
             self._send(_mutate(rng, template.SerializeToString()))
@@ -266,7 +265,7 @@ class HostileClient:
                     pb.EnvironmentRequest(leave_world=pb.LeaveWorldRequest()),
                     pb.EnvironmentRequest(reset=pb.ResetRequest(settings={"x" * 2000: _tensor(rng)})),
                     pb.EnvironmentRequest(),
-                    pb.EnvironmentRequest(extension=any_pb2.Any(type_url="x/y", value=os.urandom(20))),
+                    pb.EnvironmentRequest(extension=any_pb2.Any(type_url="x/y", value=rng.randbytes(20))),
                 ]
             )
             self._send(request.SerializeToString())

@@ -137,6 +137,7 @@ def test_flat_box_wrapper_sends_every_key(fake):
         assert env.action_space.shape == (len(UNITY_ACTIONS),) and env.action_space.dtype == np.float32
         assert env.action_space.high.max() == 10.0
         env.reset(seed=0)
+        env.action_space.seed(0)
         action = env.action_space.sample()
         env.step(action)
         sent = servicer.received[-1]

@@ -244,6 +244,25 @@ def test_step_before_reset_and_seed_errors(address):
         envs.close()
 
 
+def test_seeds_are_those_the_single_3d_env_takes(address):
+    """One seed check (core.episodes): any non-negative int, as Gymnasium's np_random (and the single 3D env) takes,
+    in a list, a tuple or a numpy array; a sub-env's world seed follows its seed."""
+    envs = RpcAlchemyVectorEnv(2, LEVEL, address=address, observations=OBS)
+    single = RpcAlchemyEnv(LEVEL, address=address, observations=OBS)
+    try:
+        _, info = envs.reset(seed=np.array([2**40, 7]))  # beyond RandomState's 2**32-1
+        assert info["world_seed"][0] == single.reset(seed=2**40)[1]["world_seed"]
+        assert info["world_seed"][1] == single.reset(seed=7)[1]["world_seed"]
+        _, again = envs.reset(seed=(2**40, 7))
+        np.testing.assert_array_equal(again["world_seed"], info["world_seed"])
+        for env, bad in ((envs, [1, -1]), (single, -1)):
+            with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+                env.reset(seed=bad)
+    finally:
+        envs.close()
+        single.close()
+
+
 def test_unity_dict_actions_are_batched_per_key_and_checked_before_sending():
     server, servicer, address = start_fake_unity(episode_length=10)
     try:

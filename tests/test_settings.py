@@ -64,7 +64,7 @@ def test_unknown_and_bad_settings_say_what_is_allowed():
         SymbolicSettings(end_trial_action=1)
     with pytest.raises(ValueError, match=r"max_steps_per_trial=0 out of range: allowed 1\.\.2\*\*31-1"):
         SymbolicSettings(max_steps_per_trial=0)
-    with pytest.raises(ValueError, match="render_mode 'ansi' is not supported: allowed None, 'rgb_array'"):
+    with pytest.raises(ValueError, match="render_mode 'ansi' is not supported: allowed None or 'rgb_array'"):
         VectorSettings(render_mode="ansi")
     settings = SymbolicSettings(num_trials=4)
     assert settings.replace(max_steps_per_trial=7).num_trials == 4

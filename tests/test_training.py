@@ -26,6 +26,7 @@ def test_gymnasium_vector_env_runs_the_symbolic_env():
     assert obs.shape == (3, 39)
     single = gym.make("Alchemy/SymbolicStandard-v0")
     np.testing.assert_array_equal(obs[1], single.reset(seed=2)[0])
+    envs.action_space.seed(0)
     for _ in range(250):  # crosses an episode end: the vector env auto-resets
         obs, rewards, terminated, truncated, _ = envs.step(envs.action_space.sample())
     envs.close()

@@ -231,6 +231,7 @@ def test_vector_env_checks():
         assert envs.observation_space.contains(obs) and isinstance(info, dict)
         again, _ = envs.reset(seed=3)
         assert_same(obs, again)
+        envs.action_space.seed(3)
         for _ in range(250):
             obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
             assert envs.observation_space.contains(obs)

@@ -18,11 +18,10 @@ from typing import Any
 
 from alchemy_gym.agents.base import Agent, as_game, run_episode
 from alchemy_gym.agents.bots import PositiveStonesBot, RandomActionBot
+from alchemy_gym.levels import EVALUATION_PRIOR
 
 #: Agent names accepted by :func:`make_agent` (plus ``replay:NAME_OR_PATH``).
 AGENT_NAMES = ("random", "positive", "ideal-observer", "ideal-explorer", "search-oracle")
-#: Prior the ideal observer assumes on the evaluation episodes (their distribution, §7.1).
-EVALUATION_PRIOR = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
 
 __all__ = [
     "AGENT_NAMES",

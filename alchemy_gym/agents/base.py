@@ -37,8 +37,6 @@ class Agent(ABC):
 
     #: Short name used in tables and JSON.
     name: str = "agent"
-    #: Needs the evaluation episode index (replay agents).
-    needs_episode_index: bool = False
 
     def reset(self, game: AlchemyGame | Any, episode: int | None = None) -> None:  # noqa: B027 (optional hook)
         """Start of an episode (``game`` may be an env)."""

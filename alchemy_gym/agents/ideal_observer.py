@@ -102,6 +102,7 @@ from alchemy_gym.core.items import (
     STONE_REWARD_INDICATOR,
 )
 from alchemy_gym.core.spec import HEADER_COMMAND, SPEC, c_header
+from alchemy_gym.levels import EVALUATION_PRIOR, level_rules
 
 try:  # the C search kernel (built by setup.py when a C compiler is available)
     from alchemy_gym.agents import _search as _search_ext
@@ -897,7 +898,8 @@ class IdealObserver(SimplifiedActionAgent):
     ``use_positive_stones`` (cash positive stones, then burn the trial).
 
     Args:
-        level: dm_alchemy level name whose prior the observer assumes (default the evaluation distribution).
+        level: the level whose prior the observer assumes (default the evaluation episodes' distribution; the
+            evaluation level, its episodes and its IDs mean that one too).
         bonus: value of the best stone minus 3 (12 with the default reward weights).
         minimise_world_states: the ideal explorer (aims to learn, not to score).
         oracle: the search oracle: its prior is the episode's true chemistry.
@@ -907,7 +909,7 @@ class IdealObserver(SimplifiedActionAgent):
 
     def __init__(
         self,
-        level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck",
+        level: str = EVALUATION_PRIOR,
         *,
         bonus: float = 12.0,
         minimise_world_states: bool = False,
@@ -916,7 +918,7 @@ class IdealObserver(SimplifiedActionAgent):
     ) -> None:
         _check_backend(backend)
         super().__init__()
-        self.rules = LevelRules.from_level_name(level)
+        self.rules = level_rules(level)
         self.bonus = float(bonus)
         self.minimise_world_states = minimise_world_states
         self.oracle = oracle
@@ -993,16 +995,12 @@ class IdealObserver(SimplifiedActionAgent):
         return encode_action(slot, potions.index(p), game.end_trial_action)
 
 
-def ideal_explorer(
-    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
-) -> IdealObserver:
+def ideal_explorer(level: str = EVALUATION_PRIOR, *, backend: Backend = "c") -> IdealObserver:
     """The ideal explorer: the ideal observer minimising the world states left at each trial's end."""
     return IdealObserver(level, minimise_world_states=True, backend=backend)
 
 
-def search_oracle(
-    level: str = "alchemy/perceptual_mapping_randomized_with_random_bottleneck", *, backend: Backend = "c"
-) -> IdealObserver:
+def search_oracle(level: str = EVALUATION_PRIOR, *, backend: Backend = "c") -> IdealObserver:
     """The search oracle: the ideal observer whose prior is the true chemistry."""
     return IdealObserver(level, oracle=True, backend=backend)
 

@@ -23,8 +23,6 @@ class ReplayAgent(Agent):
             events array of shape (episodes, trials, 3, 13).
     """
 
-    needs_episode_index = True
-
     def __init__(self, source: str | os.PathLike | np.ndarray) -> None:
         if isinstance(source, np.ndarray):
             events, name = source, "replay"

@@ -47,8 +47,7 @@ from alchemy_gym.core.episodes import FixedEpisode, TrialItems, check_seed
 from alchemy_gym.core.game import encode_action
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
-from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, EVALUATION_RULES
-from alchemy_gym.levels import EVALUATION_PREFIX, parse_evaluation_name
+from alchemy_gym.levels import DEFAULT_LEVEL, EVALUATION_PREFIX, EVALUATION_PRIOR, is_evaluation, parse_evaluation_name
 
 __all__ = [
     "DEFAULT_MAX_STEPS_PER_TRIAL",
@@ -350,7 +349,7 @@ def get_symbolic_alchemy_level(
         max_steps_per_trial=max_steps_per_trial,
     )
     episode = parse_evaluation_name(level_name)
-    if episode is not None or level_name.strip().removeprefix("alchemy/").rstrip("/") == "evaluation_episodes":
+    if is_evaluation(level_name):
         if (num_stones_per_trial, num_potions_per_trial) != (MAX_STONES, MAX_POTIONS):
             raise ValueError(
                 f"{level_name!r} plays fixed evaluation episodes (3 stones and 12 potions per trial): "
@@ -419,7 +418,7 @@ def get_symbolic_alchemy_fixed(
             f"load_chemistries_and_items()), got {type(chemistry).__name__}"
         )
     trials = _fixed_trials(episode_items)
-    level = DEFAULT_LEVEL if chemistry.rotation else EVALUATION_RULES
+    level = DEFAULT_LEVEL if chemistry.rotation else EVALUATION_PRIOR
     return _make(
         level,
         None,

@@ -39,10 +39,13 @@ import numpy as np
 
 from alchemy_gym.core import rng
 from alchemy_gym.core.checks import (
+    BACKENDS,
     MAX_STEPS_PER_TRIAL,
     MAX_TRIALS,
     check_actions,
+    check_backend,
     check_bool,
+    check_count,
     check_int,
     check_reward_weights,
 )
@@ -91,7 +94,6 @@ __all__ = [
     "observation_size",
 ]
 
-BACKENDS = ("auto", "c", "numpy")
 #: Most threads one step of the compiled kernel runs on (``GameBatch.threads``, the vector env's ``num_threads``).
 MAX_THREADS = 16
 
@@ -347,11 +349,8 @@ class GameBatch:
         stride: int = 1,
         backend: str = "auto",
     ) -> None:
-        if isinstance(num_games, bool) or not isinstance(num_games, (int, np.integer)) or num_games < 1:
-            raise ValueError(f"num_games must be a positive int, got {num_games!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        n = int(num_games)
+        n = check_count("num_games", num_games)
+        check_backend("backend", backend)
         self.num_games = n
         self.config = config = config or GameConfig()
         self.source = source
@@ -439,10 +438,6 @@ class GameBatch:
                 rng.load_random_state(self._state.rng_key, self._state.rng_pos, r, s)
             elif not isinstance(s, (int, np.integer)):
                 raise TypeError(f"a seed is an int, a numpy RandomState or None, got {type(s).__name__}")
-
-    def random_state(self, row: int) -> np.random.RandomState:
-        """A ``RandomState`` continuing ``row``'s stream (the batch's own stream is not advanced)."""
-        return rng.to_random_state(self._state.rng_key, self._state.rng_pos, row)
 
     # ---------------------------------------------------------------- episodes
 

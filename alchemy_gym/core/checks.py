@@ -25,6 +25,8 @@ MAX_STEPS_PER_TRIAL = 2**31 - 1
 #: Largest magnitude of a reward weight: every stone value, trial reward and episode return stays finite and
 #: exact enough in float32 (the JAX env's rewards).
 MAX_REWARD_WEIGHT = 1e6
+#: The game backends: the compiled kernel when built (``"auto"``), the compiled kernel, numpy.
+BACKENDS = ("auto", "c", "numpy")
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -42,6 +44,20 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
         allowed = f"{low}..{_bound(high)}" if high is not None else f">= {low}"
         raise ValueError(f"{name}={value} out of range: allowed {allowed}")
     return int(value)
+
+
+def check_count(name: str, value: Any) -> int:
+    """A positive int: how many envs or games (``ValueError`` for anything else)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_backend(name: str, backend: Any) -> str:
+    """The game backend: ``"auto"`` (the compiled kernel when built), ``"c"`` or ``"numpy"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{name} must be one of {list(BACKENDS)}, got {backend!r}")
+    return backend
 
 
 def _bound(high: int) -> str:

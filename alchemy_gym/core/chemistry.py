@@ -77,9 +77,25 @@ class Chemistry:
         )
 
 
+#: The substrings of a level name that dm_alchemy reads (§5.1): ``perceptual_mapping_randomized`` (random maps),
+#: ``random_bottleneck`` / ``bottleneck1`` / ``bottleneck2`` / ``bottleneck3`` (the graphs), ``rotation``;
+#: ``all_fixed`` names a level that randomises none of them. Any other part of a name is ignored.
+LEVEL_TOKENS = (
+    "perceptual_mapping_randomized",
+    "random_bottleneck",
+    "bottleneck1",
+    "bottleneck2",
+    "bottleneck3",
+    "rotation",
+    "all_fixed",
+)
+
+
 @dataclass(frozen=True)
 class LevelRules:
-    """What a level randomises at each episode start (dm_alchemy's level-name substrings, §5.1).
+    """What a level randomises at each episode start (dm_alchemy's level-name substrings, §5.1): the rules a
+    game's chemistries are drawn from. Any name has rules (parts dm_alchemy does not read are ignored);
+    :mod:`alchemy_gym.levels` says which names are levels and which rules the evaluation level's follow.
 
     Attributes:
         randomize_maps: random potion map (48) and stone map (8); else the fixed ones.
@@ -133,6 +149,15 @@ class LevelRules:
     def graph_masks(self) -> tuple[int, ...]:
         return tuple(graphs.constraint_to_graph(_thaw(c)) for c in self.constraints)
 
+    def constraint_lists(self) -> list[graphs.Constraint]:
+        """The constraints as the nested lists :mod:`~alchemy_gym.core.graphs`' functions take."""
+        return [_thaw(c) for c in self.constraints]
+
+    @property
+    def graph_prior(self) -> np.ndarray:
+        """The prior probability of each graph of :attr:`graph_masks` (§1.6)."""
+        return graphs.graph_prior(self.constraint_lists())
+
 
 @lru_cache(maxsize=64)
 def _rules_from_level_name(level_name: str) -> LevelRules:
@@ -145,12 +170,6 @@ def _freeze(constraints) -> tuple:
 
 def _thaw(constraint) -> graphs.Constraint:
     return [list(row) for row in constraint]
-
-
-@lru_cache(maxsize=64)
-def sampler_for(rules: LevelRules) -> ChemistrySampler:
-    """A shared sampler for some rules (samplers hold only immutable tables)."""
-    return ChemistrySampler(rules)
 
 
 class ChemistrySampler:
@@ -167,7 +186,7 @@ class ChemistrySampler:
         self._graphs = rules.graph_masks
         for mask in self._graphs:
             graphs.transition_table(mask)  # warm the cache: nothing is computed at reset
-        self._cdf = graphs.prior_cdf(graphs.graph_prior([_thaw(c) for c in rules.constraints]))
+        self._cdf = graphs.prior_cdf(rules.graph_prior)
 
     @property
     def graphs(self) -> tuple[int, ...]:
@@ -175,7 +194,7 @@ class ChemistrySampler:
 
     @property
     def prior(self) -> np.ndarray:
-        return graphs.graph_prior([_thaw(c) for c in self.rules.constraints])
+        return self.rules.graph_prior
 
     def sample(self, rs: np.random.RandomState) -> Chemistry:
         rules = self.rules

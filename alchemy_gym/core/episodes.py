@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from alchemy_gym.core import graphs
-from alchemy_gym.core.chemistry import Chemistry, LevelRules, _thaw
+from alchemy_gym.core.chemistry import Chemistry, LevelRules
 from alchemy_gym.core.items import MAX_POTIONS, MAX_STONES, NUM_LATENT_STONES, NUM_POTION_TYPES
 from alchemy_gym.core.spec import ITEM_SLOTS, SPEC
 
@@ -116,7 +116,7 @@ class EpisodeSource:
     @cached_property
     def graph_cdf(self) -> np.ndarray:
         """float64 CDF that ``RandomState.choice(n, p=float32 prior)`` searches (§1.6)."""
-        prior = graphs.graph_prior([_thaw(c) for c in self.rules.constraints])
+        prior = self.rules.graph_prior
         return _frozen(np.array(graphs.prior_cdf(prior), dtype=np.float64))
 
     # -------------------------------------------------------------------- fixed
@@ -213,30 +213,47 @@ def chemistry_of(potion_map: int, stone_map: int, graph: int, rotation: int) -> 
 # --------------------------------------------------------------------------- checks
 
 
-def check_seed(seed: Any) -> int | None:
-    """``None`` or an int usable by ``numpy.random.RandomState`` (0..2**32-1); a 0-d integer array (an info
-    value such as ``info["world_seed"]``) counts as its int."""
+def check_seed(seed: Any, high: int | None = MAX_SEED) -> int | None:
+    """``None`` or an int in ``0..high``: by default what ``numpy.random.RandomState`` takes (0..2**32-1), the
+    symbolic game's stream; ``high=None``: any non-negative int, what Gymnasium's ``np_random`` takes (the 3D
+    envs). A 0-d integer array (an info value such as ``info["world_seed"]``) counts as its int."""
     if seed is None:
         return None
     if isinstance(seed, np.ndarray) and seed.shape == () and seed.dtype.kind in "iu":
         seed = seed.item()
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"seed must be an int in 0..2**32-1 (numpy RandomState), got {seed!r}")
+    if (
+        isinstance(seed, (bool, np.bool_))
+        or not isinstance(seed, numbers.Integral)
+        or seed < 0
+        or (high is not None and seed > high)
+    ):
+        if high is None:
+            allowed = "a non-negative int"
+        elif high == MAX_SEED:
+            allowed = "an int in 0..2**32-1 (numpy RandomState)"
+        else:
+            allowed = f"an int in 0..{high}"
+        raise ValueError(f"seed must be {allowed}, got {seed!r}")
     return int(seed)
 
 
-def sub_env_seeds(seed: Any, num_envs: int) -> list[int | None]:
-    """Seeds of ``num_envs`` sub-envs: ``S + i`` for one int ``S``, or a list of ``num_envs`` seeds (or ``None``)."""
+def sub_env_seeds(seed: Any, num_envs: int, high: int | None = MAX_SEED) -> list[int | None]:
+    """Seeds of ``num_envs`` sub-envs: ``S + i`` for one int ``S``, or a list (or 1-d array) of ``num_envs`` seeds
+    (or ``None``), each checked by :func:`check_seed` with ``high``."""
     if seed is None:
         return [None] * num_envs
-    if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, str):
+    if isinstance(seed, Sequence) and not isinstance(seed, str) or isinstance(seed, np.ndarray) and seed.ndim:
         if len(seed) != num_envs:
             raise ValueError(f"seed list has {len(seed)} entries, num_envs is {num_envs}")
-        return [check_seed(s) for s in seed]
-    first = check_seed(seed)
-    if first + num_envs - 1 > MAX_SEED:
-        raise ValueError(f"seed {seed} + {num_envs - 1} (one seed per sub-env) exceeds 2**32-1")
+        return [check_seed(s, high) for s in seed]
+    first = check_seed(seed, high)
+    if high is not None and first + num_envs - 1 > high:
+        raise ValueError(f"seed {seed} + {num_envs - 1} (one seed per sub-env) exceeds {_bound_text(high)}")
     return [first + i for i in range(num_envs)]
+
+
+def _bound_text(high: int) -> str:
+    return "2**32-1" if high == MAX_SEED else str(high)
 
 
 def check_episode_index(episode: Any, count: int) -> int:

@@ -286,19 +286,35 @@ class AlchemyGame:
         if self._trial[self.row] < 0:
             raise EpisodeOver("the episode is over: start a new one (reset) before stepping")
         if self._listeners:
-            return self._step_notified(action)
+            reward, _, over = self._step_notified(action)
+            return reward, over
         reward, ended, over = self._step_one(self.row, action)
         if ended >= 0 and self._rs is not None:
             self._sync_rs()
         return reward, over
 
-    def _step_notified(self, action: int) -> tuple[float, bool]:
+    def step_trial(self, action: int) -> tuple[float, bool, bool]:
+        """:meth:`step`, also saying whether the step ended a trial: ``(reward, trial_ended, episode_over)``
+        (the step that ends the episode ends its last trial)."""
+        if self._trial[self.row] < 0:
+            raise EpisodeOver("the episode is over: start a new one (reset) before stepping")
+        if self._listeners:
+            reward, ended, over = self._step_notified(action)
+            return reward, ended >= 0, over
+        reward, ended, over = self._step_one(self.row, action)
+        if ended >= 0 and self._rs is not None:
+            self._sync_rs()
+        return reward, ended >= 0, over
+
+    def _step_notified(self, action: int) -> tuple[float, int, bool]:
         outcome = self.batch.apply_one(self.row, action)
         if outcome.kind == STONE_CASHED:
             self._notify("cauldron", outcome.stone_slot, outcome.old, outcome.reward)
         elif outcome.kind != NOTHING:
             self._notify("potion", outcome.stone_slot, outcome.potion_slot, outcome.old, outcome.potion, outcome.new)
-        return outcome.reward, self._ended(*self.batch.advance_one(self.row))
+        ended, over = self.batch.advance_one(self.row)
+        self._ended(ended, over)
+        return outcome.reward, ended, over
 
     def end_trial(self) -> tuple[float, bool]:
         """Finish the current trial at once (what no-ops until the step limit would do)."""

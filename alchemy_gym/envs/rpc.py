@@ -17,14 +17,27 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from alchemy_gym.core.episodes import EpisodeCursor, check_episode_index, reset_options
+from alchemy_gym.core.episodes import EpisodeCursor, check_episode_index, check_seed, reset_options
 from alchemy_gym.envs.info import rpc_info, step_info
-from alchemy_gym.envs.settings import Settings, setting
-from alchemy_gym.levels import EVALUATION_PREFIX, NUM_EVALUATION_EPISODES, find_level, parse_evaluation_name
+from alchemy_gym.envs.settings import Settings, render_mode_check, setting
+from alchemy_gym.levels import (
+    DEFAULT_LEVEL,
+    EVALUATION_PREFIX,
+    NUM_EVALUATION_EPISODES,
+    find_level,
+    parse_evaluation_name,
+)
 from alchemy_gym.rpc import DEFAULT_IMAGE
 from alchemy_gym.rpc.connection import RequestTimeout, StreamClosed, is_refused
 from alchemy_gym.rpc.events import WorldEvent, decode_event
-from alchemy_gym.rpc.spaces import SpecSpaces, check_action_value, pack_value, specs_to_spaces, unpack_value
+from alchemy_gym.rpc.spaces import (
+    SpecSpaces,
+    check_action_keys,
+    check_action_value,
+    pack_value,
+    specs_to_spaces,
+    unpack_value,
+)
 
 try:  # the ``rpc`` extra
     import grpc
@@ -90,12 +103,6 @@ def _check_address(name: str, value):
     raise ValueError(f"address must be 'host:port' (or, for the vector env, a list of them), got {value!r}")
 
 
-def _check_render_mode(name: str, value):
-    if value is not None and value != "rgb_array":
-        raise ValueError(f"render_mode {value!r} is not supported: allowed None or 'rgb_array'")
-    return value
-
-
 def _check_level(name: str, level_name):
     if pb is None:
         raise ImportError("the 3D envs need the rpc extra: pip install 'alchemy-gym[rpc]'")
@@ -117,7 +124,7 @@ class RpcEnvConfig(Settings):
     owner = "RpcAlchemyEnv.__init__"
 
     level_name: str = setting(
-        "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck",
+        DEFAULT_LEVEL,
         "a 3D level (``alchemy/...``) or ``alchemy/evaluation_episodes[/i]``",
         _check_level,
         shown="the standard task",
@@ -143,7 +150,9 @@ class RpcEnvConfig(Settings):
     width: int = setting(96, "``RGB_INTERLEAVED`` width", _positive_int)
     height: int = setting(72, "``RGB_INTERLEAVED`` height", _positive_int)
     num_action_repeats: int = setting(1, "server steps per ``step()``", _positive_int)
-    render_mode: str | None = setting(None, "``'rgb_array'`` returns the last ``RGB_INTERLEAVED``", _check_render_mode)
+    render_mode: str | None = setting(
+        None, "``'rgb_array'`` returns the last ``RGB_INTERLEAVED``", render_mode_check("rgb_array")
+    )
     connect_timeout: float = setting(60.0, "seconds to wait for the server", _seconds(False))
     request_timeout: float | None = setting(
         300.0, "seconds one request may wait for its answer (None: forever)", _seconds(True)
@@ -174,7 +183,7 @@ class RpcEnvConfig(Settings):
     @property
     def evaluation(self) -> bool:
         """The level is the evaluation set."""
-        return find_level(self.level_name).name == EVALUATION_PREFIX
+        return find_level(self.level_name).is_evaluation
 
     @property
     def fixed_episode(self) -> int | None:
@@ -523,9 +532,7 @@ class RpcWorldClient:
                 f"{self._prefix()}the action must be a dict with keys among {sorted(acts.spaces)}, "
                 f"got {type(action).__name__}"
             )
-        unknown = sorted(set(action) - set(acts.spaces))
-        if unknown:
-            raise ValueError(f"{self._prefix()}unknown action keys {unknown}: allowed {sorted(acts.spaces)}")
+        check_action_keys(action, acts.spaces, self._prefix())
         packed = {}
         for name, value in action.items():
             value = self._check(name, acts.spaces[name], value)
@@ -732,7 +739,8 @@ class RpcAlchemyEnv(gym.Env):
         self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._client)
         self._start()
 
-    # read-only views of the configuration and of the world
+    # read-only views of the settings and of the world
+    settings = property(lambda self: self._config, doc="the env's settings (an :class:`RpcEnvConfig`)")
     width = property(lambda self: self._config.width)
     height = property(lambda self: self._config.height)
     num_action_repeats = property(lambda self: self._config.num_action_repeats)
@@ -762,11 +770,7 @@ class RpcAlchemyEnv(gym.Env):
     # ----------------------------------------------------------------------- gym API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if isinstance(seed, np.ndarray) and seed.shape == () and seed.dtype.kind in "iu":
-            seed = seed.item()  # an info value (info["world_seed"])
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        seed = None if seed is None else int(seed)
+        seed = check_seed(seed, high=None)  # any non-negative int (Gymnasium's np_random); info["world_seed"] too
         if self._closed:
             raise RpcEnvError("the env is closed")
         super().reset(seed=seed)
@@ -842,7 +846,7 @@ def _event_name(packed) -> str:
 def _rpc_levels():
     from alchemy_gym.levels import levels
 
-    return [lv for lv in levels() if lv.rpc_id and lv.name != EVALUATION_PREFIX]
+    return [lv for lv in levels() if lv.rpc_id and not lv.is_evaluation]
 
 
 RpcAlchemyEnv.__init__.__signature__ = RpcEnvConfig.signature(positional=("level_name",))

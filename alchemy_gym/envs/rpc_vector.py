@@ -24,10 +24,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from alchemy_gym.core.episodes import episode_indices, reset_options
+from alchemy_gym.core.checks import check_count
+from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
 from alchemy_gym.envs.rpc import RpcEnvConfig, RpcEnvError, RpcWorldClient
 from alchemy_gym.levels import NUM_EVALUATION_EPISODES
+from alchemy_gym.rpc.spaces import check_action_keys
 
 _NEXT_STEP = AutoresetMode.NEXT_STEP
 
@@ -90,9 +92,7 @@ class RpcAlchemyVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, level_name: str = RpcEnvConfig.level_name, **settings: Any) -> None:
         # --- everything is checked before any server starts
-        if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        num_envs = int(num_envs)
+        num_envs = check_count("num_envs", num_envs)
         config = RpcEnvConfig.parse(level_name, **settings)
         require_vector_api("the native 3D vector env (RpcAlchemyVectorEnv)")
         addresses = _addresses(config.address, num_envs)
@@ -202,7 +202,7 @@ class RpcAlchemyVectorEnv(VectorEnv):
         if self.closed:
             raise RpcEnvError("the vector env is closed")
         n = self.num_envs
-        seeds = _seeds(seed, n)
+        seeds = sub_env_seeds(seed, n, high=None)  # Gymnasium's seeding, as the single 3D env
         per_env_options = self._episode_options(options)
         if isinstance(seed, numbers.Integral):
             super().reset(seed=int(seed))
@@ -254,6 +254,11 @@ class RpcAlchemyVectorEnv(VectorEnv):
         return self._batch(observations), rewards, terminated, truncated, infos
 
     @property
+    def settings(self) -> RpcEnvConfig:
+        """The settings every sub-env was made with (read-only)."""
+        return self._config
+
+    @property
     def last_events(self) -> list[list | None]:
         """Each sub-env's world events of the last reset or step (its reset's, after an autoreset; ``None``
         for a sub-env whose server sends no events)."""
@@ -303,9 +308,7 @@ class RpcAlchemyVectorEnv(VectorEnv):
                     f"actions must be a dict of arrays of shape ({n}, ...) with keys among {sorted(space.spaces)}, "
                     f"got {type(actions).__name__}"
                 )
-            unknown = sorted(set(actions) - set(space.spaces))
-            if unknown:
-                raise ValueError(f"unknown action keys {unknown}: allowed {sorted(space.spaces)}")
+            check_action_keys(actions, space.spaces)
             columns = {key: self._column(key, value, space[key]) for key, value in actions.items()}
             return [{key: column[i] for key, column in columns.items()} for i in range(n)]
         if isinstance(actions, Mapping):  # the only action, by name
@@ -340,23 +343,6 @@ def _addresses(address, num_envs: int) -> list[str | None]:
             raise ValueError(f"address lists {len(address)} servers: give one per sub-env ({num_envs}) or one for all")
         return list(address)
     raise ValueError(f"address must be 'host:port' or a list of num_envs of them, got {address!r}")
-
-
-def _seeds(seed, n: int) -> list[int | None]:
-    def check(s):
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
-            raise ValueError(f"seeds must be non-negative ints, got {s!r}")
-        return int(s)
-
-    if seed is None:
-        return [None] * n
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return [check(seed) + i for i in range(n)]
-    if isinstance(seed, Sequence) and not isinstance(seed, str):
-        if len(seed) != n:
-            raise ValueError(f"the seed list has {len(seed)} entries: give one per sub-env ({n})")
-        return [None if s is None else check(s) for s in seed]
-    raise ValueError(f"seed must be an int, a list of num_envs ints, or None, got {seed!r}")
 
 
 def _try_start(client: RpcWorldClient) -> BaseException | None:

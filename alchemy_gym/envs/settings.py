@@ -106,3 +106,17 @@ class Settings:
     def replace(self: S, **changes: Any) -> S:
         """A copy with some settings changed (checked again)."""
         return dataclasses.replace(self, **changes)
+
+
+def render_mode_check(*allowed: str) -> Callable[[str, Any], str | None]:
+    """The check of a ``render_mode`` setting: ``None`` or one of ``allowed`` (the same check and message for
+    every env family)."""
+    choices = ["None", *(repr(a) for a in allowed)]
+    choices = ", ".join(choices[:-1]) + " or " + choices[-1]
+
+    def check(name: str, value: Any) -> str | None:
+        if value is not None and value not in allowed:
+            raise ValueError(f"{name} {value!r} is not supported: allowed {choices}")
+        return value
+
+    return check

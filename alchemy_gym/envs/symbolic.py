@@ -13,7 +13,8 @@ from alchemy_gym.core.belief import ChemistryObserver
 from alchemy_gym.core.episodes import check_episode_index, check_seed, reset_options
 from alchemy_gym.core.game import EpisodeOver, slot_action
 from alchemy_gym.envs.info import EpisodeRecord, reset_info, step_info
-from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, SymbolicSettings, symbolic_obs_space
+from alchemy_gym.envs.symbolic_settings import SymbolicSettings, symbolic_obs_space
+from alchemy_gym.levels import DEFAULT_LEVEL
 from alchemy_gym.render import FRAME_SIZE, FramePainter
 
 
@@ -121,20 +122,20 @@ class SymbolicAlchemyEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
-        self.settings = options = SymbolicSettings.parse(level_name=level_name, **settings)
-        render_mode = options.render_mode
+        self.settings = settings = SymbolicSettings.parse(level_name=level_name, **settings)
+        render_mode = settings.render_mode
         self.render_mode = render_mode
         #: Size (width, height) of the ``rgb_array`` pictures (``render_scale`` times 240×180).
-        self.render_size = (FRAME_SIZE[0] * options.render_scale, FRAME_SIZE[1] * options.render_scale)
+        self.render_size = (FRAME_SIZE[0] * settings.render_scale, FRAME_SIZE[1] * settings.render_scale)
         self.level_name = level_name
-        self.reward_weights = options.reward_weights
-        self.rules = options.rules
-        self._evaluation = options.fixed
-        self.game = options.new_game()
+        self.reward_weights = settings.reward_weights
+        self.rules = settings.rules
+        self._evaluation = settings.fixed
+        self.game = settings.new_game()
         self._num_actions = self.game.num_actions
         self.action_space = spaces.Discrete(self._num_actions)
-        symbolic_space = symbolic_obs_space(options.observe_used)
-        self._chem_seen = options.see_chemistries
+        symbolic_space = symbolic_obs_space(settings.observe_used)
+        self._chem_seen = settings.see_chemistries
         if self._chem_seen:
             self.observation_space = spaces.Dict(
                 {"symbolic_obs": symbolic_space}
@@ -175,10 +176,9 @@ class SymbolicAlchemyEnv(gym.Env):
             action = self._coerce_action(action)
         if not 0 <= action < self._num_actions:
             raise ValueError(f"action {action} out of range: the action space is Discrete({self._num_actions})")
-        game = self.game
         trial = self._trial
         try:
-            reward, terminated = game.step(action)
+            reward, ended, terminated = self.game.step_trial(action)
         except EpisodeOver:
             raise EpisodeOver(
                 "the episode is over (or was never started): call env.reset() before env.step()"
@@ -186,7 +186,6 @@ class SymbolicAlchemyEnv(gym.Env):
         self._last_reward = reward
         self._return += reward
         trial_reward = self._trial_reward + reward  # as the batch sums trial_rewards, in the same order
-        ended = terminated or game._trial[game.row] != trial
         info = step_info(trial, ended, trial_reward, self._return, self._episode, terminated)
         if ended:
             self._trial, self._trial_reward = trial + 1, 0.0
@@ -194,7 +193,7 @@ class SymbolicAlchemyEnv(gym.Env):
             self._trial_reward = trial_reward
         if self._chem_seen:
             return self._observation(), reward, terminated, False, info
-        return game.obs.copy(), reward, terminated, False, info
+        return self.game.obs.copy(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:

@@ -14,64 +14,49 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium import spaces
 
-from alchemy_gym.core.batch import BACKENDS, MAX_THREADS, GameConfig, observation_bounds
+from alchemy_gym.core.batch import MAX_THREADS, GameConfig, observation_bounds
 from alchemy_gym.core.belief import ChemistrySeen, ElementContent
 from alchemy_gym.core.checks import (
     MAX_STEPS_PER_TRIAL,
     MAX_TRIALS,
+    check_backend,
     check_bool,
     check_int,
     check_reward_weights,
 )
-from alchemy_gym.core.chemistry import Chemistry, ChemistrySampler, LevelRules, sampler_for
+from alchemy_gym.core.chemistry import Chemistry, LevelRules
 from alchemy_gym.core.episodes import EpisodeSource, FixedEpisode, TrialItems
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.core.items import DEFAULT_REWARD_WEIGHTS, MAX_POTIONS, MAX_STONES
 from alchemy_gym.envs.gymnasium_version import AutoresetMode
-from alchemy_gym.envs.settings import Settings, setting
-from alchemy_gym.levels import EVALUATION_PREFIX, find_level
+from alchemy_gym.envs.settings import Settings, render_mode_check, setting
+from alchemy_gym.levels import (
+    DEFAULT_LEVEL,
+    EVALUATION_PREFIX,
+    check_level_name,
+    is_evaluation,
+    level_rules,
+    parse_evaluation_name,
+)
 from alchemy_gym.render import check_render_scale
 
 __all__ = [
-    "DEFAULT_LEVEL",
     "SymbolicSettings",
     "VectorSettings",
     "check_see_chemistries",
     "symbolic_obs_space",
 ]
 
-DEFAULT_LEVEL = "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
-#: Substrings that give a level name meaning (dm_alchemy's rules, spec §5.1). A symbolic level name
-#: must be a known level or combine some of these (e.g. ``perceptual_mapping_randomized_with_rotation``).
-LEVEL_TOKENS = (
-    "perceptual_mapping_randomized",
-    "random_bottleneck",
-    "bottleneck1",
-    "bottleneck2",
-    "bottleneck3",
-    "rotation",
-    "all_fixed",
-)
-#: The level whose rules describe the evaluation episodes' distribution.
-EVALUATION_RULES = "alchemy/perceptual_mapping_randomized_with_random_bottleneck"
-
-
-def _is_evaluation(level_name: str) -> bool:
-    return level_name.rstrip("/") in (EVALUATION_PREFIX, "evaluation_episodes")
-
 
 def _check_level_name(name: str, level_name) -> str:
     if not isinstance(level_name, str):
         raise TypeError(f"level_name must be a str, got {type(level_name).__name__}")
-    evaluation = _is_evaluation(level_name)
-    if not evaluation and level_name.startswith(EVALUATION_PREFIX):
-        find_level(level_name)  # validates the index
+    check_level_name(level_name)
+    if is_evaluation(level_name) and parse_evaluation_name(level_name.rstrip("/")) is not None:
         raise ValueError(
             f"{level_name!r}: use level_name={EVALUATION_PREFIX!r} and reset(options={{'episode': i}}) "
             "to play one evaluation episode"
         )
-    if not evaluation and not any(token in level_name for token in LEVEL_TOKENS):
-        find_level(level_name)  # raises, listing the known levels
     return level_name
 
 
@@ -81,23 +66,6 @@ def _check_optional_trials(name: str, value):
 
 def _bounded(low: int, high: int | None = None):
     return lambda name, value: check_int(name, value, low, high)
-
-
-def check_backend(name: str, backend) -> str:
-    """The game backend: ``"auto"`` (the compiled kernel when built), ``"c"`` or ``"numpy"``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"{name} must be one of {list(BACKENDS)}, got {backend!r}")
-    return backend
-
-
-def _check_render_mode(allowed: tuple[str, ...]):
-    def check(name: str, value):
-        if value is not None and value not in allowed:
-            choices = " or ".join(repr(a) for a in allowed)
-            raise ValueError(f"render_mode {value!r} is not supported: allowed None, {choices}")
-        return value
-
-    return check
 
 
 def symbolic_obs_space(observe_used: bool) -> spaces.Box:
@@ -196,7 +164,7 @@ class SymbolicSettings(Settings):
     render_mode: str | None = setting(
         None,
         "``'ansi'`` (text) or ``'rgb_array'`` (picture of the trial)",
-        _check_render_mode(("ansi", "rgb_array")),
+        render_mode_check("ansi", "rgb_array"),
     )
     render_scale: int = setting(1, "``'rgb_array'`` size: ``240·s × 180·s`` pixels (s = 1..8)", check_render_scale)
     backend: str = setting(
@@ -222,7 +190,7 @@ class SymbolicSettings(Settings):
     @property
     def evaluation(self) -> bool:
         """The level is the packaged evaluation set."""
-        return _is_evaluation(self.level_name)
+        return is_evaluation(self.level_name)
 
     @property
     def fixed(self) -> bool:
@@ -232,12 +200,7 @@ class SymbolicSettings(Settings):
     @property
     def rules(self) -> LevelRules:
         """The level's rules (for the evaluation level: those of its distribution, for belief priors)."""
-        return LevelRules.from_level_name(EVALUATION_RULES if self.evaluation else self.level_name)
-
-    @property
-    def sampler(self) -> ChemistrySampler | None:
-        """The (shared) chemistry sampler of a random level; ``None`` for fixed episodes."""
-        return None if self.fixed else sampler_for(self.rules)
+        return level_rules(self.level_name)
 
     @property
     def config(self) -> GameConfig:
@@ -262,10 +225,6 @@ class SymbolicSettings(Settings):
 
             return evaluation_source()
         return EpisodeSource.sampled(self.rules)
-
-    def fixed_episodes(self) -> tuple[FixedEpisode, ...]:
-        """The episodes of a fixed level (the packaged evaluation set unless episodes were given)."""
-        return self.source.episodes
 
     def new_game(self) -> AlchemyGame:
         """A game playing these settings' episodes."""
@@ -299,7 +258,7 @@ class VectorSettings(SymbolicSettings):
     owner = "SymbolicAlchemyVectorEnv.__init__"
 
     render_mode: str | None = setting(
-        None, "``'rgb_array'``: ``render()`` returns each sub-env's picture", _check_render_mode(("rgb_array",))
+        None, "``'rgb_array'``: ``render()`` returns each sub-env's picture", render_mode_check("rgb_array")
     )
     autoreset_mode: AutoresetMode = setting(
         AutoresetMode.NEXT_STEP,

@@ -19,11 +19,13 @@ from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from alchemy_gym.core.batch import MAX_THREADS, GameBatch
+from alchemy_gym.core.checks import check_count
 from alchemy_gym.core.episodes import episode_indices, reset_options, sub_env_seeds
 from alchemy_gym.core.game import AlchemyGame
 from alchemy_gym.envs.gymnasium_version import AutoresetMode, require_vector_api
 from alchemy_gym.envs.info import INFO_NAMES, EpisodeRecord, batched, snapshot
-from alchemy_gym.envs.symbolic_settings import DEFAULT_LEVEL, VectorSettings, symbolic_obs_space
+from alchemy_gym.envs.symbolic_settings import VectorSettings, symbolic_obs_space
+from alchemy_gym.levels import DEFAULT_LEVEL
 
 #: Sub-envs per thread when ``num_threads`` is chosen automatically.
 ROWS_PER_THREAD = 8192
@@ -97,24 +99,22 @@ class SymbolicAlchemyVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
 
     def __init__(self, num_envs: int = 1, level_name: str = DEFAULT_LEVEL, **settings: Any) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        num_envs = check_count("num_envs", num_envs)
         require_vector_api("the native symbolic vector env (SymbolicAlchemyVectorEnv)")
-        num_envs = int(num_envs)
-        self.settings = opts = VectorSettings.parse(level_name=level_name, **settings)
+        self.settings = settings = VectorSettings.parse(level_name=level_name, **settings)
         self.level_name = level_name
         self.num_envs = num_envs
-        self.autoreset_mode = opts.autoreset_mode
-        self.metadata = {**self.metadata, "autoreset_mode": opts.autoreset_mode}
-        self.render_mode = opts.render_mode
-        self.copy = opts.copy
-        self._chem_seen = opts.see_chemistries
-        self.batch = GameBatch(num_envs, opts.config, opts.source, stride=num_envs, backend=opts.backend)
-        self.num_threads = self._threads(opts.num_threads)
-        self._fixed = opts.fixed
-        self._obs_size = opts.config.observation_size
-        self._n_actions = opts.config.num_actions
-        symbolic = symbolic_obs_space(opts.observe_used)
+        self.autoreset_mode = settings.autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": settings.autoreset_mode}
+        self.render_mode = settings.render_mode
+        self.copy = settings.copy
+        self._chem_seen = settings.see_chemistries
+        self.batch = GameBatch(num_envs, settings.config, settings.source, stride=num_envs, backend=settings.backend)
+        self.num_threads = self._threads(settings.num_threads)
+        self._fixed = settings.fixed
+        self._obs_size = settings.config.observation_size
+        self._n_actions = settings.config.num_actions
+        symbolic = symbolic_obs_space(settings.observe_used)
         if self._chem_seen:
             self.single_observation_space = spaces.Dict(
                 {"symbolic_obs": symbolic}

@@ -10,7 +10,7 @@
     obs, state, reward, done, info = env.step(jax.random.key(1), state, action, params)
 
 The API is gymnax's (autoreset inside ``step``); :func:`make` takes every symbolic ID (or
-dm_alchemy level name) and the symbolic env's level options (``end_trial_action``,
+dm_alchemy level name) and the symbolic env's level settings (``end_trial_action``,
 ``observe_used``, ``num_trials``, ``max_steps_per_trial``, ``reward_weights``, …), checked before
 anything is traced. Needs the ``jax`` extra (``pip install "alchemy-gym[jax]"``).
 """
@@ -36,13 +36,12 @@ def graph_table(rules) -> np.ndarray:
     """The level's graph masks, each repeated in proportion to its prior probability (§1.6): a uniform pick from
     the table is a draw from the prior, exactly (:func:`alchemy_gym.core.graphs.prior_table`)."""
     from alchemy_gym.core import graphs
-    from alchemy_gym.core.chemistry import _thaw
 
-    return graphs.prior_table([_thaw(c) for c in rules.constraints])
+    return graphs.prior_table(rules.constraint_lists())
 
 
-def make(env_id: str, *, belief_state: bool = False, **options: Any) -> tuple[AlchemyJax, EnvParams]:
-    """``(env, params)`` of a symbolic ID or dm_alchemy level name, with level options.
+def make(env_id: str, *, belief_state: bool = False, **settings: Any) -> tuple[AlchemyJax, EnvParams]:
+    """``(env, params)`` of a symbolic ID or dm_alchemy level name, with the symbolic env's level settings.
 
     ``belief_state=True`` keeps the observer's belief in the state (:meth:`AlchemyJax.belief_state`
     gives its 28-float observation); it costs 136 bytes of state per env and makes a step several times slower.
@@ -57,13 +56,13 @@ def make(env_id: str, *, belief_state: bool = False, **options: Any) -> tuple[Al
     level = find_level(env_id)
     if level.symbolic_id is None:
         raise ValueError(f"{env_id!r} has no symbolic version: alchemy_gym.jax plays the symbolic game")
-    unsupported = sorted(set(options) & set(_NOT_IN_JAX))
+    unsupported = sorted(set(settings) & set(_NOT_IN_JAX))
     if unsupported:
         raise ValueError(
-            f"{unsupported} are not options of the JAX env (ground truth: env.ground_truth(state); belief state: "
+            f"{unsupported} are not settings of the JAX env (ground truth: env.ground_truth(state); belief state: "
             "make(..., belief_state=True) and env.belief_state(state))"
         )
-    settings = SymbolicSettings.parse(level_name=level.name, **options)
+    settings = SymbolicSettings.parse(level_name=level.name, **settings)
     config = settings.config
     source = settings.source
     rules = settings.rules

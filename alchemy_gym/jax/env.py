@@ -100,7 +100,7 @@ def where_any(pred: jax.Array, fn, args: Any, fallback: Any) -> Any:
 )  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class EnvParams:
-    """A level and its options. Array fields are traced (change them without recompiling); the others
+    """A level and its settings. Array fields are traced (change them without recompiling); the others
     fix shapes or the kind of episodes and are static."""
 
     num_trials: int

@@ -165,6 +165,14 @@ def _describe(space: spaces.Space) -> str:
     return str(space)
 
 
+def check_action_keys(keys: Iterable[str], allowed: Iterable[str], prefix: str = "") -> None:
+    """``ValueError`` naming the keys of a dict action that are not actions (``prefix`` says whose action)."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(keys) - set(allowed))
+    if unknown:
+        raise ValueError(f"{prefix}unknown action keys {unknown}: allowed {allowed}")
+
+
 def check_action_value(name: str, space: spaces.Space, value) -> np.ndarray:
     """``value`` as an array of the space's dtype; ``ValueError`` naming ``name`` and the bounds if it is not
     in ``space``."""

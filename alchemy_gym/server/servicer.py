@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent import futures
 
+from alchemy_gym.levels import DEFAULT_LEVEL
 from alchemy_gym.server.auth import METADATA_KEY, TokenSet
 from alchemy_gym.server.clients import (
     DEFAULT_LOOP_SHARE,
@@ -449,12 +450,6 @@ class AlchemyServicer:
         if pool is not None:
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
 
-    def close_pool(self) -> None:
-        """Stop the worker thread (blocking; for a servicer used without :meth:`shutdown`)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
-
     def flush_logs(self) -> None:
         """Log the counts of suppressed lines (at shutdown)."""
         for rate_limited in (self.malformed_log, self.internal_log, self.refusal_log, self.idle_log, self.auth_log):
@@ -469,9 +464,7 @@ class AlchemyServicer:
         request = pb().EnvironmentRequest
         settings = {
             "seed": tensor_utils.pack_tensor(0),
-            "levelName": tensor_utils.pack_tensor(
-                "alchemy/perceptual_mapping_randomized_with_rotation_and_random_bottleneck"
-            ),
+            "levelName": tensor_utils.pack_tensor(DEFAULT_LEVEL),
             "EventSubscriptionRegex": tensor_utils.pack_tensor(".*"),
         }
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alchemy_gym.levels import EVALUATION_PREFIX, find_level, parse_evaluation_name
+from alchemy_gym.levels import find_level, parse_evaluation_name
 from alchemy_gym.rpc.names import ACTION, EVENT_NAMES
 from alchemy_gym.server.eventfilter import MAX_PATTERN_LENGTH, FilterError, compile_filter
 from alchemy_gym.server.protocol import invalid
@@ -119,7 +119,7 @@ def check_level(level_name: str) -> str:
         level = find_level(level_name)
     except ValueError as exc:  # the message names the level: cut it short
         raise invalid(f"levelName: {str(exc).replace(repr(level_name), short_repr(level_name, 60))}") from None
-    if level.name == EVALUATION_PREFIX and parse_evaluation_name(level_name) is None:
+    if level.is_evaluation and parse_evaluation_name(level_name) is None:
         return level.name
     return level_name
 

@@ -14,7 +14,7 @@ import time
 
 from alchemy_gym.core.episodes import EpisodeSource
 from alchemy_gym.core.game import AlchemyGame
-from alchemy_gym.levels import EVALUATION_PREFIX, find_level, parse_evaluation_name
+from alchemy_gym.levels import find_level, parse_evaluation_name
 from alchemy_gym.server.events import EventRecorder
 from alchemy_gym.server.protocol import ServerError, codes, precondition
 from alchemy_gym.server.ratelimit import short_repr
@@ -53,7 +53,7 @@ class World:
         self.joined_by: object | None = None
         self.episode = parse_evaluation_name(level_name)
         level = find_level(level_name)
-        if level.name == EVALUATION_PREFIX:
+        if level.is_evaluation:
             from alchemy_gym.data import evaluation_source
 
             source = evaluation_source()

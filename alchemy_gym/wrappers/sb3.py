@@ -49,7 +49,7 @@ class AlchemySB3VecEnv(VecEnv):
             :class:`~alchemy_gym.envs.vector.SymbolicAlchemyVectorEnv` in same-step autoreset mode.
         num_envs: sub-envs (ignored when a vector env is given).
         seed: seeds the first ``reset()`` (sub-env ``i`` gets ``seed + i``).
-        **kwargs: level options and vector env arguments (``backend``, ``num_threads``, ...).
+        **kwargs: level settings and vector env arguments (``backend``, ``num_threads``, ...).
     """
 
     def __init__(self, env_id: str | SymbolicAlchemyVectorEnv, num_envs: int = 1, seed: int | None = None, **kwargs):

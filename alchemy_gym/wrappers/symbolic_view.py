@@ -365,16 +365,13 @@ def _view_spaces(key: str, seen: Mapping[str, ChemistrySeen]) -> dict[str, space
 
 
 def _level_rules(env, level_name: str | None) -> LevelRules:
-    from alchemy_gym.envs.symbolic_settings import EVALUATION_RULES
-    from alchemy_gym.levels import EVALUATION_PREFIX, find_level
+    from alchemy_gym.levels import find_level
 
     if level_name is None:
-        config = getattr(env.unwrapped, "config", None) or getattr(env.unwrapped, "_config", None)
-        level_name = getattr(config, "level_name", None)
+        level_name = getattr(getattr(env.unwrapped, "settings", None), "level_name", None)
     if level_name is None:
         raise ValueError("SymbolicView could not tell the level of the env: pass level_name=...")
-    level = find_level(level_name)
-    return LevelRules.from_level_name(EVALUATION_RULES if level.name == EVALUATION_PREFIX else level.name)
+    return find_level(level_name).rules
 
 
 _NO_EVENTS = (
@@ -403,9 +400,9 @@ def _events(env, where: str) -> list:
 
 
 def _check_events_subscribed(env) -> None:
-    config = getattr(env.unwrapped, "config", None) or getattr(env.unwrapped, "_config", None)
-    regex = getattr(config, "event_regex", "DeepMind/.*")
-    if regex is None or getattr(config, "decode_events", True) is False:
+    settings = getattr(env.unwrapped, "settings", None)
+    regex = getattr(settings, "event_regex", "DeepMind/.*")
+    if regex is None or getattr(settings, "decode_events", True) is False:
         raise SymbolicViewError(f"the env was made with event_regex={regex!r}: {_NO_EVENTS}")
 
 

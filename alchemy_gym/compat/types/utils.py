@@ -16,8 +16,7 @@ from alchemy_gym.core import belief
 from alchemy_gym.core.belief import ELEMENT_SIZES, ElementContent, ElementType
 from alchemy_gym.core.chemistry import Chemistry
 from alchemy_gym.core.episodes import TrialItems
-from alchemy_gym.envs.symbolic_settings import EVALUATION_RULES, LEVEL_TOKENS
-from alchemy_gym.levels import find_level
+from alchemy_gym.levels import check_level_name, prior_level
 
 __all__ = [
     "Chemistry",
@@ -57,15 +56,11 @@ def _element_type(value, what: str) -> ElementType:
 
 def _prior_level(name: str) -> str:
     """The level whose rules form the belief prior of ``precomputed=name`` (a level dm_alchemy knows)."""
-    if name.strip().removeprefix("alchemy/").split("/")[0] == "evaluation_episodes":
-        find_level(name)  # checks an episode number
-        return EVALUATION_RULES
-    if not any(token in name for token in LEVEL_TOKENS):
-        try:
-            find_level(name)
-        except ValueError as e:
-            raise ValueError(f"precomputed: {e}") from None
-    return name
+    try:
+        check_level_name(name)
+    except ValueError as e:
+        raise ValueError(f"precomputed: {e}") from None
+    return prior_level(name)
 
 
 class GroupInChemistry:
