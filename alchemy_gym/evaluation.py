@@ -422,13 +422,13 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             parser.error(problem)
     if args.plot:
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            parser.error(f"--plot {args.plot!r}: cannot write in {folder!r}; allowed a file in a writable folder")
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--plot needs matplotlib: pip install 'alchemy-gym[plot]'")
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            parser.error(f"--plot {args.plot!r}: cannot write in {folder!r}; allowed a file in a writable folder")
 
     for spec in agents:
         if spec in ("ideal-observer", "ideal-explorer") and level.prior != "alchemy/all_fixed":
