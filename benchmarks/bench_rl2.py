@@ -38,7 +38,7 @@ def worker_jax(args) -> dict:
 
     cfg = dict(rl2.DEFAULTS, num_envs=args.num_envs, num_steps=args.num_steps, hidden=args.hidden,
                env_id=args.env_id, inputs=args.inputs)  # fmt: skip
-    init, update = rl2.make_train(cfg)
+    init, update, _ = rl2.make_train(cfg)
     state = jax.jit(init)(jax.random.key(0))
     lr, ent = jnp.float32(3e-4), jnp.float32(0.01)
     state, m = update(state, lr, ent)  # compiles

@@ -215,11 +215,12 @@ def packaged_weights(name: str) -> Path:
     return Path(str(resources.files("alchemy_gym.data").joinpath("rl2", f"{name}.npz")))
 
 
-def save_weights(path: str | os.PathLike, params: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write ``params`` (float32 arrays) and ``meta`` (``inputs``, ``hidden``, ``head`` and anything else) to an
-    ``.npz`` file, atomically."""
+def save_weights(path: str | os.PathLike, params: dict[str, Any], meta: dict[str, Any], dtype=np.float16) -> None:
+    """Write ``params`` and ``meta`` (``inputs``, ``hidden``, ``head`` and anything else) to an ``.npz`` file,
+    atomically. The weights are stored as float16 by default (half the size of float32; the agent computes
+    in float64 with exactly these values, and so does the JAX evaluation of the file)."""
     path = Path(path)
-    arrays = {name: np.asarray(params[name], dtype=np.float32) for name in PARAM_NAMES}
+    arrays = {name: np.asarray(params[name], dtype=dtype) for name in PARAM_NAMES}
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     os.replace(tmp, path)

@@ -93,6 +93,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--run-dir", default=None, help="checkpoints, snapshots and progress.csv go here")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--resume-from", metavar="COMPACT.npz", help="continue training from a compact checkpoint")
+    p.add_argument("--stop-at", type=int, metavar="STEPS", help="stop (with a checkpoint) after this many steps, "
+                   "schedules still running to --total-timesteps")  # fmt: skip
     p.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints (300)")
     p.add_argument("--snapshot-every", type=int, default=25_000_000, help="steps between weight snapshots")
     p.add_argument("--log-every", type=int, default=5, help="updates between progress rows (5)")
@@ -182,8 +184,9 @@ def optimizer(cfg: dict) -> optax.GradientTransformation:
 
 
 def make_train(cfg: dict):
-    """``(init, update)``: ``init(key)`` the training state, ``update(state, lr, ent_coef)`` one rollout and PPO
-    update (compiled) returning the new state and metrics."""
+    """``(init, update, rollout)``: ``init(key)`` the training state; ``update(state, lr, ent_coef)`` one rollout
+    and PPO update (compiled), returning the new state and metrics; ``rollout(params, state, key)`` the rollout
+    alone (``(state, trajectory)``, for tests)."""
     env, env_params, chemistry = make_env(cfg["env_id"], cfg["inputs"])
     n, t_len, mbs = cfg["num_envs"], cfg["num_steps"], cfg["minibatches"]
     step_env = jax.vmap(env.step, in_axes=(None, 0, 0, None))
@@ -254,11 +257,14 @@ def make_train(cfg: dict):
                  "clipfrac": (jnp.abs(ratio - 1) > clip).mean()}  # fmt: skip
         return loss, stats
 
+    def rollout(params, s, key):
+        roll = {k: s[k] for k in ("env", "obs", "prev_obs", "prev_action", "prev_reward", "h")}
+        return jax.lax.scan(lambda c, k: env_step(params, c, k), roll, jax.random.split(key, t_len))
+
     def update(s, lr, ent_coef):
         params, h0 = s["params"], s["h"]
         key, k_roll, k_perm = jax.random.split(s["key"], 3)
-        roll = {k: s[k] for k in ("env", "obs", "prev_obs", "prev_action", "prev_reward", "h")}
-        roll, traj = jax.lax.scan(lambda c, k: env_step(params, c, k), roll, jax.random.split(k_roll, t_len))
+        roll, traj = rollout(params, s, k_roll)
         _, last_value = net.heads(params, net.core_step(params, inputs_of(roll), roll["h"], jnp), roll["obs"], jnp)
 
         def gae(carry, step):
@@ -296,7 +302,7 @@ def make_train(cfg: dict):
         metrics["return_sum"] = jnp.where(traj["done"], traj["return"], 0.0).sum()
         return dict(s, **roll, params=params, opt=opt, key=key), metrics
 
-    return init, jax.jit(update, donate_argnums=0)
+    return init, jax.jit(update, donate_argnums=0), jax.jit(rollout)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -490,7 +496,7 @@ def main(argv=None) -> dict[str, Any]:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 
-    init, update = make_train(cfg)
+    init, update, _ = make_train(cfg)
     state = jax.jit(init)(jax.random.key(cfg["seed"]))
     counters = {"steps": 0, "updates": 0, "seconds": 0.0}
     if source is not None:
@@ -522,7 +528,8 @@ def main(argv=None) -> dict[str, Any]:
     history = []
     print(f"training {cfg['inputs']} on {cfg['env_id']}: {cfg['num_envs']} envs x {cfg['num_steps']} steps per update, "
           f"to {total:,} steps", flush=True)  # fmt: skip
-    while counters["steps"] < total:
+    stop = min(total, args.stop_at) if args.stop_at else total
+    while counters["steps"] < stop:
         frac = min(counters["steps"] / total, 1.0)
         lr = cfg["lr"] * (1.0 - frac * (1.0 - cfg["lr_end"]))
         ent = cfg["ent_coef"] * (1.0 - frac * (1.0 - cfg["ent_coef_end"]))
@@ -534,7 +541,7 @@ def main(argv=None) -> dict[str, Any]:
         window["return_sum"] += float(metrics["return_sum"])
         window["episodes"] += int(metrics["episodes"])
         window["steps"] += per_update
-        if counters["updates"] % args.log_every == 0 or counters["steps"] >= total:
+        if counters["updates"] % args.log_every == 0 or counters["steps"] >= stop:
             now = time.time()
             mean = window["return_sum"] / window["episodes"] if window["episodes"] else float("nan")
             speed = window["steps"] / (now - window["t"])
@@ -554,7 +561,7 @@ def main(argv=None) -> dict[str, Any]:
             if snap and counters["steps"] // snap > (counters["steps"] - per_update) // snap:
                 name = run / "snapshots" / f"weights-{counters['steps'] // 1_000_000:05d}M.npz"
                 net.save_weights(name, state["params"], weights_meta(cfg, counters))
-            if time.time() - last_checkpoint > args.checkpoint_every or counters["steps"] >= total:
+            if time.time() - last_checkpoint > args.checkpoint_every or counters["steps"] >= stop:
                 save(run, state, cfg, counters)
                 last_checkpoint = time.time()
     if run:
