@@ -1,7 +1,7 @@
 """RL² on symbolic Alchemy in JAX, PureJaxRL style: env, rollout and PPO update in one ``jax.jit``.
 
     pip install "alchemy-gym[jax]"
-    python -m alchemy_gym.baselines.rl2 --inputs belief --total-timesteps 300000000 --run-dir runs/rl2-belief
+    python -m alchemy_gym.baselines.rl2 --inputs belief --total-timesteps 400000000 --run-dir runs/rl2-belief
     python -m alchemy_gym.baselines.rl2 --run-dir runs/rl2-belief --resume                 # continue it
     python -m alchemy_gym.baselines.rl2 --run-dir runs/rl2-belief --eval-only              # 1000 evaluation episodes
     python -m alchemy_gym.baselines.rl2 --run-dir runs/rl2-belief --export rl2-belief.npz  # weights for RL2Agent
@@ -47,29 +47,30 @@ import optax
 import alchemy_gym.jax as aj
 from alchemy_gym.agents import rl2 as net
 
-#: Training settings and their defaults (``--name`` on the command line).
-DEFAULTS: dict[str, Any] = {
-    "inputs": "symbolic",
-    "env_id": "Alchemy/SymbolicNoRotation-v0",
-    "total_timesteps": 100_000_000,
-    "num_envs": 256,
-    "num_steps": 200,
-    "hidden": 128,
-    "head": 64,
-    "lr": 3e-4,
-    "lr_end": 0.1,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "update_epochs": 4,
-    "minibatches": 4,
-    "clip": 0.2,
-    "ent_coef": 0.01,
-    "ent_coef_end": 0.1,
-    "vf_coef": 0.5,
-    "max_grad_norm": 0.5,
-    "reward_scale": 0.1,
-    "seed": 1,
+#: Training settings, their defaults (tuned on training episodes) and what they mean (``--name`` on the command line).
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "inputs": ("symbolic", "what the agent sees besides the symbolic observation"),
+    "env_id": ("Alchemy/SymbolicNoRotation-v0", "the training level (the evaluation episodes' distribution)"),
+    "total_timesteps": (100_000_000, "train to this many env steps; the schedules end here"),
+    "num_envs": (256, "envs stepped together"),
+    "num_steps": (200, "rollout length (200: one whole episode per rollout)"),
+    "hidden": (128, "GRU size (and the encoder's)"),
+    "head": (64, "size of the policy's stone layer and of the value layer"),
+    "lr": (1e-3, "Adam learning rate at the start"),
+    "lr_end": (0.1, "learning rate at --total-timesteps, as a fraction of --lr"),
+    "gamma": (0.99, "discount"),
+    "gae_lambda": (0.95, "GAE lambda"),
+    "update_epochs": (2, "epochs over each rollout"),
+    "minibatches": (4, "minibatches (of whole env sequences) per epoch"),
+    "clip": (0.2, "PPO clip range"),
+    "ent_coef": (0.01, "entropy bonus at the start"),
+    "ent_coef_end": (0.1, "entropy bonus at --total-timesteps, as a fraction of --ent-coef"),
+    "vf_coef": (0.5, "value loss weight"),
+    "max_grad_norm": (0.5, "gradient clipping (global norm)"),
+    "reward_scale": (0.1, "rewards are multiplied by this for the returns"),
+    "seed": (1, "seed of the parameters, envs and actions"),
 }
+DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
 #: Settings a checkpoint fixes (the network and what it plays) and those its env state fixes.
 ARCHITECTURE = ("inputs", "env_id", "hidden", "head")
 ENV_SHAPE = ("num_envs", "num_steps")
@@ -86,10 +87,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--inputs", choices=tuple(net.INPUT_KINDS), default=None,
                    help="what the agent sees besides the symbolic observation: nothing, the belief state or the "
                    "ground truth (default symbolic)")  # fmt: skip
-    for name, default in DEFAULTS.items():
-        if name == "inputs":
-            continue
-        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=None, help=f"default {default}")
+    for name, (default, meaning) in SETTINGS.items():
+        if name != "inputs":
+            flag = "--" + name.replace("_", "-")
+            p.add_argument(flag, type=type(default), default=None, help=f"{meaning} (default {default})")
     p.add_argument("--run-dir", default=None, help="checkpoints, snapshots and progress.csv go here")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--resume-from", metavar="COMPACT.npz", help="continue training from a compact checkpoint")
