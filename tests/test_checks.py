@@ -190,7 +190,6 @@ def test_the_chemistry_cache_is_small_and_bounded():
     assert batch.chemistry(7) == Chemistry(*row) and batch.chemistry(7) is batch.chemistry(7)
 
 
-
 # ------------------------------------------------------------------------ seeds, counts, render modes
 
 

@@ -6,6 +6,7 @@ data              the packaged evaluation data
 render, rpc       pictures of a game; the dm_env_rpc protocol and its client side
 envs, agents      the Gymnasium envs; the agents that play the game
 wrappers, jax, evaluation, server, compat (dm_alchemy's API over the envs)
+baselines         training scripts (JAX RL²)
 play, alchemy_gym (the package: registration)
 bench, cli        command-line entry points
 __main__          python -m alchemy_gym
@@ -26,6 +27,7 @@ LAYERS = [
     {"alchemy_gym.render", "alchemy_gym.rpc"},
     {"alchemy_gym.envs", "alchemy_gym.agents"},
     {"alchemy_gym.wrappers", "alchemy_gym.jax", "alchemy_gym.evaluation", "alchemy_gym.server", "alchemy_gym.compat"},
+    {"alchemy_gym.baselines"},
     {"alchemy_gym.play", "alchemy_gym"},
     {"alchemy_gym.bench", "alchemy_gym.cli"},
     {"alchemy_gym.__main__"},

@@ -1,4 +1,4 @@
-"""Agents that play symbolic Alchemy: replay of published events, bots, the ideal observer.
+"""Agents that play symbolic Alchemy: replay of published events, bots, the ideal observer, trained RL² agents.
 
 Every agent follows :class:`~alchemy_gym.agents.base.Agent`: ``reset(game, episode)``
 at each episode start and ``act(game) -> int`` at every step, where ``game`` is
@@ -21,7 +21,9 @@ from alchemy_gym.agents.bots import PositiveStonesBot, RandomActionBot
 from alchemy_gym.levels import EVALUATION_PRIOR
 
 #: Agent names accepted by :func:`make_agent` (plus ``replay:NAME_OR_PATH``).
-AGENT_NAMES = ("random", "positive", "ideal-observer", "ideal-explorer", "search-oracle")
+AGENT_NAMES = (
+    "random", "positive", "ideal-observer", "ideal-explorer", "search-oracle", "rl2", "rl2-belief", "rl2-ground-truth",
+)  # fmt: skip
 
 __all__ = [
     "AGENT_NAMES",
@@ -40,7 +42,7 @@ def make_agent(spec: str, level: str = EVALUATION_PRIOR, seed: int | None = None
 
     Args:
         spec: the agent's name.
-        level: the level the agent will play (the ideal observer's prior).
+        level: the level the agent will play (the prior of the ideal observer and of ``rl2-belief``'s input).
         seed: seed of the random bot.
     """
     if not isinstance(spec, str):
@@ -60,6 +62,10 @@ def make_agent(spec: str, level: str = EVALUATION_PRIOR, seed: int | None = None
         from alchemy_gym.agents.ideal_observer import IdealObserver
 
         return IdealObserver(level, minimise_world_states=spec == "ideal-explorer", oracle=spec == "search-oracle")
+    if spec in ("rl2", "rl2-belief", "rl2-ground-truth"):
+        from alchemy_gym.agents.rl2 import RL2Agent
+
+        return RL2Agent(spec, level)
     raise ValueError(f"unknown agent {spec!r}: allowed {', '.join(AGENT_NAMES)} or replay:NAME_OR_PATH")
 
 
