@@ -17,13 +17,12 @@ import csv
 import sys
 from pathlib import Path
 
-#: Published scores on the evaluation episodes, and the input kind each goes with.
+#: The published agent (its packaged events) each input kind goes with.
 PUBLISHED = {
-    "symbolic": ("published baseline agent", 155.18),
-    "belief": ("published belief-state agent", 265.82),
-    "ground-truth": ("published ground-truth agent", 283.10),
+    "symbolic": ("baseline", "published baseline agent"),
+    "belief": ("belief_state_predict", "published belief-state agent"),
+    "ground-truth": ("ground_truth_predict", "published ground-truth agent"),
 }
-IDEAL_OBSERVER = 284.42
 COLOURS = {"symbolic": "C0", "belief": "C1", "ground-truth": "C2"}
 
 
@@ -39,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from alchemy_gym import replay_agent_events
+
+    def published(agent: str) -> float:
+        """Mean episode reward of a published agent on the evaluation episodes, from its packaged events."""
+        return round(float(replay_agent_events(agent).sum(axis=1).mean()), 2)
+
+    ideal_observer = published("ideal_observer")
     scores = {k: float(v) for k, v in (e.split("=", 1) for e in args.eval)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for spec in args.runs:
@@ -55,14 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         for ax, x in ((axes[0], steps), (axes[1], hours)):
             ax.plot(x, reward, color=colour, linewidth=1, label=f"RL², {kind} inputs (training episodes)")
             if kind in PUBLISHED:
-                name, value = PUBLISHED[kind]
+                agent, name = PUBLISHED[kind]
+                value = published(agent)
                 ax.axhline(value, color=colour, linestyle="--", linewidth=1, label=f"{name} ({value})")
             if kind in scores:
                 ax.plot([x[-1]], [scores[kind]], marker="*", markersize=12, color=colour,
                         label=f"RL², {kind}: evaluation episodes ({scores[kind]:.1f})")  # fmt: skip
         print(f"{kind}: last {reward[-1]:.1f} at {steps[-1]:.1f}M steps, {hours[-1]:.2f} h")
     for ax, label in ((axes[0], "environment steps (millions)"), (axes[1], "wall time (hours)")):
-        ax.axhline(IDEAL_OBSERVER, color="grey", linestyle=":", linewidth=1, label=f"ideal observer ({IDEAL_OBSERVER})")
+        ax.axhline(ideal_observer, color="grey", linestyle=":", linewidth=1, label=f"ideal observer ({ideal_observer})")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean episode reward")

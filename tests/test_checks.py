@@ -99,9 +99,10 @@ def test_a_step_limit_of_2_31_minus_1_plays_in_jax():
     import jax
 
     env, params = aj.make(ENV, max_steps_per_trial=MAX_STEPS_PER_TRIAL)
-    obs, state = env.reset(jax.random.key(0), params)
+    obs, state = jax.jit(env.reset)(jax.random.key(0), params)
+    step = jax.jit(env.step)
     for t in range(30):
-        obs, state, _, done, info = env.step(jax.random.key(t), state, 0, params)
+        obs, state, _, done, info = step(jax.random.key(t), state, 0, params)
         assert not bool(done) and not bool(info["trial_ended"])
     assert int(state.steps) == 30
 
