@@ -33,13 +33,22 @@ from typing import Any
 import numpy as np
 
 from alchemy_gym.agents.base import Agent, as_game
+from alchemy_gym.core.belief import ELEMENT_SIZES
+from alchemy_gym.core.game import GameConfig
+from alchemy_gym.core.spec import SPEC
 
-#: The task the network is built for: 10 trials of 20 steps, 39-float observations, 40 actions.
-TRIAL_STEPS, TRIALS = 20, 10
-OBS_SIZE, NUM_ACTIONS = 39, 40
-STONES, POTIONS, STONE_FEATURES = 3, 12, 5
+#: The task the network is built for, read from the core's description of the game (and its default
+#: settings): 10 trials of 20 steps, 39-float observations (with used flags), 40 actions.
+TRIAL_STEPS, TRIALS = GameConfig.max_steps_per_trial, GameConfig.num_trials
+OBS_SIZE, NUM_ACTIONS = SPEC.observation_size(observe_used=True), SPEC.num_actions(end_trial_action=False)
+STONES, POTIONS = SPEC.max_stones, SPEC.max_potions
+#: Floats per stone slot (features, reward indicator, used flag) and per potion slot (colour, used flag).
+STONE_FEATURES, POTION_FEATURES = SPEC.stone_stride(observe_used=True), SPEC.potion_stride(observe_used=True)
+#: Where the potion slots start in an observation; the potion colours there.
+POTIONS_AT = STONES * STONE_FEATURES
+NUM_COLOURS = SPEC.num_potion_types
 #: Size of a chemistry observation (graph 12, potion map 9, stone map 3, rotation 4).
-CHEMISTRY_SIZE = 28
+CHEMISTRY_SIZE = sum(ELEMENT_SIZES.values())
 #: ``--inputs`` kinds and the chemistry observation each adds (``see_chemistries`` content).
 INPUT_KINDS: dict[str, str | None] = {"symbolic": None, "belief": "belief_state", "ground-truth": "ground_truth"}
 #: Packaged agents: name → input kind.
@@ -49,7 +58,7 @@ TIE = 1e-6
 #: The previous reward enters the network divided by this.
 REWARD_INPUT_SCALE = 10.0
 #: Target codes of the policy head: potion colours 0..5, 6 a used or empty potion slot, 7 the cauldron.
-EMPTY_CODE, CAULDRON_CODE, NUM_CODES = 6, 7, 8
+EMPTY_CODE, CAULDRON_CODE, NUM_CODES = NUM_COLOURS, NUM_COLOURS + 1, NUM_COLOURS + 2
 #: Masked logits.
 MASKED = -1e9
 
@@ -64,7 +73,8 @@ PARAM_NAMES = (
 def input_size(inputs: str) -> int:
     """Length of the network's input vector for an input kind."""
     check_inputs(inputs)
-    base = 15 + 6 + NUM_ACTIONS + 5 + NUM_CODES + 5 + 1 + TRIAL_STEPS + TRIALS
+    stones, counts, before_after, reward = STONES * STONE_FEATURES, NUM_COLOURS, 2 * STONE_FEATURES, 1
+    base = stones + counts + NUM_ACTIONS + before_after + NUM_CODES + reward + TRIAL_STEPS + TRIALS
     return base + (CHEMISTRY_SIZE if INPUT_KINDS[inputs] else 0)
 
 
@@ -95,18 +105,19 @@ def _one_hot(index, n: int, xp, dtype):
 
 def potion_codes(obs, xp):
     """(..., 12) int32: each potion slot's colour 0..5, or 6 if used or empty."""
-    colour, used = obs[..., 15::2], obs[..., 16::2]
-    code = xp.round((colour + 1.0) * 3.0).astype(xp.int32)
+    colour, used = obs[..., POTIONS_AT::POTION_FEATURES], obs[..., POTIONS_AT + 1 :: POTION_FEATURES]
+    code = xp.round((colour + 1.0) * SPEC.potion_type_scale).astype(xp.int32)
     return xp.where(used > 0.5, EMPTY_CODE, code)
 
 
 def action_mask(obs, xp):
     """(..., 40) bool: the actions that can have an effect, read from the observation (and the no-op)."""
-    stone_ok = obs[..., 4:15:5] < 0.5  # (..., 3)
-    potion_ok = obs[..., 16::2] < 0.5  # (..., 12)
+    stone_ok = obs[..., STONE_FEATURES - 1 : POTIONS_AT : STONE_FEATURES] < 0.5  # (..., 3) used flags
+    potion_ok = obs[..., POTIONS_AT + 1 :: POTION_FEATURES] < 0.5  # (..., 12)
     targets = xp.concatenate([xp.ones_like(potion_ok[..., :1]), potion_ok], axis=-1)  # cauldron, potions
     pairs = stone_ok[..., :, None] & targets[..., None, :]  # (..., 3, 13)
-    return xp.concatenate([xp.ones_like(stone_ok[..., :1]), pairs.reshape(pairs.shape[:-2] + (39,))], axis=-1)
+    moves = pairs.reshape(pairs.shape[:-2] + (NUM_ACTIONS - 1,))
+    return xp.concatenate([xp.ones_like(stone_ok[..., :1]), moves], axis=-1)
 
 
 def network_inputs(obs, prev_obs, prev_action, prev_reward, step, trial, chemistry, xp, dtype):
@@ -118,13 +129,13 @@ def network_inputs(obs, prev_obs, prev_action, prev_reward, step, trial, chemist
     """
     obs, prev_obs = obs.astype(dtype), prev_obs.astype(dtype)
     codes = potion_codes(obs, xp)
-    counts = _one_hot(codes, NUM_CODES, xp, dtype)[..., :6].sum(axis=-2) / 4.0
+    counts = _one_hot(codes, NUM_CODES, xp, dtype)[..., :NUM_COLOURS].sum(axis=-2) / 4.0
     a = prev_action.astype(xp.int32)
     moved = (a > 0).astype(dtype)[..., None]
-    slot = xp.clip((a - 1) // 13, 0, STONES - 1)
-    column = (a - 1) % 13  # 0 the cauldron, 1 + p potion p
-    stones_before = prev_obs[..., :15].reshape(prev_obs.shape[:-1] + (STONES, STONE_FEATURES))
-    stones_now = obs[..., :15].reshape(obs.shape[:-1] + (STONES, STONE_FEATURES))
+    slot = xp.clip((a - 1) // SPEC.stone_block, 0, STONES - 1)
+    column = (a - 1) % SPEC.stone_block  # 0 the cauldron, 1 + p potion p
+    stones_before = prev_obs[..., :POTIONS_AT].reshape(prev_obs.shape[:-1] + (STONES, STONE_FEATURES))
+    stones_now = obs[..., :POTIONS_AT].reshape(obs.shape[:-1] + (STONES, STONE_FEATURES))
     index = slot[..., None, None]
     before = xp.take_along_axis(stones_before, index, axis=-2)[..., 0, :] * moved
     after = xp.take_along_axis(stones_now, index, axis=-2)[..., 0, :] * moved
@@ -132,7 +143,7 @@ def network_inputs(obs, prev_obs, prev_action, prev_reward, step, trial, chemist
     used = xp.take_along_axis(prev_codes, xp.clip(column - 1, 0, POTIONS - 1)[..., None], axis=-1)[..., 0]
     target = _one_hot(xp.where(column == 0, CAULDRON_CODE, used), NUM_CODES, xp, dtype) * moved
     parts = [
-        obs[..., :15],
+        obs[..., :POTIONS_AT],
         counts,
         _one_hot(a, NUM_ACTIONS, xp, dtype),
         before,
@@ -180,7 +191,7 @@ def heads(params, h, obs, xp):
     score for potion p's colour.
     """
     obs = obs.astype(h.dtype)
-    stones = obs[..., :15].reshape(obs.shape[:-1] + (STONES, STONE_FEATURES))
+    stones = obs[..., :POTIONS_AT].reshape(obs.shape[:-1] + (STONES, STONE_FEATURES))
     u = xp.maximum((h @ params["pol_h"] + params["pol_b"])[..., None, :] + stones @ params["pol_stone"], 0.0)
     scores = u @ params["pol_out"] + params["pol_out_b"]  # (..., 3 stones, 8 codes)
     codes = xp.concatenate([xp.full(obs.shape[:-1] + (1,), CAULDRON_CODE, xp.int32), potion_codes(obs, xp)], -1)
@@ -188,7 +199,7 @@ def heads(params, h, obs, xp):
     # a broadcast product and sum (fast in XLA on the CPU, unlike a gather's gradient); exact: one term is not 0
     pairs = (scores[..., :, None, :] * pick[..., None, :, :]).sum(-1)  # (..., 3, 13)
     noop = h @ params["noop_w"] + params["noop_b"]
-    logits = xp.concatenate([noop[..., None], pairs.reshape(pairs.shape[:-2] + (39,))], -1)
+    logits = xp.concatenate([noop[..., None], pairs.reshape(pairs.shape[:-2] + (NUM_ACTIONS - 1,))], -1)
     logits = xp.where(action_mask(obs, xp), logits, MASKED)
     value = xp.maximum(h @ params["val_w1"] + params["val_b1"], 0.0) @ params["val_w2"] + params["val_b2"]
     return logits, value
@@ -303,8 +314,9 @@ class RL2Agent(Agent):
             or game.max_steps_per_trial != TRIAL_STEPS
         ):
             raise ValueError(
-                f"{self.name} plays the standard game settings (10 trials of 20 steps, 39-float observations with "
-                f"used flags, 40 actions); this game has {game.num_trials} trials of {game.max_steps_per_trial} steps, "
+                f"{self.name} plays the standard game settings ({TRIALS} trials of {TRIAL_STEPS} steps, "
+                f"{OBS_SIZE}-float observations with used flags, {NUM_ACTIONS} actions); this game has "
+                f"{game.num_trials} trials of {game.max_steps_per_trial} steps, "
                 f"{len(game.obs)}-float observations, {game.num_actions} actions"
             )
 

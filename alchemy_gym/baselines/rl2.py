@@ -145,7 +145,9 @@ def make_env(env_id: str, inputs: str):
     of a state (``None`` for symbolic inputs)."""
     env, params = aj.make(env_id, belief_state=inputs == "belief")
     if env.observation_space(params).shape != (net.OBS_SIZE,) or env.num_actions != net.NUM_ACTIONS:
-        raise ValueError(f"{env_id}: RL² plays levels with 39-float observations and 40 actions")
+        raise ValueError(
+            f"{env_id}: RL² plays levels with {net.OBS_SIZE}-float observations and {net.NUM_ACTIONS} actions"
+        )
     if inputs == "belief":
         chemistry = jax.vmap(lambda s: env.belief_state(s, params))
     elif inputs == "ground-truth":
