@@ -28,7 +28,7 @@ SYMBOLIC = [level for level in LEVELS if level.symbolic_id]
 def _check_info(info):
     assert list(info) == [key.name for key in INFO_KEYS]
     for key in INFO_KEYS:
-        assert isinstance(info[key.name], np.ndarray) and info[key.name].dtype == key.dtype, key.name
+        assert isinstance(info[key.name], (np.generic, np.ndarray)) and info[key.name].dtype == key.dtype, key.name
 
 
 class AmagoStyleAlchemy(gym.Wrapper):

@@ -34,10 +34,10 @@ def address():
 
 def _same_info(info, ref_info, world_seed, score):
     """The 3D env's info: the symbolic env's keys and values (trials followed from the world's events), then
-    its own, every value a 0-d array of the schema's dtype."""
+    its own, every value a numpy scalar of the schema's dtype."""
     assert list(info) == [key.name for key in INFO_KEYS + RPC_INFO_KEYS]
     for key in INFO_KEYS + RPC_INFO_KEYS:
-        assert isinstance(info[key.name], np.ndarray) and info[key.name].shape == ()
+        assert isinstance(info[key.name], (np.generic, np.ndarray)) and info[key.name].shape == ()
         assert info[key.name].dtype == key.dtype, key.name
     for key in INFO_KEYS:
         assert info[key.name] == ref_info[key.name], key.name

@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 import alchemy_gym
 from alchemy_gym.core.game import EpisodeOver, encode_action
 from alchemy_gym.data import evaluation_episodes
+from alchemy_gym.envs.gymnasium_version import VECTOR_API
 from alchemy_gym.envs.symbolic import SymbolicAlchemyEnv
 from tests.conftest import STANDARD
 
@@ -216,6 +217,36 @@ def test_check_env_passes_without_warnings(level_id):
         check_env(env.unwrapped)
         assert env.action_space == gym.spaces.Discrete(41)
         assert env.observation_space.shape == (24,)
+
+
+def _shares_mutable_data(a, b) -> bool:
+    """Whether two timesteps' data share a mutable object (what Gymnasium 1.4's passive checker warns about: users
+    keep every step's data, so an env reusing a buffer would change data they hold)."""
+    if isinstance(a, dict):
+        return a is b or any(_shares_mutable_data(a[k], b[k]) for k in a.keys() & b.keys())
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.shares_memory(a, b))
+    return False
+
+
+@pytest.mark.parametrize("level_id", [lv.symbolic_id for lv in alchemy_gym.levels() if lv.symbolic_id])
+def test_no_two_steps_share_observation_or_info_data(level_id):
+    env = gym.make(level_id, see_chemistries={"b": "belief_state"})
+    env.action_space.seed(0)
+    previous = env.reset(seed=0)
+    for t in range(450):  # through trial ends and an episode end
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert not _shares_mutable_data(previous[0], obs) and not _shares_mutable_data(previous[1], info), t
+        assert all(isinstance(v, (np.generic, np.ndarray)) and v.shape == () for v in info.values()), t  # typed
+        previous = env.reset() if terminated or truncated else (obs, info)
+    if not VECTOR_API:  # the native vector env needs gymnasium>=1.0
+        return
+    envs = gym.make_vec(level_id, num_envs=3, vectorization_mode="vector_entry_point")
+    previous = envs.reset(seed=0)
+    for t in range(450):
+        obs, _, _, _, info = envs.step(envs.action_space.sample())
+        assert not _shares_mutable_data(previous[0], obs) and not _shares_mutable_data(previous[1], info), t
+        previous = obs, info
 
 
 def test_check_env_passes_with_chemistry_observations():

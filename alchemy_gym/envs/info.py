@@ -4,8 +4,10 @@ Every env (the symbolic single and vector envs, the 3D envs, the JAX env) gives 
 :data:`INFO_KEYS`; the 3D envs add :data:`RPC_INFO_KEYS`. A key is never missing from one call and
 present in the next, and its dtype never changes, so libraries that read ``info`` into fixed
 specs (TorchRL's ``auto_register_info_dict``, ``SyncVectorEnv``'s info arrays) see one schema.
-The single envs give read-only 0-d numpy arrays, the vector envs ``(num_envs,)`` arrays (with Gymnasium's
-``_key`` masks, all set), the JAX env JAX arrays of the same dtypes.
+The single envs give numpy scalars (``np.int32``, ``np.float32``: immutable) and fresh 0-d ``bool`` arrays
+(``SyncVectorEnv`` stacks numpy numbers into typed arrays, but a ``np.bool_``, not a number, into an object
+array), the vector envs ``(num_envs,)`` arrays (with Gymnasium's ``_key`` masks, all set), the JAX env JAX
+arrays of the same dtypes.
 
 Structured, episode-level data (the chemistry, the items, the matrix events) is not in ``info``:
 the symbolic envs give it as an :class:`~alchemy_gym.core.episodes.EpisodeRecord`
@@ -77,26 +79,22 @@ _DTYPES = {key.name: key.dtype for key in INFO_KEYS + RPC_INFO_KEYS}
 _I32, _F32, _BOOL = np.dtype(np.int32), np.dtype(np.float32), np.dtype(np.bool_)
 
 
-def _frozen(value: Any, dtype: np.dtype) -> np.ndarray:
-    array = np.array(value, dtype)
-    array.flags.writeable = False
-    return array
-
-
-# The single envs' info values are shared read-only 0-d arrays, one per value: a fresh array per key and step
-# cost more than the step itself, and read-only arrays cannot be changed in place by one holder under another.
-_FALSE, _TRUE = _frozen(False, _BOOL), _frozen(True, _BOOL)
-_ONE, _ZERO = _frozen(1.0, _F32), _frozen(0.0, _F32)
-_SMALL_INTS = tuple(_frozen(i, _I32) for i in range(-1, 1024))  # trials and episode indices
+# The single envs' info values are numpy scalars: typed (``.dtype``, ``.shape == ()``) and immutable, so the
+# same value may serve every step without one holder changing another's (Gymnasium's env checker warns about
+# mutable objects shared between steps, such as one 0-d array); building them per key and step would cost more
+# than the step itself.
+_FALSE, _TRUE = np.array(False), np.array(True)  # copied per step: 0-d arrays are mutable
+_ONE, _ZERO = _F32.type(1.0), _F32.type(0.0)
+_SMALL_INTS = tuple(_I32.type(i) for i in range(-1, 1024))  # trials and episode indices
 
 
 @lru_cache(maxsize=4096)
-def _float32(value: float) -> np.ndarray:
-    return _frozen(value, _F32)
+def _float32(value: float) -> np.floating:
+    return _F32.type(value)
 
 
-def _int32(value: int) -> np.ndarray:
-    return _SMALL_INTS[value + 1] if -1 <= value < 1023 else _frozen(value, _I32)
+def _int32(value: int) -> np.integer:
+    return _SMALL_INTS[value + 1] if -1 <= value < 1023 else _I32.type(value)
 
 
 def step_info(
@@ -106,37 +104,38 @@ def step_info(
     episode_return: float,
     episode_index: int | None,
     terminated: bool = False,
-) -> dict[str, np.ndarray]:
-    """A single env's ``info``: 0-d arrays of :data:`INFO_KEYS`' dtypes (shared and read-only; a new dict each call,
-    so that wrappers may add keys)."""
-    return _step_info(trial, trial_ended, trial_reward, episode_return, episode_index, terminated).copy()
+) -> dict[str, np.generic]:
+    """A single env's ``info``: values of :data:`INFO_KEYS`' dtypes, numpy scalars and fresh 0-d ``bool`` arrays (a new
+    dict each call, so that wrappers may add keys)."""
+    info = _step_info(trial, episode_index, trial_reward, episode_return, terminated).copy()
+    info["trial_ended"] = (_TRUE if trial_ended else _FALSE).copy()
+    info["valid_action"] = _TRUE.copy()
+    return info
 
 
 @lru_cache(maxsize=8192)
-def _step_info(trial, trial_ended, trial_reward, episode_return, episode_index, terminated) -> dict[str, np.ndarray]:
-    # the same values recur from step to step: built once (one dict per step would cost more than the step)
+def _step_info(trial, episode_index, trial_reward, episode_return, terminated) -> dict[str, Any]:
+    # the same values recur from step to step: built once (one dict per step would cost more than the step); the
+    # flags are filled in per step (in the schema's order)
     return {
         "trial": _int32(trial),
-        "trial_ended": _TRUE if trial_ended else _FALSE,
+        "trial_ended": None,
         "trial_reward": _float32(trial_reward),
         "episode_return": _float32(episode_return),
         "episode_index": _int32(-1 if episode_index is None else episode_index),
         "discount": _ZERO if terminated else _ONE,
-        "valid_action": _TRUE,
+        "valid_action": None,
     }
 
 
-def reset_info(episode_index: int | None) -> dict[str, np.ndarray]:
+def reset_info(episode_index: int | None) -> dict[str, np.generic]:
     """A single env's ``info`` after ``reset``: trial 0, nothing earned yet."""
     return step_info(0, False, 0.0, 0.0, episode_index)
 
 
-def rpc_info(world_seed: int | None, score: float) -> dict[str, np.ndarray]:
-    """The 3D envs' own keys (0-d arrays); ``world_seed`` -1 before the first world."""
-    return {
-        "world_seed": np.array(-1 if world_seed is None else world_seed, dtype=np.int64),
-        "score": np.array(score, dtype=np.float32),
-    }
+def rpc_info(world_seed: int | None, score: float) -> dict[str, np.generic]:
+    """The 3D envs' own keys (numpy scalars); ``world_seed`` -1 before the first world."""
+    return {"world_seed": np.int64(-1 if world_seed is None else world_seed), "score": np.float32(score)}
 
 
 def batched(values: dict[str, Any], num_envs: int) -> dict[str, np.ndarray]:

@@ -167,8 +167,8 @@ def _per_env(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
             for i in rows:
                 out[i][key] = nested[i]
             continue
-        typed = isinstance(value, np.ndarray) and value.dtype != object
+        flags = isinstance(value, np.ndarray) and value.dtype == np.bool_
         for i in rows:
-            # typed values as the single env gives them (0-d arrays), objects as they are
-            out[i][key] = np.array(value[i]) if typed else value[i]
+            # as the single env gives them: numpy scalars, 0-d arrays for bool flags; objects as they are
+            out[i][key] = np.array(value[i]) if flags else value[i]
     return out
