@@ -247,11 +247,15 @@ def test_bad_settings_and_checkpoints_are_refused_with_what_was_expected(tmp_pat
         rl2.main(["--resume-from", str(run / "compact.npz"), "--hidden", "16", "--run-dir", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="--num-envs 8 differs from the checkpoint's 4"):
         rl2.main(["--run-dir", str(run), "--resume", "--num-envs", "8"])
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(SystemExit, match="error: no checkpoint"):
         rl2.main(["--run-dir", str(tmp_path / "empty"), "--resume"])
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
-    with pytest.raises(ValueError, match="not an RL² checkpoint"):
+    with pytest.raises(SystemExit, match="error: .* is not an RL² checkpoint"):
         rl2.main(["--resume-from", str(tmp_path / "other.npz")])
+    with pytest.raises(SystemExit, match=r"error: RL² weights file '.*nothing.npz' not found: expected an .npz"):
+        rl2.main(["--eval-only", "--weights", str(tmp_path / "nothing.npz")])
+    with pytest.raises(SystemExit, match="error: .* not an RL² weights file"):
+        rl2.main(["--eval-only", "--weights", str(tmp_path / "other.npz")])
 
 
 # ------------------------------------------------------------------ the 1000 evaluation episodes

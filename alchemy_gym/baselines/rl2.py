@@ -46,11 +46,12 @@ import optax
 
 import alchemy_gym.jax as aj
 from alchemy_gym.agents import rl2 as net
+from alchemy_gym.levels import EVALUATION_PREFIX, EVALUATION_PRIOR, env_id
 
 #: Training settings, their defaults (tuned on training episodes) and what they mean (``--name`` on the command line).
 SETTINGS: dict[str, tuple[Any, str]] = {
     "inputs": ("symbolic", "what the agent sees besides the symbolic observation"),
-    "env_id": ("Alchemy/SymbolicNoRotation-v0", "the training level (the evaluation episodes' distribution)"),
+    "env_id": (env_id(EVALUATION_PRIOR), "the training level (the evaluation episodes' distribution)"),
     "total_timesteps": (100_000_000, "train to this many env steps; the schedules end here"),
     "num_envs": (256, "envs stepped together"),
     "num_steps": (200, "rollout length (200: one whole episode per rollout)"),
@@ -74,7 +75,7 @@ DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.ite
 #: Settings a checkpoint fixes (the network and what it plays) and those its env state fixes.
 ARCHITECTURE = ("inputs", "env_id", "hidden", "head")
 ENV_SHAPE = ("num_envs", "num_steps")
-EVALUATION_ID = "Alchemy/SymbolicEvaluation-v0"
+EVALUATION_ID = env_id(EVALUATION_PREFIX)
 FORMAT = 1
 
 
@@ -479,7 +480,10 @@ def main(argv=None) -> dict[str, Any]:
     checkpoint = run / "checkpoint.npz" if run else None
 
     if args.eval_only and args.weights:
-        params, meta = net.load_weights(args.weights)
+        try:
+            params, meta = net.load_weights(args.weights)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
         result = evaluate(params, meta["inputs"], args)
         return _write_json(args, result)
 
@@ -492,7 +496,10 @@ def main(argv=None) -> dict[str, Any]:
         raise SystemExit(f"{checkpoint} exists: pass --resume to continue that run, or choose another --run-dir")
     saved = None
     if source is not None:
-        meta = read_meta(source)
+        try:
+            meta = read_meta(source)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
         saved = dict(meta["config"], _full=meta["kind"] == "full")
     try:
         cfg = config_of(args, saved)
