@@ -43,6 +43,9 @@ BAD_INPUT = [
     (["evaluate", "--agent", "nosuch"], "unknown agent 'nosuch': allowed random, positive"),
     (["evaluate", "--level", "Alchemy/NoSuch-v0"], "unknown Alchemy level 'Alchemy/NoSuch-v0'"),
     (["evaluate", "--workers", "0"], "argument --workers: got '0', allowed an integer >= 1"),
+    (["serve", "--port", "x"], "argument --port: invalid int value: 'x' (see alchemy-gym serve --help)"),
+    (["serve", "--max-worlds", "-1"], "--max-worlds must be >= 1, got -1"),
+    (["build-image", "--nosuch"], "unrecognized arguments: --nosuch (see alchemy-gym build-image --help)"),
 ]
 
 
@@ -74,7 +77,7 @@ def test_bad_input_is_one_line_with_exit_status_2(bad_input_runs, args, message)
     assert "Traceback" not in done.stderr and done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    command = "alchemy-gym" + (f" {args[0]}" if args and args[0] in ("play", "bench", "evaluate") else "")
+    command = "alchemy-gym" + (f" {args[0]}" if args and args[0] in ("play", "bench", "evaluate", "serve", "build-image") else "")
     assert lines[0].startswith(f"{command}: error: ")
     assert message in lines[0]
 

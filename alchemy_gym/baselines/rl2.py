@@ -47,6 +47,7 @@ import optax
 import alchemy_gym.jax as aj
 from alchemy_gym.agents import rl2 as net
 from alchemy_gym.levels import EVALUATION_PREFIX, EVALUATION_PRIOR, env_id
+from alchemy_gym.usage import ArgumentParser
 
 #: Training settings, their defaults (tuned on training episodes) and what they mean (``--name`` on the command line).
 SETTINGS: dict[str, tuple[Any, str]] = {
@@ -80,7 +81,7 @@ FORMAT = 1
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m alchemy_gym.baselines.rl2",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -21,6 +21,7 @@ from alchemy_gym.server.clients import (
 )
 from alchemy_gym.server.servicer import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, start_server
 from alchemy_gym.server.world import DEFAULT_MAX_WORLDS_PER_CLIENT, DEFAULT_MAX_WORLDS_PER_CONNECTION, MAX_WORLDS
+from alchemy_gym.usage import ArgumentParser
 
 DEFAULT_PORT = 10000
 
@@ -36,7 +37,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="alchemy-gym serve",
         description="Serve symbolic Alchemy over dm_env_rpc (the interface of the 3D Unity server).",
     )

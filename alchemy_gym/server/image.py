@@ -19,7 +19,6 @@ Prints the tag on stdout (progress on stderr). Needs a Docker engine (``DOCKER_H
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -28,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from alchemy_gym.usage import ArgumentParser
 
 REPOSITORY = "alchemy-gym-server"
 DEBIAN_BASE = "alchemy-gym-base:bookworm"
@@ -254,7 +255,7 @@ def _prune_old_images(client, keep: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``alchemy-gym build-image [--base IMAGE] [--tag TAG] [--force]``: prints the image tag."""
-    parser = argparse.ArgumentParser(prog="alchemy-gym build-image", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="alchemy-gym build-image", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--base", help="a local base image with python3 and pip (default: python:3.11-slim or mmdebstrap)"
     )
