@@ -231,6 +231,42 @@ def test_belief_run_continues_from_its_compact_checkpoint_and_evaluates(tmp_path
     np.testing.assert_array_equal(_play_numpy(agent, range(4)), greedy)
 
 
+@pytest.mark.slow
+def test_sigterm_ends_training_with_a_checkpoint_that_resumes(tmp_path, compile_cache):
+    """A session that ends its commands (SIGTERM, or Ctrl-C) loses no training: the trainer finishes the current
+    update, writes its checkpoint and says how to continue."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    rl2 = _jax()
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alchemy_gym.baselines.rl2", *TINY, "--total-timesteps", str(10**9),
+         "--run-dir", str(run)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and len((run / "progress.csv").read_text().splitlines()
+                                                      if (run / "progress.csv").exists() else []) < 3:  # fmt: skip
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    steps = int(out.split("stopped by signal 15 at ")[1].split(" steps")[0].replace(",", ""))
+    assert f"continue with --run-dir {run} --resume" in out
+    meta = rl2.read_meta(run / "checkpoint.npz")
+    assert meta["counters"]["steps"] == steps >= 2 * 80  # every finished update is in the checkpoint
+    rows = (run / "progress.csv").read_text().splitlines()[1:]
+    assert int(rows[-1].split(",")[0]) == steps
+    resumed = rl2.main(["--run-dir", str(run), "--resume", "--stop-at", str(steps + 80)])
+    assert resumed["steps"] == steps + 80 and not resumed["stopped"]
+
+
 def test_bad_settings_and_checkpoints_are_refused_with_what_was_expected(tmp_path, capsys, compile_cache):
     rl2 = _jax()
     with pytest.raises(SystemExit):

@@ -34,7 +34,9 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -540,48 +542,77 @@ def main(argv=None) -> dict[str, Any]:
     print(f"training {cfg['inputs']} on {cfg['env_id']}: {cfg['num_envs']} envs x {cfg['num_steps']} steps per update, "
           f"to {total:,} steps", flush=True)  # fmt: skip
     stop = min(total, args.stop_at) if args.stop_at else total
-    while counters["steps"] < stop:
-        frac = min(counters["steps"] / total, 1.0)
-        lr = cfg["lr"] * (1.0 - frac * (1.0 - cfg["lr_end"]))
-        ent = cfg["ent_coef"] * (1.0 - frac * (1.0 - cfg["ent_coef_end"]))
-        state, metrics = update(state, jnp.float32(lr), jnp.float32(ent))
-        metrics = jax.device_get(metrics)
-        counters["steps"] += per_update
-        counters["updates"] += 1
-        counters["seconds"] = time.time() - began
-        window["return_sum"] += float(metrics["return_sum"])
-        window["episodes"] += int(metrics["episodes"])
-        window["steps"] += per_update
-        if counters["updates"] % args.log_every == 0 or counters["steps"] >= stop:
-            now = time.time()
-            mean = window["return_sum"] / window["episodes"] if window["episodes"] else float("nan")
-            speed = window["steps"] / (now - window["t"])
-            row = [counters["steps"], round(counters["seconds"] / 3600, 4), round(mean, 3), window["episodes"],
-                   f"{lr:.3g}", f"{ent:.3g}"] + [f"{float(metrics[k]):.4g}" for k in
-                   ("entropy", "value_loss", "approx_kl", "clipfrac")] + [round(speed)]  # fmt: skip
-            history.append(row)
-            print(f"{counters['steps']:>13,} steps {counters['seconds'] / 3600:6.2f} h  reward {mean:7.2f} "
-                  f"({window['episodes']} episodes)  entropy {float(metrics['entropy']):.3f}  "
-                  f"kl {float(metrics['approx_kl']):.4f}  {speed:,.0f} steps/s", flush=True)  # fmt: skip
+    stopping = _stop_on_signals()
+    try:
+        while counters["steps"] < stop and not stopping:
+            frac = min(counters["steps"] / total, 1.0)
+            lr = cfg["lr"] * (1.0 - frac * (1.0 - cfg["lr_end"]))
+            ent = cfg["ent_coef"] * (1.0 - frac * (1.0 - cfg["ent_coef_end"]))
+            state, metrics = update(state, jnp.float32(lr), jnp.float32(ent))
+            metrics = jax.device_get(metrics)
+            counters["steps"] += per_update
+            counters["updates"] += 1
+            counters["seconds"] = time.time() - began
+            window["return_sum"] += float(metrics["return_sum"])
+            window["episodes"] += int(metrics["episodes"])
+            window["steps"] += per_update
+            if counters["updates"] % args.log_every == 0 or counters["steps"] >= stop:
+                now = time.time()
+                mean = window["return_sum"] / window["episodes"] if window["episodes"] else float("nan")
+                speed = window["steps"] / (now - window["t"])
+                row = [counters["steps"], round(counters["seconds"] / 3600, 4), round(mean, 3), window["episodes"],
+                       f"{lr:.3g}", f"{ent:.3g}"] + [f"{float(metrics[k]):.4g}" for k in
+                       ("entropy", "value_loss", "approx_kl", "clipfrac")] + [round(speed)]  # fmt: skip
+                history.append(row)
+                print(f"{counters['steps']:>13,} steps {counters['seconds'] / 3600:6.2f} h  reward {mean:7.2f} "
+                      f"({window['episodes']} episodes)  entropy {float(metrics['entropy']):.3f}  "
+                      f"kl {float(metrics['approx_kl']):.4f}  {speed:,.0f} steps/s", flush=True)  # fmt: skip
+                if run:
+                    writer.writerow(row)
+                    progress.flush()
+                window = {"return_sum": 0.0, "episodes": 0, "steps": 0, "t": now}
             if run:
-                writer.writerow(row)
-                progress.flush()
-            window = {"return_sum": 0.0, "episodes": 0, "steps": 0, "t": now}
-        if run:
-            snap = args.snapshot_every
-            if snap and counters["steps"] // snap > (counters["steps"] - per_update) // snap:
-                name = run / "snapshots" / f"weights-{counters['steps'] // 1_000_000:05d}M.npz"
-                net.save_weights(name, state["params"], weights_meta(cfg, counters))
-            if time.time() - last_checkpoint > args.checkpoint_every or counters["steps"] >= stop:
-                save(run, state, cfg, counters)
-                last_checkpoint = time.time()
+                snap = args.snapshot_every
+                if snap and counters["steps"] // snap > (counters["steps"] - per_update) // snap:
+                    name = run / "snapshots" / f"weights-{counters['steps'] // 1_000_000:05d}M.npz"
+                    net.save_weights(name, state["params"], weights_meta(cfg, counters))
+                if time.time() - last_checkpoint > args.checkpoint_every or counters["steps"] >= stop:
+                    save(run, state, cfg, counters)
+                    last_checkpoint = time.time()
+    finally:
+        _stop_on_signals(restore=True)
     if run:
         progress.close()
-    out: dict[str, Any] = dict(counters, history=history, state=state, config=cfg)
-    if args.eval:
+        if stopping:  # the last checkpoint is now
+            save(run, state, cfg, counters)
+    if stopping:
+        where = f"; continue with --run-dir {run} --resume" if run else ""
+        print(f"stopped by signal {stopping[0]} at {counters['steps']:,} steps{where}", flush=True)
+    out: dict[str, Any] = dict(counters, history=history, state=state, config=cfg, stopped=bool(stopping))
+    if args.eval and not stopping:
         out["evaluation"] = evaluate(state["params"], cfg["inputs"], args)
         _write_json(args, out["evaluation"])
     return out
+
+
+_PREVIOUS_HANDLERS: dict[int, Any] = {}
+
+
+def _stop_on_signals(restore: bool = False) -> list[int]:
+    """SIGINT and SIGTERM end training after the current update, with a checkpoint (the list they append to is
+    returned); ``restore=True`` puts the previous handlers back. Only in the main thread (where Python runs
+    signal handlers); elsewhere the list stays empty."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    if restore:
+        for signum, handler in _PREVIOUS_HANDLERS.items():
+            signal.signal(signum, handler)
+        _PREVIOUS_HANDLERS.clear()
+        return []
+    received: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        _PREVIOUS_HANDLERS[signum] = signal.signal(signum, lambda n, _frame: received.append(n))
+    return received
 
 
 def _write_json(args, result: dict) -> dict:
