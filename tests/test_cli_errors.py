@@ -77,7 +77,8 @@ def test_bad_input_is_one_line_with_exit_status_2(bad_input_runs, args, message)
     assert "Traceback" not in done.stderr and done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    command = "alchemy-gym" + (f" {args[0]}" if args and args[0] in ("play", "bench", "evaluate", "serve", "build-image") else "")
+    subcommands = ("play", "bench", "evaluate", "serve", "build-image")
+    command = "alchemy-gym" + (f" {args[0]}" if args and args[0] in subcommands else "")
     assert lines[0].startswith(f"{command}: error: ")
     assert message in lines[0]
 

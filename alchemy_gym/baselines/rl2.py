@@ -38,6 +38,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -542,8 +544,7 @@ def main(argv=None) -> dict[str, Any]:
     print(f"training {cfg['inputs']} on {cfg['env_id']}: {cfg['num_envs']} envs x {cfg['num_steps']} steps per update, "
           f"to {total:,} steps", flush=True)  # fmt: skip
     stop = min(total, args.stop_at) if args.stop_at else total
-    stopping = _stop_on_signals()
-    try:
+    with _stop_on_signals() as stopping:
         while counters["steps"] < stop and not stopping:
             frac = min(counters["steps"] / total, 1.0)
             lr = cfg["lr"] * (1.0 - frac * (1.0 - cfg["lr_end"]))
@@ -579,8 +580,6 @@ def main(argv=None) -> dict[str, Any]:
                 if time.time() - last_checkpoint > args.checkpoint_every or counters["steps"] >= stop:
                     save(run, state, cfg, counters)
                     last_checkpoint = time.time()
-    finally:
-        _stop_on_signals(restore=True)
     if run:
         progress.close()
         if stopping:  # the last checkpoint is now
@@ -595,24 +594,21 @@ def main(argv=None) -> dict[str, Any]:
     return out
 
 
-_PREVIOUS_HANDLERS: dict[int, Any] = {}
-
-
-def _stop_on_signals(restore: bool = False) -> list[int]:
-    """SIGINT and SIGTERM end training after the current update, with a checkpoint (the list they append to is
-    returned); ``restore=True`` puts the previous handlers back. Only in the main thread (where Python runs
-    signal handlers); elsewhere the list stays empty."""
-    if threading.current_thread() is not threading.main_thread():
-        return []
-    if restore:
-        for signum, handler in _PREVIOUS_HANDLERS.items():
-            signal.signal(signum, handler)
-        _PREVIOUS_HANDLERS.clear()
-        return []
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While inside, SIGINT and SIGTERM only append their number to the list given (training then ends after the
+    current update, with a checkpoint); the previous handlers come back on leaving. Only in the main thread
+    (where Python runs signal handlers); elsewhere the list stays empty."""
     received: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        _PREVIOUS_HANDLERS[signum] = signal.signal(signum, lambda n, _frame: received.append(n))
-    return received
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {s: signal.signal(s, lambda n, _frame: received.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _write_json(args, result: dict) -> dict:
