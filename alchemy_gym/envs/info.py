@@ -76,14 +76,15 @@ RPC_INFO_KEYS: tuple[InfoKey, ...] = (
 _DTYPES = {key.name: key.dtype for key in INFO_KEYS + RPC_INFO_KEYS}
 
 
-_I32, _F32, _BOOL = np.dtype(np.int32), np.dtype(np.float32), np.dtype(np.bool_)
+_I32, _F32 = np.dtype(np.int32), np.dtype(np.float32)
 
 
-# The single envs' info values are numpy scalars: typed (``.dtype``, ``.shape == ()``) and immutable, so the
-# same value may serve every step without one holder changing another's (Gymnasium's env checker warns about
-# mutable objects shared between steps, such as one 0-d array); building them per key and step would cost more
-# than the step itself.
-_FALSE, _TRUE = np.array(False), np.array(True)  # copied per step: 0-d arrays are mutable
+# The single envs' numbers are numpy scalars: typed (``.dtype``, ``.shape == ()``) and immutable, so the same
+# value may serve every step without one holder changing another's (Gymnasium's env checker warns about mutable
+# objects shared between steps, such as one 0-d array); building them per key and step would cost more than the
+# step itself. The bool flags are 0-d arrays (SyncVectorEnv stacks a ``np.bool_``, not a number, into an object
+# array), so each step gets copies of these.
+_FALSE, _TRUE = np.array(False), np.array(True)
 _ONE, _ZERO = _F32.type(1.0), _F32.type(0.0)
 _SMALL_INTS = tuple(_I32.type(i) for i in range(-1, 1024))  # trials and episode indices
 
@@ -104,7 +105,7 @@ def step_info(
     episode_return: float,
     episode_index: int | None,
     terminated: bool = False,
-) -> dict[str, np.generic]:
+) -> dict[str, np.generic | np.ndarray]:
     """A single env's ``info``: values of :data:`INFO_KEYS`' dtypes, numpy scalars and fresh 0-d ``bool`` arrays (a new
     dict each call, so that wrappers may add keys)."""
     info = _step_info(trial, episode_index, trial_reward, episode_return, terminated).copy()
@@ -128,7 +129,7 @@ def _step_info(trial, episode_index, trial_reward, episode_return, terminated) -
     }
 
 
-def reset_info(episode_index: int | None) -> dict[str, np.generic]:
+def reset_info(episode_index: int | None) -> dict[str, np.generic | np.ndarray]:
     """A single env's ``info`` after ``reset``: trial 0, nothing earned yet."""
     return step_info(0, False, 0.0, 0.0, episode_index)
 
