@@ -212,6 +212,40 @@ def test_smoke_run_resumes_exactly_and_exports_what_the_numpy_agent_plays(tmp_pa
     np.testing.assert_array_equal(_play_numpy(agent, range(3)), greedy)
 
 
+def test_warm_start_begins_a_belief_run_from_ground_truth_weights(tmp_path, capsys, compile_cache):
+    """``--init-weights``: a new run starts from another run's weights (here a ground-truth run's for a belief
+    run: the same shapes), with fresh Adam state and counters; mismatched shapes and resuming are refused."""
+    rl2 = _jax()
+    rl2.main([*TINY, "--total-timesteps", "80", "--inputs", "ground-truth", "--run-dir", str(tmp_path / "gt")])
+    rl2.main(["--run-dir", str(tmp_path / "gt"), "--export", str(tmp_path / "gt.npz")])
+    source, _ = net.load_weights(tmp_path / "gt.npz")
+    cfg = rl2.config_of(rl2.parse([*TINY, "--inputs", "belief"]))
+    init, _, _ = rl2.make_train(cfg)
+    template = init(rl2.jax.random.key(3))
+    state, meta = rl2.warm_start(tmp_path / "gt.npz", template, cfg)
+    assert meta["inputs"] == "ground-truth" and meta["steps"] == 80
+    for name in net.PARAM_NAMES:
+        np.testing.assert_array_equal(np.asarray(state["params"][name]), source[name].astype(np.float32))
+        assert not np.array_equal(np.asarray(template["params"][name]), np.asarray(state["params"][name])) or (
+            not source[name].any()), name  # the run's own initialisation is replaced (zero biases stay zero)
+    assert rl2.jax.tree_util.tree_structure(state["opt"]) == rl2.jax.tree_util.tree_structure(template["opt"])
+    out = rl2.main([*TINY, "--total-timesteps", "80", "--inputs", "belief", "--init-weights", str(tmp_path / "gt.npz"),
+                    "--run-dir", str(tmp_path / "b")])  # fmt: skip
+    assert out["steps"] == 80 and out["config"]["inputs"] == "belief"
+    assert "warm start from" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "b" / "init.json").read_text())
+    assert recorded["init_weights"] == str(tmp_path / "gt.npz") and recorded["inputs"] == "ground-truth"
+    shapes = r"parameter 'enc_b' has shape \(8,\), this run's is \(16,\) \(inputs belief, hidden 16"
+    with pytest.raises(SystemExit, match=shapes):
+        rl2.main([*TINY, "--hidden", "16", "--inputs", "belief", "--init-weights", str(tmp_path / "gt.npz"),
+                  "--run-dir", str(tmp_path / "c")])  # fmt: skip
+    with pytest.raises(SystemExit, match=r"error: RL² weights file '.*nothing.npz' not found"):
+        rl2.main([*TINY, "--init-weights", str(tmp_path / "nothing.npz"), "--run-dir", str(tmp_path / "d")])
+    with pytest.raises(SystemExit):
+        rl2.main(["--run-dir", str(tmp_path / "b"), "--resume", "--init-weights", str(tmp_path / "gt.npz")])
+    assert "--init-weights starts a new run: it excludes --resume" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_belief_run_continues_from_its_compact_checkpoint_and_evaluates(tmp_path, compile_cache):
     rl2 = _jax()

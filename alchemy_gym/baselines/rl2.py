@@ -100,6 +100,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--run-dir", default=None, help="checkpoints, snapshots and progress.csv go here")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--resume-from", metavar="COMPACT.npz", help="continue training from a compact checkpoint")
+    p.add_argument("--init-weights", metavar="FILE.npz",
+                   help="start a new run from these weights (a warm start: any input kind whose parameter shapes "
+                   "match, e.g. the ground-truth agent's for a belief run); Adam state and step counts start afresh")
     p.add_argument("--stop-at", type=int, metavar="STEPS", help="stop (with a checkpoint) after this many steps, "
                    "schedules still running to --total-timesteps")  # fmt: skip
     p.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints (300)")
@@ -117,6 +120,8 @@ def parse(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.resume and args.resume_from:
         p.error("--resume and --resume-from exclude each other")
+    if args.init_weights and (args.resume or args.resume_from or args.eval_only or args.export):
+        p.error("--init-weights starts a new run: it excludes --resume, --resume-from, --eval-only and --export")
     if (args.resume or args.export or (args.eval_only and not args.weights)) and not args.run_dir:
         p.error("--resume, --export and --eval-only need --run-dir (or --eval-only --weights FILE)")
     return args
@@ -452,6 +457,21 @@ def load(path: Path, template: dict, cfg: dict) -> tuple[dict, dict]:
     return dict(template, **part), meta["counters"]
 
 
+def warm_start(path: str | os.PathLike, state: dict, cfg: dict) -> tuple[dict, dict]:
+    """``(state, meta)``: the training state with the parameters of a weights file (of any input kind whose shapes
+    equal this run's); Adam state, envs and memory stay fresh."""
+    params, meta = net.load_weights(path)
+    want = jax.tree_util.tree_map(lambda x: x.shape, state["params"])
+    for name, shape in want.items():
+        if params[name].shape != shape:
+            raise ValueError(
+                f"{str(path)!r}: parameter {name!r} has shape {params[name].shape}, this run's is {shape} "
+                f"(inputs {cfg['inputs']}, hidden {cfg['hidden']}, head {cfg['head']})"
+            )
+    new = {name: jnp.asarray(params[name], dtype=state["params"][name].dtype) for name in want}
+    return dict(state, params=new), meta
+
+
 def weights_meta(cfg: dict, counters: dict) -> dict:
     return {"inputs": cfg["inputs"], "hidden": cfg["hidden"], "head": cfg["head"], "env_id": cfg["env_id"],
             "steps": counters["steps"], "hours": round(counters["seconds"] / 3600, 3)}  # fmt: skip
@@ -523,6 +543,16 @@ def main(argv=None) -> dict[str, Any]:
             fresh = jax.jit(init)(jax.random.key(cfg["seed"] * 1_000_003 + counters["updates"]))
             state = dict(fresh, params=state["params"], opt=state["opt"])
         print(f"loaded {source} ({meta['kind']}): {counters['steps']:,} steps, {counters['seconds'] / 3600:.2f} h",
+              flush=True)  # fmt: skip
+    elif args.init_weights:
+        try:
+            state, init_meta = warm_start(args.init_weights, state, cfg)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        if run:
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "init.json").write_text(json.dumps({"init_weights": str(args.init_weights), **init_meta}, indent=1))
+        print(f"warm start from {args.init_weights} ({init_meta['inputs']} inputs, {init_meta.get('steps', 0):,} steps)",
               flush=True)  # fmt: skip
 
     if args.export:
