@@ -227,7 +227,8 @@ def test_warm_start_begins_a_belief_run_from_ground_truth_weights(tmp_path, caps
     for name in net.PARAM_NAMES:
         np.testing.assert_array_equal(np.asarray(state["params"][name]), source[name].astype(np.float32))
         assert not np.array_equal(np.asarray(template["params"][name]), np.asarray(state["params"][name])) or (
-            not source[name].any()), name  # the run's own initialisation is replaced (zero biases stay zero)
+            not source[name].any()
+        ), name  # the run's own initialisation is replaced (zero biases stay zero)
     assert rl2.jax.tree_util.tree_structure(state["opt"]) == rl2.jax.tree_util.tree_structure(template["opt"])
     out = rl2.main([*TINY, "--total-timesteps", "80", "--inputs", "belief", "--init-weights", str(tmp_path / "gt.npz"),
                     "--run-dir", str(tmp_path / "b")])  # fmt: skip

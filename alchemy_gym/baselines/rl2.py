@@ -100,9 +100,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--run-dir", default=None, help="checkpoints, snapshots and progress.csv go here")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     p.add_argument("--resume-from", metavar="COMPACT.npz", help="continue training from a compact checkpoint")
-    p.add_argument("--init-weights", metavar="FILE.npz",
-                   help="start a new run from these weights (a warm start: any input kind whose parameter shapes "
-                   "match, e.g. the ground-truth agent's for a belief run); Adam state and step counts start afresh")
+    p.add_argument(
+        "--init-weights",
+        metavar="FILE.npz",
+        help="start a new run from these weights (a warm start: any input kind whose parameter shapes "
+        "match, e.g. the ground-truth agent's for a belief run); Adam state and step counts start afresh",
+    )
     p.add_argument("--stop-at", type=int, metavar="STEPS", help="stop (with a checkpoint) after this many steps, "
                    "schedules still running to --total-timesteps")  # fmt: skip
     p.add_argument("--checkpoint-every", type=float, default=300.0, help="seconds between checkpoints (300)")
@@ -552,8 +555,8 @@ def main(argv=None) -> dict[str, Any]:
         if run:
             run.mkdir(parents=True, exist_ok=True)
             (run / "init.json").write_text(json.dumps({"init_weights": str(args.init_weights), **init_meta}, indent=1))
-        print(f"warm start from {args.init_weights} ({init_meta['inputs']} inputs, {init_meta.get('steps', 0):,} steps)",
-              flush=True)  # fmt: skip
+        source_steps = init_meta.get("steps", 0)
+        print(f"warm start from {args.init_weights} ({init_meta['inputs']} inputs, {source_steps:,} steps)", flush=True)
 
     if args.export:
         net.save_weights(args.export, state["params"], weights_meta(cfg, counters))
