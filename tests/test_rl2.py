@@ -242,6 +242,11 @@ def test_warm_start_begins_a_belief_run_from_ground_truth_weights(tmp_path, caps
                   "--run-dir", str(tmp_path / "c")])  # fmt: skip
     with pytest.raises(SystemExit, match=r"error: RL² weights file '.*nothing.npz' not found"):
         rl2.main([*TINY, "--init-weights", str(tmp_path / "nothing.npz"), "--run-dir", str(tmp_path / "d")])
+    full = rl2.config_of(rl2.parse(["--inputs", "belief"]))  # the packaged agents' sizes
+    blank = {"params": rl2.init_params(rl2.jax.random.key(0), full)}
+    packaged, _ = rl2.warm_start("rl2-ground-truth", blank, full)
+    np.testing.assert_array_equal(np.asarray(packaged["params"]["enc_w"]),
+                                  net.RL2Agent("rl2-ground-truth").params["enc_w"].astype(np.float32))  # fmt: skip
     with pytest.raises(SystemExit):
         rl2.main(["--run-dir", str(tmp_path / "b"), "--resume", "--init-weights", str(tmp_path / "gt.npz")])
     assert "--init-weights starts a new run: it excludes --resume" in capsys.readouterr().err

@@ -103,8 +103,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--init-weights",
         metavar="FILE.npz",
-        help="start a new run from these weights (a warm start: any input kind whose parameter shapes "
-        "match, e.g. the ground-truth agent's for a belief run); Adam state and step counts start afresh",
+        help="start a new run from these weights, a file or a packaged agent (a warm start: any input kind whose "
+        "parameter shapes match, e.g. rl2-ground-truth for a belief run); Adam state and step counts start afresh",
     )
     p.add_argument("--stop-at", type=int, metavar="STEPS", help="stop (with a checkpoint) after this many steps, "
                    "schedules still running to --total-timesteps")  # fmt: skip
@@ -113,7 +113,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=5, help="updates between progress rows (5)")
     p.add_argument("--eval", action="store_true", help="evaluate at the end of training")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's checkpoint (or --weights)")
-    p.add_argument("--weights", metavar="FILE.npz", help="with --eval-only: evaluate this weights file")
+    p.add_argument("--weights", metavar="FILE.npz", help="with --eval-only: evaluate this weights file (or a "
+                   f"packaged agent: {', '.join(net.AGENTS)})")  # fmt: skip
     p.add_argument("--eval-level", default=EVALUATION_ID,
                    help="the evaluation episodes (default) or a training level (fresh episodes)")  # fmt: skip
     p.add_argument("--eval-episodes", type=int, default=1000, help="episodes to evaluate (1000)")
@@ -460,10 +461,18 @@ def load(path: Path, template: dict, cfg: dict) -> tuple[dict, dict]:
     return dict(template, **part), meta["counters"]
 
 
+def _weights_file(given: str | os.PathLike) -> Path:
+    """A weights file, or a packaged agent's (``rl2``, ``rl2-belief``, ``rl2-ground-truth``) when so named and no such
+    file exists."""
+    if isinstance(given, str) and given in net.AGENTS and not Path(given).exists():
+        return net.packaged_weights(given)
+    return Path(given)
+
+
 def warm_start(path: str | os.PathLike, state: dict, cfg: dict) -> tuple[dict, dict]:
     """``(state, meta)``: the training state with the parameters of a weights file (of any input kind whose shapes
     equal this run's); Adam state, envs and memory stay fresh."""
-    params, meta = net.load_weights(path)
+    params, meta = net.load_weights(_weights_file(path))
     want = jax.tree_util.tree_map(lambda x: x.shape, state["params"])
     for name, shape in want.items():
         if params[name].shape != shape:
@@ -509,7 +518,7 @@ def main(argv=None) -> dict[str, Any]:
 
     if args.eval_only and args.weights:
         try:
-            params, meta = net.load_weights(args.weights)
+            params, meta = net.load_weights(_weights_file(args.weights))
         except (OSError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         result = evaluate(params, meta["inputs"], args)
