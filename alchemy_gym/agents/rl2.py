@@ -226,6 +226,12 @@ def packaged_weights(name: str) -> Path:
     return Path(str(resources.files("alchemy_gym.data").joinpath("rl2", f"{name}.npz")))
 
 
+def weights_file(weights: str | os.PathLike) -> Path:
+    """The weights file ``weights`` names: a packaged agent's (``rl2``, ``rl2-belief``, ``rl2-ground-truth``) or a
+    path."""
+    return packaged_weights(weights) if isinstance(weights, str) and weights in AGENTS else Path(weights)
+
+
 def save_weights(path: str | os.PathLike, params: dict[str, Any], meta: dict[str, Any], dtype=np.float16) -> None:
     """Write ``params`` and ``meta`` (``inputs``, ``hidden``, ``head`` and anything else) to an ``.npz`` file,
     atomically. The weights are stored as float16 by default (half the size of float32; the agent computes
@@ -278,7 +284,7 @@ class RL2Agent(Agent):
     def __init__(self, weights: str | os.PathLike = "rl2", level: str | None = None) -> None:
         from alchemy_gym.levels import EVALUATION_PRIOR
 
-        path = packaged_weights(weights) if isinstance(weights, str) and weights in AGENTS else Path(weights)
+        path = weights_file(weights)
         params, self.meta = load_weights(path)
         if isinstance(weights, str) and weights in AGENTS:
             self.name = weights

@@ -461,18 +461,10 @@ def load(path: Path, template: dict, cfg: dict) -> tuple[dict, dict]:
     return dict(template, **part), meta["counters"]
 
 
-def _weights_file(given: str | os.PathLike) -> Path:
-    """A weights file, or a packaged agent's (``rl2``, ``rl2-belief``, ``rl2-ground-truth``) when so named and no such
-    file exists."""
-    if isinstance(given, str) and given in net.AGENTS and not Path(given).exists():
-        return net.packaged_weights(given)
-    return Path(given)
-
-
 def warm_start(path: str | os.PathLike, state: dict, cfg: dict) -> tuple[dict, dict]:
     """``(state, meta)``: the training state with the parameters of a weights file (of any input kind whose shapes
     equal this run's); Adam state, envs and memory stay fresh."""
-    params, meta = net.load_weights(_weights_file(path))
+    params, meta = net.load_weights(net.weights_file(path))
     want = jax.tree_util.tree_map(lambda x: x.shape, state["params"])
     for name, shape in want.items():
         if params[name].shape != shape:
@@ -518,7 +510,7 @@ def main(argv=None) -> dict[str, Any]:
 
     if args.eval_only and args.weights:
         try:
-            params, meta = net.load_weights(_weights_file(args.weights))
+            params, meta = net.load_weights(net.weights_file(args.weights))
         except (OSError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         result = evaluate(params, meta["inputs"], args)
