@@ -34,14 +34,11 @@ pytestmark = pytest.mark.slow
 
 ALICE, CAROL, MALLORY = "alice-" + "a" * 26, "carol-" + "c" * 26, "mallory-" + "m" * 24
 TOKENS = TokenSet([("alice", ALICE), ("carol", CAROL), ("mallory", MALLORY)])
-#: The most CPU time of the event loop one request may take under any attack. Measured here: about
-#: 3 ms (a first 640x480 picture); before the fixes 70-112 ms (a painter build) and 65 ms (a
-#: million observation ids). The bound leaves room for a slower machine and stays well within the
-#: 50 ms a victim's step may take.
-#: The most CPU time one request may hold the event loop in these tests: the issue's bound on a victim's step (50 ms).
-#: The holds measured in benchmarks/README.md stay under 4 ms; one CI run (2026-12-06) saw a 26 ms `step` hold under
-#: the picture-size attack (a garbage collection on the loop thread is the likely cause, not yet confirmed). Before the
-#: fixes a 640x480 join alone held the loop 70-112 ms, so the bound still tells the two apart.
+#: The most CPU time one request may hold the event loop under any attack: the issue's bound on a victim's step
+#: (50 ms). The holds measured in benchmarks/README.md stay under 4 ms; one CI run (2026-12-06) saw a 26 ms `step`
+#: hold under the picture-size attack (a garbage collection on the loop thread is the likely cause, not yet
+#: confirmed). Before the fixes a 640x480 join alone held the loop 70-112 ms (a painter build) and a million
+#: observation ids 65 ms, so the bound still tells the two apart.
 HOLD_LIMIT = 0.050
 
 
