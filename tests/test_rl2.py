@@ -216,8 +216,10 @@ def test_warm_start_begins_a_belief_run_from_ground_truth_weights(tmp_path, caps
     """``--init-weights``: a new run starts from another run's weights (here a ground-truth run's for a belief
     run: the same shapes), with fresh Adam state and counters; mismatched shapes and resuming are refused."""
     rl2 = _jax()
-    rl2.main([*TINY, "--total-timesteps", "80", "--inputs", "ground-truth", "--run-dir", str(tmp_path / "gt")])
-    rl2.main(["--run-dir", str(tmp_path / "gt"), "--export", str(tmp_path / "gt.npz")])
+    # a ground-truth agent's weights, as --export writes them (no training needed to have some)
+    gt_cfg = rl2.config_of(rl2.parse([*TINY, "--inputs", "ground-truth"]))
+    gt_params = rl2.init_params(rl2.jax.random.key(7), gt_cfg)
+    net.save_weights(tmp_path / "gt.npz", gt_params, rl2.weights_meta(gt_cfg, {"steps": 80, "seconds": 0.0}))
     source, _ = net.load_weights(tmp_path / "gt.npz")
     cfg = rl2.config_of(rl2.parse([*TINY, "--inputs", "belief"]))
     init, _, _ = rl2.make_train(cfg)
